@@ -1,0 +1,307 @@
+// Package checkout sells the units: ticket verification (also as middleware
+// for the shop's own services), the atomic reserve step in Redis, the
+// durable order in MySQL, compensation, holds and their expiry.
+package checkout
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/sale"
+)
+
+var (
+	//go:embed reserve.lua
+	reserveLua string
+	//go:embed finalize.lua
+	finalizeLua string
+	//go:embed undo.lua
+	undoLua string
+	//go:embed settle.lua
+	settleLua string
+
+	reserveScript  = sale.NewScript(reserveLua)
+	finalizeScript = sale.NewScript(finalizeLua)
+	undoScript     = sale.NewScript(undoLua)
+	settleScript   = sale.NewScript(settleLua)
+)
+
+// The checkout's answers, as the contract names them.
+var (
+	ErrSaleClosed    = api.Errorf(http.StatusGone, "sale_closed", "the sale is closed")
+	ErrSoldOut       = api.Errorf(http.StatusGone, "sold_out", "not enough units are left for this ticket")
+	ErrTicketUsed    = api.Errorf(http.StatusUnauthorized, "ticket_used", "this ticket has bought already")
+	ErrTicketInvalid = api.Errorf(http.StatusUnauthorized, "ticket_invalid", "a valid ticket is required")
+	ErrTicketExpired = api.Errorf(http.StatusUnauthorized, "ticket_expired", "the ticket has expired; join the queue again")
+	ErrWrongSale     = api.Errorf(http.StatusForbidden, "wrong_sale", "the ticket is for another sale")
+	ErrOrderNotHeld  = api.Errorf(http.StatusConflict, "order_not_held", "the order is not held (it was paid, cancelled or expired)")
+)
+
+// ErrNoState is a sale whose live state is missing from Redis.
+var ErrNoState = errors.New("the sale's live state is missing from Redis")
+
+// Config configures the checkout.
+type Config struct {
+	Logger *slog.Logger
+	// WriteTimeout bounds the wait for MySQL to make an order durable;
+	// past it the outcome is unknown and the order is compensated.
+	// Default 4 s (so a 503 comes within 5 s).
+	WriteTimeout time.Duration
+	Metrics      *Metrics
+}
+
+// Service is the checkout.
+type Service struct {
+	cfg    Config
+	rdb    redis.UniversalClient
+	keys   sale.Keyspace
+	sales  *sale.Store
+	orders *Orders
+}
+
+// NewService returns the checkout service.
+func NewService(cfg Config, rdb redis.UniversalClient, sales *sale.Store, orders *Orders) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 4 * time.Second
+	}
+	return &Service{cfg: cfg, rdb: rdb, keys: sales.Keys, sales: sales, orders: orders}
+}
+
+// Purchase is one checkout: a verified ticket's user, sale and jti.
+type Purchase struct {
+	SaleID, User, JTI, IdempotencyKey string
+	Quantity                          int
+}
+
+// Buy runs the atomic step and makes the order durable. Errors are API
+// errors (the contract's codes) or store failures (503).
+func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
+	sl, err := s.sales.Cached(ctx, p.SaleID, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	if p.Quantity < 1 || p.Quantity > sl.PerUserLimit {
+		return nil, api.Invalid("quantity: must be between 1 and %d", sl.PerUserLimit)
+	}
+	ord := &Order{
+		ID: NewOrderID(), SaleID: p.SaleID, UserID: p.User, Quantity: p.Quantity,
+		AmountCents: sl.PriceCents * int64(p.Quantity), Currency: sl.Currency, Status: StatusPaid,
+		TicketJTI: p.JTI, IdempotencyKey: p.IdempotencyKey,
+		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
+	}
+	k := s.keys.Sale(p.SaleID)
+	v, err := reserveScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending, k.Stats},
+		p.User, p.JTI, p.Quantity, ord.ID).Slice()
+	if err != nil {
+		return nil, &sale.StoreError{Store: "Redis", Err: err}
+	}
+	if err := reserveReply(v, ord); err != nil {
+		return nil, err
+	}
+	if ord.Status == StatusHeld {
+		exp := ord.CreatedAt.Add(time.Duration(sl.HoldTTL) * time.Second)
+		ord.HoldExpiresAt = &exp
+	}
+
+	// The answer waits for MySQL. Its wait is bounded; the write itself
+	// runs on the writers' own context, so a client hanging up changes
+	// nothing.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
+	soldOut, err := s.orders.Create(wctx, ord)
+	cancel()
+	if err != nil {
+		s.cfg.Logger.Warn("checkout: order not durable; compensating", "sale", p.SaleID, "user", p.User,
+			"order", ord.ID, "err", err)
+		s.compensate(context.WithoutCancel(ctx), ord, err)
+		switch {
+		case errors.Is(err, ErrGuard):
+			return nil, ErrSoldOut
+		case errors.Is(err, ErrDuplicate):
+			return nil, s.duplicateAnswer(ctx, ord)
+		}
+		return nil, api.Unavailable("MySQL")
+	}
+	s.finalize(context.WithoutCancel(ctx), ord)
+	if soldOut {
+		go s.finish(ord.SaleID)
+	}
+	return ord, nil
+}
+
+// reserveReply maps reserve.lua's reply; on success it sets the order's status.
+func reserveReply(v []any, ord *Order) error {
+	code, _ := v[0].(string)
+	arg := func() string {
+		if len(v) > 1 {
+			s, _ := v[1].(string)
+			return s
+		}
+		return ""
+	}
+	switch code {
+	case "ok":
+		if arg() == "held" {
+			ord.Status = StatusHeld
+		}
+		return nil
+	case "nostate":
+		return ErrNoState
+	case "closed":
+		return ErrSaleClosed
+	case "used":
+		return ErrTicketUsed
+	case "bought":
+		return alreadyBought(arg())
+	case "inflight":
+		return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+			Message: "an order of this ticket is still being written; retry", RetryAfter: 1}
+	case "sold_out":
+		return ErrSoldOut
+	}
+	return fmt.Errorf("reserve script: unexpected reply %v", v)
+}
+
+func alreadyBought(order string) *api.Error {
+	e := api.Errorf(http.StatusConflict, "already_bought", "you already have an order in this sale")
+	e.Extra = map[string]any{"order_id": order}
+	return e
+}
+
+// duplicateAnswer explains a MySQL duplicate: the user's live order (Redis
+// had lost it), else the ticket used.
+func (s *Service) duplicateAnswer(ctx context.Context, ord *Order) error {
+	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	var id string
+	err := s.orders.db.QueryRowContext(qctx, `SELECT id FROM orders WHERE sale_id = ? AND live_user = ?`,
+		ord.SaleID, ord.UserID).Scan(&id)
+	if err == nil {
+		return alreadyBought(id)
+	}
+	return ErrTicketUsed
+}
+
+// compensate makes sure the order never lives, then undoes the Redis step.
+// It runs on a detached context and retries until MySQL answers (bounded);
+// until it finishes the order stays pending in Redis, so the ticket is not
+// used up (a retry answers 503) and reconciliation finishes the job if this
+// process dies.
+func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
+	refused := errors.Is(cause, ErrGuard) || errors.Is(cause, ErrDuplicate)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		delay := 100 * time.Millisecond
+		deadline := time.Now().Add(2 * time.Minute)
+		for {
+			var err error
+			if !refused { // a refused transaction rolled back: nothing to undo in MySQL
+				_, err = s.orders.Compensate(ctx, ord)
+			}
+			if err == nil {
+				if err := s.undo(ctx, ord.SaleID, ord.ID); err != nil {
+					s.cfg.Logger.Error("checkout: undo in Redis failed; reconciliation will", "order", ord.ID, "err", err)
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				s.cfg.Logger.Error("checkout: compensation gave up; reconciliation will finish it", "order", ord.ID, "err", err)
+				return
+			}
+			time.Sleep(delay)
+			delay = min(2*delay, 2*time.Second)
+		}
+	}()
+	// Wait a little, so that in the common case the 503 comes after the
+	// ticket is free again; never past the contract's 5 s.
+	select {
+	case <-done:
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+func (s *Service) undo(ctx context.Context, saleID, orderID string) error {
+	k := s.keys.Sale(saleID)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	return undoScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Buyers, k.JTI, k.Pending}, orderID).Err()
+}
+
+// finalize ends the admission once the order is durable. A failure here
+// leaves the order pending; reconciliation finalizes it later.
+func (s *Service) finalize(ctx context.Context, ord *Order) {
+	k := s.keys.Sale(ord.SaleID)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	var holdMs int64
+	if ord.HoldExpiresAt != nil {
+		holdMs = ord.HoldExpiresAt.UnixMilli()
+	}
+	b, _ := json.Marshal(ord.JSON())
+	err := finalizeScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Adm, k.Pending, k.Holds, k.Orders, k.Ev},
+		ord.ID, holdMs, string(b), sale.EventStreamLen).Err()
+	if err != nil {
+		s.cfg.Logger.Warn("checkout: finalize in Redis failed; reconciliation will", "order", ord.ID, "err", err)
+	}
+}
+
+// finish marks a sale sold out once MySQL counts every unit paid.
+func (s *Service) finish(saleID string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.sales.Finish(ctx, saleID, sale.SoldOut); err != nil {
+		s.cfg.Logger.Error("checkout: mark sold out", "sale", saleID, "err", err)
+		return
+	}
+	s.cfg.Logger.Info("sale sold out", "sale", saleID)
+}
+
+// Settle confirms, cancels or expires a held order: MySQL decides who wins,
+// then Redis follows.
+func (s *Service) Settle(ctx context.Context, orderID, to string) (*Order, error) {
+	ord, soldOut, err := s.orders.Settle(ctx, orderID, to)
+	switch {
+	case errors.Is(err, ErrNoOrder):
+		return nil, api.ErrNotFound
+	case errors.Is(err, ErrNotHeld):
+		return nil, ErrOrderNotHeld
+	case err != nil:
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	k := s.keys.Sale(ord.SaleID)
+	b, _ := json.Marshal(ord.JSON())
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	if err := settleScript.Run(rctx, s.rdb, []string{k.Units, k.Holds, k.Orders, k.Buyers, k.Ev},
+		ord.ID, to, string(b), sale.EventStreamLen).Err(); err != nil {
+		s.cfg.Logger.Warn("checkout: settle in Redis failed; reconciliation will", "order", ord.ID, "err", err)
+	}
+	if soldOut {
+		go s.finish(ord.SaleID)
+	}
+	return ord, nil
+}
+
+// Order reads an order.
+func (s *Service) Order(ctx context.Context, id string) (*Order, error) {
+	o, err := s.orders.Get(ctx, id)
+	if errors.Is(err, ErrNoOrder) {
+		return nil, api.ErrNotFound
+	}
+	if err != nil {
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	return o, nil
+}

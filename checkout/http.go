@@ -1,0 +1,275 @@
+package checkout
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/ticket"
+)
+
+// HTTPConfig configures the checkout's HTTP API.
+type HTTPConfig struct {
+	AdminToken   string
+	ServiceToken string
+	// Dev enables POST /api/v1/dev/orders/{order}/pay.
+	Dev bool
+	// OnNoState rebuilds a sale's live state (see Rebuilder).
+	OnNoState func(ctx context.Context, saleID string)
+}
+
+// Handler is the checkout's HTTP API.
+type Handler struct {
+	cfg    HTTPConfig
+	svc    *Service
+	issuer *ticket.Issuer
+	ident  *identity.Verifier
+}
+
+// NewHandler returns the checkout's HTTP API.
+func NewHandler(cfg HTTPConfig, svc *Service, issuer *ticket.Issuer, ident *identity.Verifier) *Handler {
+	return &Handler{cfg: cfg, svc: svc, issuer: issuer, ident: ident}
+}
+
+// Register mounts the routes.
+func (h *Handler) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /api/v1/sales/{sale}/checkout", h.checkout)
+	mux.HandleFunc("GET /api/v1/orders/{order}", h.getOrder)
+	mux.HandleFunc("POST /api/v1/orders/{order}/cancel", h.cancel)
+	mux.HandleFunc("POST /api/v1/orders/{order}/confirm", h.confirm)
+	mux.HandleFunc("POST /api/v1/dev/orders/{order}/pay", h.devPay)
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := api.AsError(err)
+	if e.Status >= 500 {
+		h.svc.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	api.WriteError(w, e)
+}
+
+func (h *Handler) count(result string) {
+	if m := h.svc.cfg.Metrics; m != nil {
+		m.Checkouts.WithLabelValues(result).Inc()
+	}
+}
+
+// checkout follows the contract's order of checks: ticket present and
+// valid, for this sale, a stored Idempotency-Key answer, not expired, the
+// body, then the atomic step.
+func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	status, body := h.checkoutReply(r, saleID)
+	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", "1")
+	}
+	api.WriteRaw(w, status, body)
+}
+
+// checkoutReply computes the answer as status and body, so an idempotent
+// replay can return it byte for byte.
+func (h *Handler) checkoutReply(r *http.Request, saleID string) (int, []byte) {
+	reply := func(err error) (int, []byte) {
+		e := api.AsError(err)
+		if e.Status >= 500 {
+			h.svc.cfg.Logger.Error("checkout failed", "sale", saleID, "err", err)
+		}
+		h.count(e.Code)
+		return e.Status, api.ErrorBody(e)
+	}
+	tok := api.Bearer(r)
+	if tok == "" {
+		return reply(ErrTicketInvalid)
+	}
+	now := time.Now()
+	claims, err := h.issuer.VerifyTicket(tok, saleID, now)
+	switch {
+	case errors.Is(err, ticket.ErrWrongSale):
+		return reply(ErrWrongSale)
+	case err != nil:
+		return reply(ErrTicketInvalid)
+	}
+	raw, err := api.ReadBody(r)
+	if err != nil {
+		return reply(err)
+	}
+
+	var idem *idempotency
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > maxIdemKey {
+			return reply(api.Invalid("Idempotency-Key: at most %d bytes", maxIdemKey))
+		}
+		idem = &idempotency{rdb: h.svc.rdb, key: h.svc.keys.Sale(saleID).Idem(claims.Subject, key), hash: bodyHash(raw)}
+		prev, err := idem.claim(r.Context())
+		if err != nil {
+			return reply(err)
+		}
+		if prev != nil {
+			h.count("replayed")
+			return prev.Status, prev.Body
+		}
+		// Redis may have lost the reply: MySQL keeps the key on the order.
+		if ord, err := h.svc.orders.ByIdempotencyKey(r.Context(), saleID, claims.Subject, key); err == nil {
+			b, _ := json.Marshal(ord.JSON())
+			idem.store(r.Context(), http.StatusCreated, b)
+			h.count("replayed")
+			return http.StatusCreated, b
+		}
+	}
+	status, body := h.buy(r, saleID, claims, raw, now)
+	if idem != nil {
+		idem.store(r.Context(), status, body)
+	}
+	return status, body
+}
+
+func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw []byte, now time.Time) (int, []byte) {
+	reply := func(err error) (int, []byte) {
+		e := api.AsError(err)
+		if e.Status >= 500 {
+			h.svc.cfg.Logger.Error("checkout failed", "sale", saleID, "user", claims.Subject, "err", err)
+		}
+		h.count(e.Code)
+		return e.Status, api.ErrorBody(e)
+	}
+	if claims.Expired(now) {
+		return reply(ErrTicketExpired)
+	}
+	var req struct {
+		Quantity *int `json:"quantity"`
+	}
+	if err := api.Decode(raw, &req, true); err != nil {
+		return reply(err)
+	}
+	qty := 1
+	if req.Quantity != nil {
+		qty = *req.Quantity
+	}
+	ord, err := h.svc.Buy(r.Context(), Purchase{SaleID: saleID, User: claims.Subject, JTI: claims.ID,
+		IdempotencyKey: r.Header.Get("Idempotency-Key"), Quantity: qty})
+	if errors.Is(err, ErrNoState) {
+		if h.cfg.OnNoState != nil {
+			go h.cfg.OnNoState(context.Background(), saleID)
+		}
+		err = api.Unavailable("the sale's live state (being rebuilt)")
+	}
+	if err != nil {
+		return reply(err)
+	}
+	b, _ := json.Marshal(ord.JSON())
+	h.count("created")
+	return http.StatusCreated, b
+}
+
+// caller is who calls an order endpoint.
+type caller struct {
+	admin, service bool
+	user           string
+}
+
+func (h *Handler) caller(r *http.Request) (caller, error) {
+	tok := api.Bearer(r)
+	if tok == "" {
+		if c, err := r.Cookie("fs_token"); err == nil {
+			tok = c.Value
+		}
+	}
+	if tok == "" {
+		return caller{}, api.ErrUnauthorized
+	}
+	if eq(tok, h.cfg.AdminToken) {
+		return caller{admin: true}, nil
+	}
+	if eq(tok, h.cfg.ServiceToken) {
+		return caller{service: true}, nil
+	}
+	user, err := h.ident.Verify(r.Context(), tok)
+	if err != nil {
+		return caller{}, api.ErrUnauthorized
+	}
+	return caller{user: user}, nil
+}
+
+func eq(a, b string) bool {
+	return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// ownOrder reads an order the caller may see: the owner's, or any for the
+// admin and the service. Another shopper's order is not found.
+func (h *Handler) ownOrder(r *http.Request, c caller) (*Order, error) {
+	o, err := h.svc.Order(r.Context(), r.PathValue("order"))
+	if err != nil {
+		return nil, err
+	}
+	if !c.admin && !c.service && o.UserID != c.user {
+		return nil, api.ErrNotFound
+	}
+	return o, nil
+}
+
+func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {
+	c, err := h.caller(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	o, err := h.ownOrder(r, c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, o.JSON())
+}
+
+func (h *Handler) cancel(w http.ResponseWriter, r *http.Request) {
+	h.settle(w, r, StatusCancelled, func(c caller) bool { return true })
+}
+
+// confirm takes the admin or service token only: a shopper can never mark
+// an order paid.
+func (h *Handler) confirm(w http.ResponseWriter, r *http.Request) {
+	h.settle(w, r, StatusPaid, func(c caller) bool { return c.admin || c.service })
+}
+
+// devPay stands in for the payment provider in --dev: the owner pays.
+func (h *Handler) devPay(w http.ResponseWriter, r *http.Request) {
+	if !h.cfg.Dev {
+		api.WriteError(w, api.ErrNotFound)
+		return
+	}
+	h.settle(w, r, StatusPaid, func(c caller) bool { return true })
+}
+
+func (h *Handler) settle(w http.ResponseWriter, r *http.Request, to string, allowed func(caller) bool) {
+	c, err := h.caller(r)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if !allowed(c) {
+		h.fail(w, r, api.Errorf(http.StatusForbidden, "forbidden", "only the payment service or an operator may confirm an order"))
+		return
+	}
+	if _, err := api.ReadBody(r); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if _, err := h.ownOrder(r, c); err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	o, err := h.svc.Settle(r.Context(), r.PathValue("order"), to)
+	if err != nil {
+		h.fail(w, r, err)
+		return
+	}
+	if m := h.svc.cfg.Metrics; m != nil {
+		m.Settles.WithLabelValues(to).Inc()
+	}
+	api.WriteJSON(w, http.StatusOK, o.JSON())
+}

@@ -1,0 +1,414 @@
+package checkout
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+
+	"github.com/flashsale/flashsale/api"
+)
+
+// Order statuses.
+const (
+	StatusHeld      = "held"
+	StatusPaid      = "paid"
+	StatusCancelled = "cancelled"
+	StatusExpired   = "expired"
+)
+
+// Order is one order, as MySQL keeps it.
+type Order struct {
+	ID             string
+	SaleID         string
+	UserID         string
+	Quantity       int
+	AmountCents    int64
+	Currency       string
+	Status         string
+	TicketJTI      string
+	IdempotencyKey string
+	HoldExpiresAt  *time.Time
+	CreatedAt      time.Time
+}
+
+// JSON is the contract's shape of an order.
+func (o *Order) JSON() map[string]any {
+	return map[string]any{
+		"id": o.ID, "sale_id": o.SaleID, "user_id": o.UserID, "quantity": o.Quantity,
+		"amount_cents": o.AmountCents, "currency": o.Currency, "status": o.Status,
+		"created_at": api.Time(o.CreatedAt), "hold_expires_at": api.TimePtr(o.HoldExpiresAt),
+	}
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewOrderID makes an order id: "ord_" and 26 random base32 characters.
+func NewOrderID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return "ord_" + idEncoding.EncodeToString(b)
+}
+
+// Errors of the MySQL order store.
+var (
+	// ErrGuard is MySQL refusing an order that would make sold + held
+	// exceed the stock: MySQL has the last word on the last unit.
+	ErrGuard = errors.New("MySQL unit guard: not enough units")
+	// ErrDuplicate is an order MySQL refuses as a second live order of the
+	// user, a reused ticket or a reused idempotency key.
+	ErrDuplicate = errors.New("MySQL refused a duplicate order")
+	// ErrNotHeld is a settle of an order that is not held (any more).
+	ErrNotHeld = errors.New("order not held")
+	// ErrNoOrder is an unknown order.
+	ErrNoOrder = errors.New("no such order")
+)
+
+// queryTimeout bounds every MySQL statement of the checkout.
+const queryTimeout = 3 * time.Second
+
+// Orders is the MySQL order store. Creates are group-committed: concurrent
+// orders of one sale share a transaction (one guarded UPDATE of the sale's
+// counts and one multi-row INSERT), because the sale row is a hot lock that
+// would otherwise serialise one commit per order.
+type Orders struct {
+	db     *sql.DB
+	log    *slog.Logger
+	reqs   chan *createReq
+	closed chan struct{}
+	wg     sync.WaitGroup
+	once   sync.Once
+	// MaxBatch bounds the orders of one transaction.
+	maxBatch int
+}
+
+type createReq struct {
+	o    *Order
+	done chan createRes
+}
+
+type createRes struct {
+	soldOut bool // this commit made paid units reach the stock
+	err     error
+}
+
+// NewOrders starts the store's writers.
+func NewOrders(db *sql.DB, log *slog.Logger, writers int) *Orders {
+	if writers <= 0 {
+		writers = 4
+	}
+	o := &Orders{db: db, log: log, reqs: make(chan *createReq, 1024), closed: make(chan struct{}), maxBatch: 64}
+	for range writers {
+		o.wg.Go(o.write)
+	}
+	return o
+}
+
+// Close stops the writers after the orders already queued are written.
+func (o *Orders) Close() {
+	o.once.Do(func() {
+		close(o.closed)
+		o.wg.Wait()
+	})
+}
+
+// Create writes an order durably, guarded by the sale's unit counts. It
+// reports whether this order sold the last unit. On ctx's end the outcome
+// is unknown: the write may still commit (the caller compensates by id).
+func (o *Orders) Create(ctx context.Context, ord *Order) (soldOut bool, err error) {
+	r := &createReq{o: ord, done: make(chan createRes, 1)}
+	select {
+	case o.reqs <- r:
+	case <-ctx.Done():
+		return false, ctx.Err() // never queued: it will not commit
+	case <-o.closed:
+		return false, errors.New("order store closed")
+	}
+	select {
+	case res := <-r.done:
+		return res.soldOut, res.err
+	case <-ctx.Done():
+		return false, fmt.Errorf("order %s: outcome unknown: %w", ord.ID, ctx.Err())
+	}
+}
+
+func (o *Orders) write() {
+	for {
+		var first *createReq
+		select {
+		case first = <-o.reqs:
+		case <-o.closed:
+			// drain what is queued, then stop
+			select {
+			case first = <-o.reqs:
+			default:
+				return
+			}
+		}
+		batch := []*createReq{first}
+	drain:
+		for len(batch) < o.maxBatch {
+			select {
+			case r := <-o.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		bySale := map[string][]*createReq{}
+		for _, r := range batch {
+			bySale[r.o.SaleID] = append(bySale[r.o.SaleID], r)
+		}
+		for _, group := range bySale {
+			o.writeGroup(group)
+		}
+	}
+}
+
+// writeGroup commits a sale's orders in one transaction; when the group
+// fails as a whole (the guard, a duplicate), each order is tried alone so
+// one bad order does not sink the others.
+func (o *Orders) writeGroup(group []*createReq) {
+	if len(group) > 1 {
+		soldOut, err := o.insert(group)
+		if err == nil {
+			for _, r := range group {
+				r.done <- createRes{soldOut: soldOut}
+			}
+			return
+		}
+		if !errors.Is(err, ErrGuard) && !errors.Is(err, ErrDuplicate) {
+			for _, r := range group {
+				r.done <- createRes{err: err}
+			}
+			return
+		}
+	}
+	for _, r := range group {
+		soldOut, err := o.insert([]*createReq{r})
+		r.done <- createRes{soldOut: soldOut, err: err}
+	}
+}
+
+func (o *Orders) insert(group []*createReq) (soldOut bool, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	var sold, held int
+	saleID := group[0].o.SaleID
+	var sb strings.Builder
+	args := make([]any, 0, 11*len(group))
+	sb.WriteString(`INSERT INTO orders (id, sale_id, user_id, quantity, amount_cents, currency, status,
+		ticket_jti, idempotency_key, hold_expires_at, created_at) VALUES `)
+	for i, r := range group {
+		ord := r.o
+		if ord.Status == StatusHeld {
+			held += ord.Quantity
+		} else {
+			sold += ord.Quantity
+		}
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString("(?,?,?,?,?,?,?,?,?,?,?)")
+		args = append(args, ord.ID, ord.SaleID, ord.UserID, ord.Quantity, ord.AmountCents, ord.Currency,
+			ord.Status, nullStr(ord.TicketJTI), nullStr(ord.IdempotencyKey), nullTimePtr(ord.HoldExpiresAt), ord.CreatedAt)
+	}
+	res, err := tx.ExecContext(ctx, `UPDATE sales SET sold = sold + ?, held = held + ?
+		WHERE id = ? AND sold + held + ? <= stock_total`, sold, held, saleID, sold+held)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return false, ErrGuard
+	}
+	if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
+		if isDuplicate(err) {
+			return false, fmt.Errorf("%w: %v", ErrDuplicate, err)
+		}
+		return false, err
+	}
+	if sold > 0 {
+		var left int
+		if err := tx.QueryRowContext(ctx, `SELECT stock_total - sold FROM sales WHERE id = ?`, saleID).Scan(&left); err != nil {
+			return false, err
+		}
+		soldOut = left == 0
+	}
+	return soldOut, tx.Commit()
+}
+
+// Compensate makes sure an order whose write failed or whose outcome is
+// unknown never lives: a tombstone row with its id (so a write still in
+// flight fails on the primary key), or, if the order did commit, cancelled
+// with its units returned to the sale's counts and its ticket and key freed.
+// It reports whether a committed order was cancelled.
+func (o *Orders) Compensate(ctx context.Context, ord *Order) (cancelled bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, sale_id, user_id, quantity, amount_cents,
+		currency, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'cancelled', ?) ON DUPLICATE KEY UPDATE id = id`,
+		ord.ID, ord.SaleID, ord.UserID, ord.Quantity, ord.AmountCents, ord.Currency, ord.CreatedAt); err != nil {
+		return false, err
+	}
+	var status string
+	var qty int
+	if err := tx.QueryRowContext(ctx, `SELECT status, quantity FROM orders WHERE id = ? FOR UPDATE`, ord.ID).Scan(&status, &qty); err != nil {
+		return false, err
+	}
+	if status == StatusHeld || status == StatusPaid {
+		col := "sold"
+		if status == StatusHeld {
+			col = "held"
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = 'cancelled', ticket_jti = NULL,
+			idempotency_key = NULL WHERE id = ?`, ord.ID); err != nil {
+			return false, err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sales SET `+col+` = `+col+` - ? WHERE id = ?`, qty, ord.SaleID); err != nil {
+			return false, err
+		}
+		cancelled = true
+	}
+	return cancelled, tx.Commit()
+}
+
+const selectOrder = `SELECT id, sale_id, user_id, quantity, amount_cents, currency, status,
+	COALESCE(ticket_jti, ''), COALESCE(idempotency_key, ''), hold_expires_at, created_at FROM orders`
+
+func scanOrder(row interface{ Scan(...any) error }) (*Order, error) {
+	var o Order
+	var hold sql.NullTime
+	if err := row.Scan(&o.ID, &o.SaleID, &o.UserID, &o.Quantity, &o.AmountCents, &o.Currency, &o.Status,
+		&o.TicketJTI, &o.IdempotencyKey, &hold, &o.CreatedAt); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, ErrNoOrder
+		}
+		return nil, err
+	}
+	o.CreatedAt = o.CreatedAt.UTC()
+	if hold.Valid {
+		t := hold.Time.UTC()
+		o.HoldExpiresAt = &t
+	}
+	return &o, nil
+}
+
+// Get reads an order.
+func (o *Orders) Get(ctx context.Context, id string) (*Order, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	return scanOrder(o.db.QueryRowContext(ctx, selectOrder+` WHERE id = ?`, id))
+}
+
+// ByIdempotencyKey finds the order a user's key made in a sale.
+func (o *Orders) ByIdempotencyKey(ctx context.Context, saleID, user, key string) (*Order, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	return scanOrder(o.db.QueryRowContext(ctx, selectOrder+` WHERE sale_id = ? AND user_id = ? AND idempotency_key = ?`,
+		saleID, user, key))
+}
+
+// Settle moves a held order to paid, cancelled or expired, moving its units
+// in the sale's counts, in one transaction: of racing settles exactly one
+// wins, the others get ErrNotHeld. It reports whether paid units now reach
+// the stock.
+func (o *Orders) Settle(ctx context.Context, id, to string) (ord *Order, soldOut bool, err error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	ord, err = scanOrder(tx.QueryRowContext(ctx, selectOrder+` WHERE id = ? FOR UPDATE`, id))
+	if err != nil {
+		return nil, false, err
+	}
+	if ord.Status != StatusHeld {
+		return ord, false, ErrNotHeld
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ? WHERE id = ?`, to, id); err != nil {
+		return nil, false, err
+	}
+	q := `UPDATE sales SET held = held - ? WHERE id = ?`
+	if to == StatusPaid {
+		q = `UPDATE sales SET held = held - ?, sold = sold + ? WHERE id = ?`
+	}
+	args := []any{ord.Quantity, ord.SaleID}
+	if to == StatusPaid {
+		args = []any{ord.Quantity, ord.Quantity, ord.SaleID}
+	}
+	if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+		return nil, false, err
+	}
+	if to == StatusPaid {
+		var left int
+		if err := tx.QueryRowContext(ctx, `SELECT stock_total - sold FROM sales WHERE id = ?`, ord.SaleID).Scan(&left); err != nil {
+			return nil, false, err
+		}
+		soldOut = left == 0
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, false, err
+	}
+	ord.Status = to
+	return ord, soldOut, nil
+}
+
+// DueHolds lists held orders whose hold has run out by now.
+func (o *Orders) DueHolds(ctx context.Context, now time.Time, limit int) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	rows, err := o.db.QueryContext(ctx, `SELECT id FROM orders WHERE status = 'held' AND hold_expires_at <= ?
+		ORDER BY hold_expires_at LIMIT ?`, now, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func isDuplicate(err error) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == 1062
+}
+
+func nullStr(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func nullTimePtr(t *time.Time) any {
+	if t == nil {
+		return nil
+	}
+	return *t
+}

@@ -1,0 +1,203 @@
+// Command flashsale runs the flash-sale waiting room: serve (any mix of
+// roles), migrate, token (a dev user token), version.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/migrations"
+	"github.com/flashsale/flashsale/node"
+	"github.com/flashsale/flashsale/sale"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `flashsale: a self-hosted virtual waiting room with a flash-sale checkout.
+
+Usage:
+  flashsale serve [flags]      run the server (flashsale serve -h lists every flag)
+  flashsale migrate [flags]    create the database if missing and apply the schema
+  flashsale token --user U     print a dev user token (reads --data-dir, or --identity-secret)
+  flashsale version            print the version
+`
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "flashsale:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("a command is required")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(args[1:], stdout, stderr)
+	case "migrate":
+		return migrate(args[1:], stdout, stderr)
+	case "token":
+		return token(args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "flashsale", version)
+		return nil
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+func parse(name string, args []string, stderr io.Writer) (*node.Config, *flag.FlagSet, error) {
+	fs := flag.NewFlagSet("flashsale "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg node.Config
+	cfg.Flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return nil, nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	cfg.Finish()
+	return &cfg, fs, nil
+}
+
+func serve(args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := parse("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := cfg.DevDefaults(); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	n, err := node.New(ctx, *cfg, log)
+	if err != nil {
+		return err
+	}
+	addr, err := n.Listen()
+	if err != nil {
+		n.Close()
+		return err
+	}
+	if cfg.Dev {
+		if err := devBanner(ctx, n, cfg, addr.String(), stdout); err != nil {
+			n.Close()
+			return err
+		}
+	}
+	return n.Run(ctx)
+}
+
+// sampleSaleID is the demo sale --dev creates.
+const sampleSaleID = "demo-phone"
+
+func devBanner(ctx context.Context, n *node.Node, cfg *node.Config, addr string, stdout io.Writer) error {
+	if cfg.SampleSale {
+		if _, err := n.Sales.Get(ctx, sampleSaleID); errors.Is(err, sale.ErrNotFound) {
+			s := sampleSale()
+			if err := n.Sales.Create(ctx, s); err != nil && !errors.Is(err, sale.ErrExists) {
+				return fmt.Errorf("create the sample sale: %w", err)
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	base := "http://" + addr
+	fmt.Fprintf(stdout, `
+flashsale is running in demo mode (--dev) on %s
+
+  Waiting page:      %s/sales/%s
+  Operator console:  %s/admin
+  Admin token:       %s
+  All sales:         %s/
+
+Open the waiting page in a few browser tabs, then raise the admission rate
+in the console. Stop with Ctrl-C.
+
+`, base, base, sampleSaleID, base, cfg.AdminToken, base)
+	return nil
+}
+
+func sampleSale() *sale.Sale {
+	now := time.Now().UTC().Truncate(time.Second)
+	rate, maxActive, ttl, hold, per, stock := 1.0, 20, 120, 300, 2, 100
+	name, currency, mode := "Phone X (demo)", "EUR", sale.FIFO
+	price := int64(79900)
+	abandon, ret := 30, 900
+	id := sampleSaleID
+	starts := now.Format(time.RFC3339)
+	req := sale.CreateRequest{ID: &id, Name: &name, PriceCents: &price, Currency: &currency, Stock: &stock,
+		StartsAt: &starts, AdmissionRate: &rate, MaxActive: &maxActive, TicketTTL: &ttl, HoldTTL: &hold,
+		PerUserLimit: &per, QueueMode: &mode, AbandonAfter: &abandon, ReturnWindow: &ret}
+	s, err := req.Build(now)
+	if err != nil {
+		panic(err) // a fixed, valid request
+	}
+	return s
+}
+
+func migrate(args []string, stdout, stderr io.Writer) error {
+	cfg, _, err := parse("migrate", args, stderr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	applied, err := migrations.Apply(ctx, cfg.MySQLDSN)
+	if err != nil {
+		return err
+	}
+	if len(applied) == 0 {
+		fmt.Fprintln(stdout, "schema up to date")
+		return nil
+	}
+	fmt.Fprintln(stdout, "applied migrations", applied)
+	return nil
+}
+
+func token(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("flashsale token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg node.Config
+	cfg.Flags(fs)
+	user := fs.String("user", "", "user id (the token's sub)")
+	ttl := fs.Duration("ttl", 12*time.Hour, "token lifetime")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *user == "" {
+		return errors.New("--user is required")
+	}
+	secret := cfg.IdentitySecret
+	if secret == "" {
+		s, err := node.DevSecret(cfg.DataDir, "identity-secret")
+		if err != nil {
+			return fmt.Errorf("no --identity-secret and no dev secret in --data-dir %s: %w", cfg.DataDir, err)
+		}
+		secret = s
+	}
+	tok, _, err := identity.Mint([]byte(secret), *user, *ttl)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

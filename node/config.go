@@ -1,0 +1,242 @@
+// Package node runs a flashsale process: the roles it was asked for
+// (waitingroom, checkout, admitter, or all), their shared stores and keys,
+// the HTTP server, health and metrics, and a graceful shutdown.
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/flashsale/flashsale/ticket"
+)
+
+// Config is every setting of `flashsale serve`. Each is a flag and a
+// FLASHSALE_* environment variable (flags win).
+type Config struct {
+	Listen           string
+	Roles            []string
+	RedisURL         string
+	MySQLDSN         string
+	AdminToken       string
+	ServiceToken     string
+	IdentitySecret   string
+	IdentityJWKSURL  string
+	IdentityIssuer   string
+	IdentityAudience string
+	TicketKey        string // path of the Ed25519 PEM
+	TicketIssuer     string
+	AllowedOrigins   []string
+	Dev              bool
+	DataDir          string
+	// KeyPrefix prefixes every Redis key (default "fs"); tests and shared
+	// Redis servers use their own.
+	KeyPrefix string
+	// ShutdownDelay is how long /readyz answers 503 before the server stops
+	// accepting, so a load balancer stops sending first. Default 0.
+	ShutdownDelay time.Duration
+	// SampleSale makes --dev create a demo sale (default true).
+	SampleSale bool
+
+	rolesFlag, originsFlag *string // raw list flags, read by Finish
+}
+
+// Roles a process can run.
+const (
+	RoleWaitingRoom = "waitingroom"
+	RoleCheckout    = "checkout"
+	RoleAdmitter    = "admitter"
+	RoleAll         = "all"
+)
+
+var knownRoles = []string{RoleWaitingRoom, RoleCheckout, RoleAdmitter}
+
+// Flags registers every setting on fs, with environment defaults.
+func (c *Config) Flags(fs *flag.FlagSet) {
+	str := func(p *string, name, def, usage string) {
+		fs.StringVar(p, name, env(name, def), usage)
+	}
+	var roles, origins string
+	str(&c.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
+	str(&roles, "roles", "all", "roles to run: all, or a comma list of waitingroom, checkout, admitter")
+	str(&c.RedisURL, "redis-url", "redis://127.0.0.1:6379/0", "Redis URL")
+	str(&c.MySQLDSN, "mysql-dsn", "flashsale:flashsale@tcp(127.0.0.1:3306)/flashsale?parseTime=true", "MySQL DSN (go-sql-driver format)")
+	str(&c.AdminToken, "admin-token", "", "operators' bearer token (required unless --dev)")
+	str(&c.ServiceToken, "service-token", "", "the payment backend's bearer token, for confirming orders")
+	str(&c.IdentitySecret, "identity-secret", "", "HS256 secret of the shop's user tokens")
+	str(&c.IdentityJWKSURL, "identity-jwks-url", "", "JWKS URL of the shop's user tokens (RS256, ES256, EdDSA)")
+	str(&c.IdentityIssuer, "identity-issuer", "", "required iss of user tokens (not checked when empty)")
+	str(&c.IdentityAudience, "identity-audience", "", "required aud of user tokens (not checked when empty)")
+	str(&c.TicketKey, "ticket-key", "", "Ed25519 PKCS#8 PEM private key file for tickets (openssl genpkey -algorithm ed25519)")
+	str(&c.TicketIssuer, "ticket-issuer", "flashsale", "iss claim of tickets")
+	str(&origins, "allowed-origins", "", "comma list of origins allowed to open WebSockets (default: the listen address's origin)")
+	str(&c.DataDir, "data-dir", "./.flashsale", "where --dev keeps the keys and tokens it generates")
+	str(&c.KeyPrefix, "redis-key-prefix", "fs", "prefix of every Redis key")
+	fs.BoolVar(&c.Dev, "dev", envBool("dev"), "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale")
+	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", envDuration("shutdown-delay", 0), "time /readyz answers 503 before shutdown")
+	fs.BoolVar(&c.SampleSale, "sample-sale", envBoolDef("sample-sale", true), "with --dev, create the demo sale")
+	c.rolesFlag, c.originsFlag = &roles, &origins
+}
+
+// Finish reads the list flags; call it after fs.Parse.
+func (c *Config) Finish() {
+	if c.rolesFlag != nil {
+		c.Roles = splitList(*c.rolesFlag)
+	}
+	if c.originsFlag != nil {
+		c.AllowedOrigins = splitList(*c.originsFlag)
+	}
+	if len(c.AllowedOrigins) == 0 {
+		c.AllowedOrigins = []string{"http://" + c.Listen}
+		if host, port, err := net.SplitHostPort(c.Listen); err == nil && (host == "127.0.0.1" || host == "localhost") {
+			c.AllowedOrigins = append(c.AllowedOrigins, "http://localhost:"+port, "http://127.0.0.1:"+port)
+		}
+	}
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func env(flagName, def string) string {
+	if v, ok := os.LookupEnv(envName(flagName)); ok {
+		return v
+	}
+	return def
+}
+
+func envName(flagName string) string {
+	return "FLASHSALE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func envBool(name string) bool { return envBoolDef(name, false) }
+
+func envBoolDef(name string, def bool) bool {
+	switch strings.ToLower(env(name, "")) {
+	case "1", "true", "yes", "on":
+		return true
+	case "0", "false", "no", "off":
+		return false
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(env(name, "")); err == nil {
+		return d
+	}
+	return def
+}
+
+// Has reports whether the process runs a role.
+func (c *Config) Has(role string) bool {
+	return slices.Contains(c.Roles, RoleAll) || slices.Contains(c.Roles, role)
+}
+
+// Validate returns every problem at once, each naming its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	if len(c.Roles) == 0 {
+		errs = append(errs, errors.New("--roles: give all, or a comma list of waitingroom, checkout, admitter"))
+	}
+	for _, r := range c.Roles {
+		if r != RoleAll && !slices.Contains(knownRoles, r) {
+			errs = append(errs, fmt.Errorf("--roles: unknown role %q (known: all, %s)", r, strings.Join(knownRoles, ", ")))
+		}
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		errs = append(errs, fmt.Errorf("--listen: %v", err))
+	}
+	if c.RedisURL == "" {
+		errs = append(errs, errors.New("--redis-url is required"))
+	}
+	if c.MySQLDSN == "" {
+		errs = append(errs, errors.New("--mysql-dsn is required"))
+	}
+	if !c.Dev {
+		if c.IdentitySecret == "" && c.IdentityJWKSURL == "" {
+			errs = append(errs, errors.New("--identity-secret or --identity-jwks-url is required (or run with --dev)"))
+		}
+		if c.AdminToken == "" {
+			errs = append(errs, errors.New("--admin-token is required (or run with --dev)"))
+		}
+		if c.TicketKey == "" {
+			errs = append(errs, errors.New("--ticket-key is required: an Ed25519 PEM file (openssl genpkey -algorithm ed25519 -out ticket.pem), or run with --dev"))
+		}
+	}
+	if c.IdentitySecret != "" && c.IdentityJWKSURL != "" {
+		errs = append(errs, errors.New("--identity-secret and --identity-jwks-url: give one, not both"))
+	}
+	return errors.Join(errs...)
+}
+
+// DevDefaults fills what --dev generates and keeps in --data-dir: the
+// ticket key, the admin and service tokens, the identity secret, so several
+// dev nodes on one machine share them.
+func (c *Config) DevDefaults() error {
+	if !c.Dev {
+		return nil
+	}
+	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if c.TicketKey == "" {
+		c.TicketKey = filepath.Join(c.DataDir, "ticket-key.pem")
+		if err := ticket.GenerateKeyFile(c.TicketKey); err != nil {
+			return fmt.Errorf("generate ticket key: %w", err)
+		}
+	}
+	for _, s := range []struct {
+		p    *string
+		file string
+	}{{&c.AdminToken, "admin-token"}, {&c.ServiceToken, "service-token"}, {&c.IdentitySecret, "identity-secret"}} {
+		if *s.p != "" || (s.file == "identity-secret" && c.IdentityJWKSURL != "") {
+			continue
+		}
+		v, err := DevSecret(c.DataDir, s.file)
+		if err != nil {
+			return err
+		}
+		*s.p = v
+	}
+	return nil
+}
+
+// DevSecret reads (making it on first use) a generated secret in dataDir.
+func DevSecret(dataDir, name string) (string, error) {
+	path := filepath.Join(dataDir, name)
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 24)
+	_, _ = rand.Read(b)
+	v := hex.EncodeToString(b)
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if errors.Is(err, os.ErrExist) { // another node made it first
+		b, err := os.ReadFile(path)
+		return strings.TrimSpace(string(b)), err
+	}
+	if err != nil {
+		return "", fmt.Errorf("write %s: %w", path, err)
+	}
+	defer f.Close()
+	_, err = f.WriteString(v + "\n")
+	return v, err
+}

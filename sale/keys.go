@@ -1,0 +1,67 @@
+package sale
+
+// Keyspace builds every Redis key. One sale's keys share the hash tag {sale}
+// so Redis Cluster keeps them on one slot and one Lua script may touch them
+// all. Tests give each run its own Prefix.
+type Keyspace struct {
+	Prefix string // default "fs"
+}
+
+func (ks Keyspace) prefix() string {
+	if ks.Prefix == "" {
+		return "fs"
+	}
+	return ks.Prefix
+}
+
+// Sales is the set of sale ids the admitters and sweepers walk.
+func (ks Keyspace) Sales() string { return ks.prefix() + ":sales" }
+
+// Keys are one sale's keys.
+type Keys struct {
+	Cfg      string // hash: live settings and stored state, with a version
+	Q        string // zset: waiting users by place
+	Lane     string // zset: skipped users who came back, by original place
+	Seen     string // zset: user → last presence (Redis ms)
+	Skipped  string // hash: user → "place:skipped-at-ms"
+	Expired  string // set: users whose ticket expired unused
+	Adm      string // zset: live tickets, user → exp (ms): the lease set
+	Tix      string // hash: user → admission record "jti|iat|exp|reserved"
+	Units    string // hash: remaining, reserved, held, sold, stock
+	Buyers   string // hash: user → order id
+	JTI      string // hash: used ticket id → order id
+	Pending  string // hash: order id → "user|qty|jti|reserved|ms": Redis step done, MySQL not yet
+	Holds    string // zset: held order id → hold expiry (ms)
+	Orders   string // hash: order id → "user|qty|status" for orders that hold units
+	Lease    string // string: "holder|fence" of the admitter leader, with a TTL
+	Fence    string // counter: fencing tokens
+	Bucket   string // string: the rate limiter's theoretical arrival time (ms)
+	Ev       string // stream: admissions, expiries, state changes, orders
+	Stats    string // hash: counters (admitted_total, skipped_total, seq, ...)
+	Ranks    string // string: the rank table the leader publishes each tick
+	Rebuild  string // string: lock while units are rebuilt from MySQL
+	idem     string
+}
+
+// Sale returns the keys of one sale.
+func (ks Keyspace) Sale(id string) Keys {
+	p := ks.prefix() + ":{" + id + "}:"
+	return Keys{
+		Cfg: p + "cfg", Q: p + "q", Lane: p + "lane", Seen: p + "seen", Skipped: p + "skipped",
+		Expired: p + "expired", Adm: p + "adm", Tix: p + "tix", Units: p + "units",
+		Buyers: p + "buyers", JTI: p + "jti", Pending: p + "pending", Holds: p + "holds",
+		Orders: p + "orders", Lease: p + "lease", Fence: p + "fence", Bucket: p + "bucket",
+		Ev: p + "ev", Stats: p + "stats", Ranks: p + "ranks", Rebuild: p + "rebuild",
+		idem: p + "idem:",
+	}
+}
+
+// Idem is the key of a stored Idempotency-Key reply.
+func (k Keys) Idem(user, key string) string { return k.idem + user + ":" + key }
+
+// All lists every fixed key of the sale (for deletion in tests and tools).
+func (k Keys) All() []string {
+	return []string{k.Cfg, k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units,
+		k.Buyers, k.JTI, k.Pending, k.Holds, k.Orders, k.Lease, k.Fence, k.Bucket, k.Ev,
+		k.Stats, k.Ranks, k.Rebuild}
+}

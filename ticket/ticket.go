@@ -1,0 +1,167 @@
+package ticket
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Token uses: each endpoint accepts only its own kind.
+const (
+	UseTicket = "ticket"
+	UseQueue  = "queue"
+)
+
+// Verification failures, in the order the checkout checks them.
+var (
+	ErrInvalid   = errors.New("ticket invalid")
+	ErrWrongSale = errors.New("ticket is for another sale")
+	ErrExpired   = errors.New("ticket expired")
+)
+
+// Claims are a ticket's (and a queue token's) claims. Field order is fixed so
+// that signing the same admission record gives the same JWT on every node.
+type Claims struct {
+	Issuer    string `json:"iss"`
+	Subject   string `json:"sub"`
+	Audience  string `json:"aud"`
+	Use       string `json:"use"`
+	ID        string `json:"jti,omitempty"`
+	IssuedAt  int64  `json:"iat"`
+	NotBefore int64  `json:"nbf,omitempty"`
+	ExpiresAt int64  `json:"exp"`
+}
+
+// The jwt.Claims interface; validation is done by hand, in the contract's
+// order, so these only expose the values.
+func (c *Claims) GetExpirationTime() (*jwt.NumericDate, error) { return date(c.ExpiresAt), nil }
+func (c *Claims) GetIssuedAt() (*jwt.NumericDate, error)       { return date(c.IssuedAt), nil }
+func (c *Claims) GetNotBefore() (*jwt.NumericDate, error)      { return date(c.NotBefore), nil }
+func (c *Claims) GetIssuer() (string, error)                   { return c.Issuer, nil }
+func (c *Claims) GetSubject() (string, error)                  { return c.Subject, nil }
+func (c *Claims) GetAudience() (jwt.ClaimStrings, error)       { return jwt.ClaimStrings{c.Audience}, nil }
+
+func date(s int64) *jwt.NumericDate {
+	if s == 0 {
+		return nil
+	}
+	return jwt.NewNumericDate(time.Unix(s, 0))
+}
+
+// Admission is the record of one admission, from which any node signs the
+// same ticket.
+type Admission struct {
+	Sale, User, JTI string
+	IssuedAt        int64 // unix seconds
+	ExpiresAt       int64 // unix seconds
+}
+
+// Issuer signs tickets and queue tokens.
+type Issuer struct {
+	keys     *KeySet
+	issuer   string
+	queueKey []byte
+}
+
+// NewIssuer returns an Issuer for the key set; issuer is the iss claim.
+func NewIssuer(keys *KeySet, issuer string) *Issuer {
+	return &Issuer{keys: keys, issuer: issuer, queueKey: keys.queueKey()}
+}
+
+// Keys returns the key set.
+func (i *Issuer) Keys() *KeySet { return i.keys }
+
+// Ticket signs the ticket of an admission. Ed25519 is deterministic, so the
+// same record gives the same JWT on every node.
+func (i *Issuer) Ticket(a Admission) string {
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, &Claims{
+		Issuer: i.issuer, Subject: a.User, Audience: a.Sale, Use: UseTicket, ID: a.JTI,
+		IssuedAt: a.IssuedAt, NotBefore: a.IssuedAt, ExpiresAt: a.ExpiresAt,
+	})
+	t.Header["kid"] = i.keys.Kid
+	s, err := t.SignedString(i.keys.Current)
+	if err != nil { // only on a broken key, which LoadKeySet refuses
+		panic(fmt.Sprintf("sign ticket: %v", err))
+	}
+	return s
+}
+
+// QueueToken signs a queue token for (sale, user), valid until exp.
+func (i *Issuer) QueueToken(sale, user string, now, exp time.Time) string {
+	t := jwt.NewWithClaims(jwt.SigningMethodHS256, &Claims{
+		Issuer: i.issuer, Subject: user, Audience: sale, Use: UseQueue,
+		IssuedAt: now.Unix(), ExpiresAt: exp.Unix(),
+	})
+	s, err := t.SignedString(i.queueKey)
+	if err != nil {
+		panic(fmt.Sprintf("sign queue token: %v", err))
+	}
+	return s
+}
+
+var (
+	ticketParser = jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithoutClaimsValidation())
+	queueParser  = jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation())
+)
+
+// VerifyTicket checks a ticket in the checkout's order: signature, alg, kid,
+// use, issuer and nbf (ErrInvalid), then the sale (ErrWrongSale). It does not
+// check exp: the caller does, after its idempotency lookup, with Expired.
+func (i *Issuer) VerifyTicket(token, sale string, now time.Time) (*Claims, error) {
+	var c Claims
+	_, err := ticketParser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
+		kid, _ := t.Header["kid"].(string)
+		if kid == i.keys.Kid {
+			return i.keys.Current.Public(), nil
+		}
+		if pub, ok := i.keys.Previous[kid]; ok {
+			return pub, nil
+		}
+		return nil, fmt.Errorf("unknown kid %q", kid)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	switch {
+	case c.Use != UseTicket:
+		return nil, fmt.Errorf("%w: use is %q, not a ticket", ErrInvalid, c.Use)
+	case c.Issuer != i.issuer:
+		return nil, fmt.Errorf("%w: issuer %q", ErrInvalid, c.Issuer)
+	case c.Subject == "" || c.ID == "" || c.ExpiresAt == 0:
+		return nil, fmt.Errorf("%w: sub, jti and exp are required", ErrInvalid)
+	case c.NotBefore > now.Unix():
+		return nil, fmt.Errorf("%w: not valid before %d", ErrInvalid, c.NotBefore)
+	case c.Audience != sale:
+		return &c, ErrWrongSale
+	}
+	return &c, nil
+}
+
+// Expired reports whether the claims' exp has passed.
+func (c *Claims) Expired(now time.Time) bool { return now.Unix() >= c.ExpiresAt }
+
+// VerifyQueueToken checks a queue token for the sale and returns its user.
+func (i *Issuer) VerifyQueueToken(token, sale string, now time.Time) (string, error) {
+	var c Claims
+	_, err := queueParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return i.queueKey, nil })
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	switch {
+	case c.Use != UseQueue:
+		return "", fmt.Errorf("%w: not a queue token", ErrInvalid)
+	case c.Audience != sale:
+		return "", ErrWrongSale
+	case c.Subject == "":
+		return "", fmt.Errorf("%w: no subject", ErrInvalid)
+	case now.Unix() >= c.ExpiresAt:
+		return "", ErrExpired
+	}
+	return c.Subject, nil
+}
+
+// PublicKey returns the current public key.
+func (i *Issuer) PublicKey() ed25519.PublicKey { return i.keys.Current.Public().(ed25519.PublicKey) }

@@ -1,0 +1,115 @@
+-- admit: one admitter tick for one sale. Expires tickets past their exp,
+-- then admits present shoppers from the head (the priority lane first) at
+-- the operator's rate (GCRA on Redis time, state in the bucket key), never
+-- beyond max_active live tickets, and only while a unit is unreserved: each
+-- admission reserves min(per_user_limit, unreserved) units, so every admitted
+-- shopper can buy. Absent shoppers at the head are skipped.
+-- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen, KEYS[5] skipped,
+-- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] units, KEYS[10] bucket,
+-- KEYS[11] lease, KEYS[12] stats, KEYS[13] ev
+-- ARGV[1] the caller's lease value "holder|fence", ARGV[2] most admissions
+-- this call, ARGV[3] jti prefix (random, unique per call), ARGV[4] most skips
+-- this call, ARGV[5] event stream max length
+-- Returns {"fenced"} when the caller does not hold the lease, {"nostate"}
+-- when the sale's live copy or units are missing, else
+-- {"ok", state, admitted, skipped, expired, queue_length, active, unreserved}.
+if redis.call('GET', KEYS[11]) ~= ARGV[1] then return {'fenced'} end
+local cfg = hmap(KEYS[1])
+if cfg == nil or redis.call('EXISTS', KEYS[9]) == 0 then return {'nostate'} end
+local now = now_ms()
+local state = eff_state(cfg, now)
+local maxlen = ARGV[5]
+
+local function event(kind, user, data)
+  redis.call('XADD', KEYS[13], 'MAXLEN', '~', maxlen, '*', 't', kind, 'u', user, 'd', data)
+end
+
+-- 1. Tickets past their exp end: reservation back, capacity free.
+local expired = 0
+local gone = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 1000)
+for _, user in ipairs(gone) do
+  local rec = redis.call('HGET', KEYS[8], user)
+  if rec then
+    local f = split(rec, '|')
+    redis.call('HINCRBY', KEYS[9], 'reserved', 0 - tonumber(f[4]))
+    redis.call('HDEL', KEYS[8], user)
+    redis.call('SADD', KEYS[6], user)
+    event('exp', user, '')
+  end
+  redis.call('ZREM', KEYS[7], user)
+  expired = expired + 1
+end
+if expired > 0 then redis.call('HINCRBY', KEYS[12], 'tickets_expired_total', expired) end
+
+-- 2. A final sale ends its queue.
+if state == 'closed' or state == 'sold_out' then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  return {'ok', state, 0, 0, expired, 0, redis.call('ZCARD', KEYS[7]), 0}
+end
+
+local remaining = tonumber(redis.call('HGET', KEYS[9], 'remaining'))
+local reserved = tonumber(redis.call('HGET', KEYS[9], 'reserved'))
+local unreserved = remaining - reserved
+local active = redis.call('ZCARD', KEYS[7])
+local admitted, skipped = 0, 0
+
+if state == 'open' and unreserved > 0 then
+  -- GCRA: one admission every T ms, a burst of one second's admissions.
+  local rate = tonumber(cfg.rate)
+  local T = 1000 / rate
+  local burst = math.max(1, math.floor(rate))
+  local tat = tonumber(redis.call('GET', KEYS[10]) or '0')
+  if tat < now then tat = now end
+  local allow = math.floor((now + burst * T - tat) / T + 1e-9)
+  local free = num(cfg, 'max_active', 0) - active
+  local want = math.min(allow, free, tonumber(ARGV[2]))
+  local per = num(cfg, 'per_user', 1)
+  local ttl = num(cfg, 'ttl', 300)
+  local abandon = num(cfg, 'abandon', 60) * 1000
+  local maxskip = tonumber(ARGV[4])
+  local iat = math.floor(now / 1000)
+  local exp = iat + ttl
+
+  while admitted < want and unreserved > 0 do
+    -- the lane (shoppers back from a skip) goes first; then the head
+    local user, from = nil, nil
+    local head = redis.call('ZRANGE', KEYS[3], 0, 0)
+    if #head > 0 then
+      user, from = head[1], KEYS[3]
+    else
+      head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
+      if #head == 0 then break end
+      user, from = head[1], KEYS[2]
+      local seen = tonumber(redis.call('ZSCORE', KEYS[4], user) or '0')
+      if seen < now - abandon then
+        -- absent: skipped, keeping the place for a comeback
+        redis.call('ZREM', KEYS[2], user)
+        redis.call('HSET', KEYS[5], user, head[2] .. ':' .. now)
+        skipped = skipped + 1
+        user = nil
+        if skipped >= maxskip then break end
+      end
+    end
+    if user then
+      local r = math.min(per, unreserved)
+      unreserved = unreserved - r
+      reserved = reserved + r
+      admitted = admitted + 1
+      local jti = ARGV[3] .. string.format('%x', admitted)
+      redis.call('ZREM', from, user)
+      redis.call('HSET', KEYS[8], user, jti .. '|' .. iat .. '|' .. exp .. '|' .. r)
+      redis.call('ZADD', KEYS[7], exp * 1000, user)
+      event('adm', user, jti .. '|' .. iat .. '|' .. exp)
+    end
+  end
+  if admitted > 0 then
+    tat = tat + admitted * T
+    redis.call('SET', KEYS[10], string.format('%.3f', tat), 'PX', math.ceil(tat - now + 60000))
+    redis.call('HSET', KEYS[9], 'reserved', reserved)
+    redis.call('HINCRBY', KEYS[12], 'admitted_total', admitted)
+  end
+  if skipped > 0 then redis.call('HINCRBY', KEYS[12], 'skipped_total', skipped) end
+end
+
+local qlen = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+return {'ok', state, admitted, skipped, expired, qlen, active + admitted, unreserved}

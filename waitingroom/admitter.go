@@ -1,0 +1,385 @@
+package waitingroom
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/startstop"
+)
+
+var (
+	//go:embed admit.lua
+	admitLua string
+	//go:embed lease.lua
+	leaseLua string
+	//go:embed resign.lua
+	resignLua string
+	//go:embed ranks.lua
+	ranksLua string
+
+	admitScript  = sale.NewScript(admitLua)
+	leaseScript  = sale.NewScript(leaseLua)
+	resignScript = sale.NewScript(resignLua)
+	ranksScript  = sale.NewScript(ranksLua)
+)
+
+// AdmitterConfig configures the admitter. Zero values mean the defaults.
+type AdmitterConfig struct {
+	// Holder names this node in leases; default a random id.
+	Holder string
+	// Tick is how often a leader admits; default 100 ms (at most 1 s).
+	Tick time.Duration
+	// LeaseTTL is the leader lease; default 2 s. A leader trusts its lease
+	// until its attempt started + TTL - TTL/4, and renews every TTL/4.
+	LeaseTTL time.Duration
+	// RankEvery is how often the leader publishes the rank table; default 250 ms.
+	RankEvery time.Duration
+	// MaxPerTick bounds admissions in one tick of one sale; default 2000.
+	MaxPerTick int
+	// MaxSkipsPerTick bounds skips in one tick of one sale; default 2000.
+	MaxSkipsPerTick int
+	Logger          *slog.Logger
+	Metrics         *Metrics
+	// OnNoState is called (in its own goroutine, once at a time per sale)
+	// when a sale's live state is missing from Redis, to rebuild it.
+	OnNoState func(ctx context.Context, saleID string)
+}
+
+func (c AdmitterConfig) withDefaults() AdmitterConfig {
+	if c.Holder == "" {
+		b := make([]byte, 8)
+		_, _ = rand.Read(b)
+		c.Holder = hex.EncodeToString(b)
+	}
+	if c.Tick <= 0 {
+		c.Tick = 100 * time.Millisecond
+	}
+	if c.LeaseTTL <= 0 {
+		c.LeaseTTL = 2 * time.Second
+	}
+	if c.RankEvery <= 0 {
+		c.RankEvery = 250 * time.Millisecond
+	}
+	if c.MaxPerTick <= 0 {
+		c.MaxPerTick = 2000
+	}
+	if c.MaxSkipsPerTick <= 0 {
+		c.MaxSkipsPerTick = 2000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// Admitter admits shoppers. Every node with the admitter role runs one; per
+// sale, the one holding the sale's lease admits, fenced by its token.
+type Admitter struct {
+	cfg   AdmitterConfig
+	rdb   redis.UniversalClient
+	keys  sale.Keyspace
+	store *sale.Store
+
+	mu     sync.Mutex
+	leases map[string]lease // sale → lease this node holds
+	busy   map[string]bool  // sale → a finish or rebuild is under way
+
+	startstop.Loop
+}
+
+type lease struct {
+	value string
+	until time.Time // trusted until: attempt start + TTL - margin
+}
+
+// AdmitResult is one tick's outcome for one sale.
+type AdmitResult struct {
+	State                              sale.State
+	Admitted, Skipped, Expired         int64
+	QueueLen, Active, Unreserved       int64
+}
+
+// NewAdmitter returns an admitter; Start runs it.
+func NewAdmitter(cfg AdmitterConfig, rdb redis.UniversalClient, store *sale.Store) *Admitter {
+	return &Admitter{cfg: cfg.withDefaults(), rdb: rdb, keys: store.Keys, store: store,
+		leases: map[string]lease{}, busy: map[string]bool{}}
+}
+
+// Holder is this admitter's lease holder id.
+func (a *Admitter) Holder() string { return a.cfg.Holder }
+
+// Start runs the admitter until ctx ends or Stop; on the way out it resigns
+// its leases on a detached context so another node takes over at once.
+func (a *Admitter) Start(ctx context.Context) {
+	a.Go(ctx, func(ctx context.Context) {
+		defer a.resignAll(context.WithoutCancel(ctx))
+		tick := time.NewTicker(a.cfg.Tick)
+		defer tick.Stop()
+		var sales []string
+		var lastSales, lastLease, lastRanks time.Time
+		for {
+			now := time.Now()
+			if now.Sub(lastSales) >= time.Second {
+				if ids, err := a.rdb.SMembers(ctx, a.keys.Sales()).Result(); err == nil {
+					sales, lastSales = ids, now
+				} else if ctx.Err() == nil {
+					a.cfg.Logger.Warn("admitter: list sales", "err", err)
+				}
+			}
+			if now.Sub(lastLease) >= a.cfg.LeaseTTL/4 {
+				a.renew(ctx, sales)
+				lastLease = now
+			}
+			a.admitAll(ctx)
+			if now.Sub(lastRanks) >= a.cfg.RankEvery {
+				a.publishRanks(ctx)
+				lastRanks = now
+			}
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})
+}
+
+// renew takes or renews the lease of every sale, in one pipeline.
+func (a *Admitter) renew(ctx context.Context, sales []string) {
+	if len(sales) == 0 {
+		return
+	}
+	start := time.Now()
+	cmds := make([]*redis.Cmd, len(sales))
+	_ = sale.ExecPipeline(ctx, a.rdb, func(pipe redis.Pipeliner) {
+		for i, id := range sales {
+			k := a.keys.Sale(id)
+			cmds[i] = leaseScript.Run(ctx, pipe, []string{k.Lease, k.Fence}, a.cfg.Holder, a.cfg.LeaseTTL.Milliseconds())
+		}
+	})
+	until := start.Add(a.cfg.LeaseTTL - a.cfg.LeaseTTL/4)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for i, id := range sales {
+		held, value, err := parseLease(cmds[i])
+		switch {
+		case err != nil:
+			// keep a lease we hold until it runs out; never extend it blindly
+		case held:
+			if old, ok := a.leases[id]; !ok || old.value != value {
+				a.cfg.Logger.Info("admitter: leading", "sale", id, "lease", value)
+			}
+			a.leases[id] = lease{value: value, until: until}
+		default:
+			delete(a.leases, id)
+		}
+	}
+}
+
+func parseLease(cmd *redis.Cmd) (bool, string, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return false, "", err
+	}
+	if len(v) != 2 {
+		return false, "", fmt.Errorf("lease script: unexpected reply %v", v)
+	}
+	flag, ok1 := v[0].(int64)
+	val, ok2 := v[1].(string)
+	if !ok1 || !ok2 {
+		return false, "", fmt.Errorf("lease script: unexpected reply %v", v)
+	}
+	return flag == 1, val, nil
+}
+
+// Leading lists the sales this node leads now.
+func (a *Admitter) Leading() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	now := time.Now()
+	out := map[string]string{}
+	for id, l := range a.leases {
+		if now.Before(l.until) {
+			out[id] = l.value
+		}
+	}
+	return out
+}
+
+func (a *Admitter) admitAll(ctx context.Context) {
+	leading := a.Leading()
+	if len(leading) == 0 {
+		return
+	}
+	ids := make([]string, 0, len(leading))
+	for id := range leading {
+		ids = append(ids, id)
+	}
+	cmds := make([]*redis.Cmd, len(ids))
+	_ = sale.ExecPipeline(ctx, a.rdb, func(pipe redis.Pipeliner) {
+		for i, id := range ids {
+			cmds[i] = a.admitCmd(ctx, pipe, id, leading[id])
+		}
+	})
+	for i, id := range ids {
+		res, err := parseAdmit(cmds[i])
+		a.handle(ctx, id, res, err)
+	}
+}
+
+func (a *Admitter) admitCmd(ctx context.Context, c redis.Scripter, id, leaseValue string) *redis.Cmd {
+	k := a.keys.Sale(id)
+	prefix := make([]byte, 6)
+	_, _ = rand.Read(prefix)
+	return admitScript.Run(ctx, c,
+		[]string{k.Cfg, k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units, k.Bucket, k.Lease, k.Stats, k.Ev},
+		leaseValue, a.cfg.MaxPerTick, hex.EncodeToString(prefix)+"-", a.cfg.MaxSkipsPerTick, sale.EventStreamLen)
+}
+
+// Admit runs one admit step for a sale with the given lease value (tests
+// use it to plant a deposed leader).
+func (a *Admitter) Admit(ctx context.Context, saleID, leaseValue string) (AdmitResult, error) {
+	return parseAdmit(a.admitCmd(ctx, a.rdb, saleID, leaseValue))
+}
+
+// ErrFenced is an admit step refused because the caller's lease is not the
+// current one.
+var ErrFenced = fmt.Errorf("admitter: lease lost (fenced)")
+
+func parseAdmit(cmd *redis.Cmd) (AdmitResult, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return AdmitResult{}, storeErr(err)
+	}
+	if len(v) == 1 {
+		switch v[0] {
+		case "fenced":
+			return AdmitResult{}, ErrFenced
+		case "nostate":
+			return AdmitResult{}, ErrNoState
+		}
+	}
+	if len(v) != 8 || v[0] != "ok" {
+		return AdmitResult{}, fmt.Errorf("admit script: unexpected reply %v", v)
+	}
+	st, _ := v[1].(string)
+	n := make([]int64, 6)
+	for i := range n {
+		x, ok := v[i+2].(int64)
+		if !ok {
+			return AdmitResult{}, fmt.Errorf("admit script: unexpected reply %v", v)
+		}
+		n[i] = x
+	}
+	return AdmitResult{State: sale.State(st), Admitted: n[0], Skipped: n[1], Expired: n[2],
+		QueueLen: n[3], Active: n[4], Unreserved: n[5]}, nil
+}
+
+func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err error) {
+	switch {
+	case err == ErrFenced:
+		a.mu.Lock()
+		delete(a.leases, id)
+		a.mu.Unlock()
+		a.cfg.Logger.Info("admitter: lease lost", "sale", id)
+		return
+	case err == ErrNoState:
+		if a.cfg.OnNoState != nil {
+			a.once(ctx, id, func(ctx context.Context) { a.cfg.OnNoState(ctx, id) })
+		}
+		return
+	case err != nil:
+		if ctx.Err() == nil {
+			a.cfg.Logger.Warn("admitter: admit", "sale", id, "err", err)
+		}
+		return
+	}
+	if m := a.cfg.Metrics; m != nil {
+		m.Admitted.Add(float64(res.Admitted))
+		m.Skipped.Add(float64(res.Skipped))
+		m.TicketsExpired.Add(float64(res.Expired))
+		m.QueueLength.WithLabelValues(id).Set(float64(res.QueueLen))
+		m.ActiveTickets.WithLabelValues(id).Set(float64(res.Active))
+	}
+	if res.State == sale.Closed {
+		// the sale's end passed: record it, once, so every node and MySQL agree
+		a.once(ctx, id, func(ctx context.Context) {
+			s, err := a.store.Get(ctx, id)
+			if err == nil && !s.State.Final() {
+				if err := a.store.Finish(ctx, id, sale.Closed); err != nil {
+					a.cfg.Logger.Warn("admitter: close ended sale", "sale", id, "err", err)
+				} else {
+					a.cfg.Logger.Info("admitter: sale ended", "sale", id)
+				}
+			}
+		})
+	}
+}
+
+// once runs fn in its own goroutine unless one is already running for the sale.
+func (a *Admitter) once(ctx context.Context, id string, fn func(context.Context)) {
+	a.mu.Lock()
+	if a.busy[id] {
+		a.mu.Unlock()
+		return
+	}
+	a.busy[id] = true
+	a.mu.Unlock()
+	go func() {
+		defer func() {
+			a.mu.Lock()
+			delete(a.busy, id)
+			a.mu.Unlock()
+		}()
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		fn(cctx)
+	}()
+}
+
+func (a *Admitter) publishRanks(ctx context.Context) {
+	leading := a.Leading()
+	if len(leading) == 0 {
+		return
+	}
+	err := sale.ExecPipeline(ctx, a.rdb, func(pipe redis.Pipeliner) {
+		for id := range leading {
+			k := a.keys.Sale(id)
+			ranksScript.Run(ctx, pipe, []string{k.Q, k.Lane, k.Stats, k.Ranks, k.Cfg, k.Units},
+				rankDivisor, (5 * time.Second).Milliseconds())
+		}
+	})
+	if err != nil && ctx.Err() == nil {
+		a.cfg.Logger.Warn("admitter: publish ranks", "err", err)
+	}
+}
+
+// rankDivisor sets the rank table's spacing beyond the first 100 ranks:
+// samples at most rank/150 apart, so an interpolated position is within 1%.
+const rankDivisor = 150
+
+func (a *Admitter) resignAll(ctx context.Context) {
+	a.mu.Lock()
+	leases := a.leases
+	a.leases = map[string]lease{}
+	a.mu.Unlock()
+	if len(leases) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = sale.ExecPipeline(ctx, a.rdb, func(pipe redis.Pipeliner) {
+		for id, l := range leases {
+			resignScript.Run(ctx, pipe, []string{a.keys.Sale(id).Lease}, l.value)
+		}
+	})
+}

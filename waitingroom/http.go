@@ -1,0 +1,551 @@
+package waitingroom
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/ticket"
+)
+
+// Config configures the waiting room's HTTP API.
+type Config struct {
+	// AdminToken is the operators' token (required).
+	AdminToken string
+	// AllowedOrigins are the origins a browser WebSocket may come from, as
+	// "scheme://host:port". A request's own host is always allowed.
+	AllowedOrigins []string
+	// DevSecret, when set (--dev), lets POST /api/v1/dev/token mint user
+	// tokens with it.
+	DevSecret []byte
+	Logger    *slog.Logger
+	Metrics   *Metrics
+	// OnNoState rebuilds a sale's live state from MySQL (the checkout
+	// role's rebuild); called in the background when a script finds none.
+	OnNoState func(ctx context.Context, saleID string)
+}
+
+// Server is the shopper and operator HTTP API of the waiting room.
+type Server struct {
+	cfg    Config
+	queue  *Queue
+	hub    *Hub
+	store  *sale.Store
+	issuer *ticket.Issuer
+	ident  *identity.Verifier
+	up     websocket.Upgrader
+
+	listMu sync.Mutex
+	listAt time.Time
+	list   []byte
+
+	rebuildMu sync.Mutex
+	rebuilds  map[string]bool
+}
+
+// NewServer returns the API server.
+func NewServer(cfg Config, queue *Queue, hub *Hub, store *sale.Store, issuer *ticket.Issuer, ident *identity.Verifier) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Server{cfg: cfg, queue: queue, hub: hub, store: store, issuer: issuer, ident: ident,
+		rebuilds: map[string]bool{}}
+	s.up = websocket.Upgrader{
+		ReadBufferSize: 1024, WriteBufferSize: 1024,
+		// Origin is checked after the upgrade, so a refused browser reads 4403.
+		CheckOrigin: func(*http.Request) bool { return true },
+	}
+	return s
+}
+
+// Register mounts the routes.
+func (s *Server) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /api/v1/sales", s.publicList)
+	mux.HandleFunc("GET /api/v1/sales/{sale}", s.publicGet)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
+	mux.HandleFunc("POST /api/v1/sales/{sale}/join", s.join)
+	mux.HandleFunc("GET /api/v1/sales/{sale}/status", s.status)
+	mux.HandleFunc("DELETE /api/v1/sales/{sale}/join", s.leave)
+	mux.HandleFunc("GET /api/v1/sales/{sale}/ws", s.ws)
+	mux.HandleFunc("POST /api/v1/admin/sales", s.admin(s.createSale))
+	mux.HandleFunc("GET /api/v1/admin/sales", s.admin(s.listSales))
+	mux.HandleFunc("GET /api/v1/admin/sales/{sale}", s.admin(s.getSale))
+	mux.HandleFunc("PATCH /api/v1/admin/sales/{sale}", s.admin(s.patchSale))
+	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/summary", s.admin(s.summary))
+	mux.HandleFunc("POST /api/v1/dev/token", s.devToken)
+}
+
+// fail writes an error, logging the ones that are not the caller's fault.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	e := api.AsError(err)
+	if e.Status >= 500 {
+		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path,
+			"sale", r.PathValue("sale"), "err", err)
+	}
+	api.WriteError(w, e)
+}
+
+// --- public ---
+
+func (s *Server) publicList(w http.ResponseWriter, r *http.Request) {
+	s.listMu.Lock()
+	defer s.listMu.Unlock()
+	if time.Since(s.listAt) >= time.Second {
+		sales, err := s.store.List(r.Context())
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		now := time.Now()
+		out := make([]any, len(sales))
+		for i, sl := range sales {
+			out[i] = sl.JSON(now)
+		}
+		s.list, s.listAt = mustJSON(map[string]any{"sales": out}), time.Now()
+	}
+	api.WriteRaw(w, http.StatusOK, s.list)
+}
+
+func (s *Server) publicGet(w http.ResponseWriter, r *http.Request) {
+	sl, err := s.store.Cached(r.Context(), r.PathValue("sale"), time.Second)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
+}
+
+func (s *Server) jwks(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(s.issuer.Keys().JWKS())
+}
+
+// --- shopper ---
+
+// userToken finds the shop's user token: the Authorization header, else the
+// fs_token cookie.
+func userToken(r *http.Request) string {
+	if t := api.Bearer(r); t != "" {
+		return t
+	}
+	if c, err := r.Cookie("fs_token"); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+const queueCookie = "fs_qt"
+
+// shopper authenticates a status, ws or leave call: a queue token of this
+// sale (header, cookie, or ?qt= when allowQuery), else a user token.
+func (s *Server) shopper(r *http.Request, saleID string, allowQuery bool) (string, error) {
+	now := time.Now()
+	var candidates []string
+	if t := api.Bearer(r); t != "" {
+		candidates = append(candidates, t)
+	}
+	if allowQuery {
+		if t := r.URL.Query().Get("qt"); t != "" {
+			candidates = append(candidates, t)
+		}
+	}
+	if c, err := r.Cookie(queueCookie); err == nil && c.Value != "" {
+		candidates = append(candidates, c.Value)
+	}
+	for _, t := range candidates {
+		if user, err := s.issuer.VerifyQueueToken(t, saleID, now); err == nil {
+			return user, nil
+		}
+	}
+	if t := userToken(r); t != "" {
+		if user, err := s.ident.Verify(r.Context(), t); err == nil {
+			return user, nil
+		}
+	}
+	return "", api.ErrUnauthorized
+}
+
+func (s *Server) user(r *http.Request) (string, error) {
+	t := userToken(r)
+	if t == "" {
+		return "", api.ErrUnauthorized
+	}
+	user, err := s.ident.Verify(r.Context(), t)
+	if err != nil {
+		return "", api.Errorf(http.StatusUnauthorized, "unauthorized", "the user token is invalid or expired")
+	}
+	return user, nil
+}
+
+// queueErr maps a queue failure: a missing live state starts a rebuild
+// and answers 503 meanwhile.
+func (s *Server) queueErr(saleID string, err error) error {
+	if errors.Is(err, ErrNoState) {
+		s.rebuild(saleID)
+		return api.Unavailable("the sale's live state (being rebuilt)")
+	}
+	return err
+}
+
+func (s *Server) rebuild(saleID string) {
+	if s.cfg.OnNoState == nil {
+		return
+	}
+	s.rebuildMu.Lock()
+	if s.rebuilds[saleID] {
+		s.rebuildMu.Unlock()
+		return
+	}
+	s.rebuilds[saleID] = true
+	s.rebuildMu.Unlock()
+	go func() {
+		defer func() {
+			s.rebuildMu.Lock()
+			delete(s.rebuilds, saleID)
+			s.rebuildMu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		s.cfg.OnNoState(ctx, saleID)
+	}()
+}
+
+func (s *Server) join(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	user, err := s.user(r)
+	if err != nil {
+		s.countJoin("unauthorized")
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := s.store.Cached(r.Context(), saleID, time.Second)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.queue.Join(r.Context(), saleID, user)
+	if err != nil {
+		s.countJoin("error")
+		s.fail(w, r, s.queueErr(saleID, err))
+		return
+	}
+	s.countJoin(st.Kind)
+	switch st.Kind {
+	case KindClosed:
+		s.fail(w, r, errSaleClosed)
+		return
+	case KindSoldOut:
+		s.fail(w, r, errSoldOut)
+		return
+	case KindNotOpen:
+		s.fail(w, r, api.Errorf(http.StatusConflict, "queue_not_open", "the queue opens at %s", api.Time(sl.QueueOpens())))
+		return
+	}
+	now := time.Now()
+	exp := now.Add(24 * time.Hour)
+	if sl.EndsAt != nil {
+		exp = *sl.EndsAt
+	}
+	qt := s.issuer.QueueToken(saleID, user, now, exp)
+	http.SetCookie(w, &http.Cookie{Name: queueCookie, Value: qt, Path: "/api/v1/sales/" + saleID,
+		Expires: exp, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+	body := s.hub.view(sl, user, st, s.etaFor(saleID, st), false, now)
+	switch b := body.(type) {
+	case *Position:
+		b.QueueToken = qt
+	case *Admitted:
+		b.QueueToken = qt
+	case *Simple:
+		b.QueueToken = qt
+	}
+	api.WriteJSON(w, http.StatusOK, body)
+}
+
+func (s *Server) countJoin(result string) {
+	if m := s.cfg.Metrics; m != nil {
+		m.Joins.WithLabelValues(result).Inc()
+	}
+}
+
+func (s *Server) etaFor(saleID string, st UserState) *int64 {
+	if st.Kind != KindWaiting && st.Kind != KindLane {
+		return nil
+	}
+	_ = s.hub.track(context.Background(), saleID) // keep this sale's table read, for ETAs
+	return s.hub.ETA(saleID, st.Position)
+}
+
+var (
+	errSaleClosed = api.Errorf(http.StatusGone, "sale_closed", "the sale is closed")
+	errSoldOut    = api.Errorf(http.StatusGone, "sold_out", "the sale is sold out")
+	errNotInQueue = api.Errorf(http.StatusNotFound, "not_in_queue", "you are not in this sale's queue; join first")
+)
+
+func (s *Server) status(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	user, err := s.shopper(r, saleID, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := s.store.Cached(r.Context(), saleID, time.Second)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.queue.Status(r.Context(), saleID, user)
+	if err != nil {
+		s.fail(w, r, s.queueErr(saleID, err))
+		return
+	}
+	switch st.Kind {
+	case KindClosed:
+		s.fail(w, r, errSaleClosed)
+	case KindSoldOut:
+		s.fail(w, r, errSoldOut)
+	case KindNotInQueue:
+		s.fail(w, r, errNotInQueue)
+	default:
+		api.WriteJSON(w, http.StatusOK, s.hub.view(sl, user, st, s.etaFor(saleID, st), false, time.Now()))
+	}
+}
+
+func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	user, err := s.shopper(r, saleID, false)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if _, err := s.store.Cached(r.Context(), saleID, time.Second); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	st, err := s.queue.Leave(r.Context(), saleID, user)
+	if err != nil {
+		s.fail(w, r, s.queueErr(saleID, err))
+		return
+	}
+	if st.Kind == KindNotInQueue {
+		s.fail(w, r, errNotInQueue)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// originAllowed accepts no Origin (not a browser), the request's own host,
+// and the configured origins.
+func (s *Server) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if o == "" {
+		return true
+	}
+	u, err := url.Parse(o)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		if strings.EqualFold(strings.TrimSuffix(a, "/"), o) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered the HTTP error
+	}
+	refuse := func(code int, reason string) {
+		msg := websocket.FormatCloseMessage(code, reason)
+		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		_ = ws.Close()
+	}
+	if !s.originAllowed(r) {
+		refuse(CloseOrigin, "origin not allowed")
+		return
+	}
+	user, err := s.shopper(r, saleID, true)
+	if err != nil {
+		refuse(CloseBadToken, "bad or missing token")
+		return
+	}
+	ctx := r.Context()
+	sl, err := s.store.Cached(ctx, saleID, time.Second)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			refuse(CloseNotInQueue, "no such sale")
+		} else {
+			refuse(websocket.CloseTryAgainLater, "store unavailable")
+		}
+		return
+	}
+	if err := s.hub.track(ctx, saleID); err != nil {
+		refuse(websocket.CloseTryAgainLater, "store unavailable")
+		return
+	}
+	c := newConn(ws, s.hub, saleID, user)
+	s.hub.add(c)
+	defer s.hub.remove(c)
+	go c.writeLoop()
+
+	st, err := s.queue.Status(ctx, saleID, user)
+	now := time.Now()
+	switch {
+	case err != nil:
+		_ = s.queueErr(saleID, err)
+		c.Close(websocket.CloseTryAgainLater, "store unavailable")
+	case st.Kind == KindNotInQueue:
+		c.Close(CloseNotInQueue, "not in queue")
+	case st.Kind == KindClosed || st.Kind == KindSoldOut:
+		c.first(typeFrame(st.Kind))
+		c.Close(CloseFinal, st.Kind)
+	case st.Kind == KindPurchased:
+		c.setState(KindPurchased, 0)
+		c.first(mustJSON(map[string]any{"type": "order", "order": map[string]any{"id": st.OrderID, "sale_id": saleID, "user_id": user}}))
+	default:
+		c.setState(st.Kind, st.Place)
+		frame := mustJSON(s.hub.view(sl, user, st, s.etaFor(saleID, st), true, now))
+		if st.Kind == KindWaiting || st.Kind == KindLane {
+			c.pmu.Lock()
+			c.lastPos = st.Position
+			c.pmu.Unlock()
+		}
+		c.first(frame)
+	}
+	go func() {
+		// the reader ends on the client's close or an error; a server-side
+		// close ends the writer, which closes the socket and so the reader
+		<-c.Done()
+		_ = ws.Close()
+	}()
+	c.readLoop()
+	<-c.Done()
+}
+
+// --- operator ---
+
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	want := []byte(s.cfg.AdminToken)
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(api.Bearer(r))
+		if len(want) == 0 || subtle.ConstantTimeCompare(got, want) != 1 {
+			api.WriteError(w, api.Errorf(http.StatusUnauthorized, "unauthorized", "the admin token is required"))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
+	var req sale.CreateRequest
+	if err := api.ReadJSON(r, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := req.Build(time.Now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.store.Create(r.Context(), sl); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.cfg.Logger.Info("sale created", "sale", sl.ID, "stock", sl.StockTotal, "rate", sl.AdmissionRate)
+	got, err := s.store.Get(r.Context(), sl.ID)
+	if err != nil {
+		got = sl
+	}
+	api.WriteJSON(w, http.StatusCreated, got.JSON(time.Now()))
+}
+
+func (s *Server) listSales(w http.ResponseWriter, r *http.Request) {
+	sales, err := s.store.List(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := time.Now()
+	out := make([]any, len(sales))
+	for i, sl := range sales {
+		out[i] = sl.JSON(now)
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"sales": out})
+}
+
+func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {
+	sl, err := s.store.Get(r.Context(), r.PathValue("sale"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
+}
+
+func (s *Server) patchSale(w http.ResponseWriter, r *http.Request) {
+	var p sale.PatchRequest
+	if err := api.ReadJSON(r, &p, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := s.store.Patch(r.Context(), r.PathValue("sale"), &p, time.Now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.cfg.Logger.Info("sale changed", "sale", sl.ID, "state", sl.State, "rate", sl.AdmissionRate, "max_active", sl.MaxActive)
+	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
+}
+
+func (s *Server) summary(w http.ResponseWriter, r *http.Request) {
+	sum, err := s.store.Summary(r.Context(), r.PathValue("sale"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, sum)
+}
+
+// --- dev ---
+
+func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.DevSecret == nil {
+		api.WriteError(w, api.ErrNotFound)
+		return
+	}
+	var req struct {
+		User string `json:"user"`
+	}
+	if err := api.ReadJSON(r, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if req.User == "" || len(req.User) > 64 {
+		s.fail(w, r, api.Invalid("user: required, 1 to 64 characters"))
+		return
+	}
+	tok, exp, err := identity.Mint(s.cfg.DevSecret, req.User, 12*time.Hour)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"user": req.User, "token": tok, "expires_at": api.Time(exp)})
+}

@@ -1,0 +1,131 @@
+-- join: join the queue, or read a user's state (status), for a batch of users
+-- in one call. A user's own state wins (purchased, admitted, expired), then
+-- their place in the queue, then the sale's end.
+-- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen, KEYS[5] skipped,
+-- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] buyers, KEYS[10] stats,
+-- KEYS[11] units
+-- ARGV: triplets of op ("j" join, "s" status, "l" leave), user, random
+-- 52-bit place (used by a prequeue join before the start)
+-- Returns {"nostate"} when the sale's live copy or units are missing; else one reply per
+-- user, each a list:
+--   {"purchased", order} {"admitted", jti, iat, exp} {"expired"}
+--   {"waiting", position, queue_length, place} {"prequeue", place}
+--   {"lane", position, queue_length, place} (back from a skip: admitted next)
+--   {"closed"} {"sold_out"} {"not_open"} {"not_in_queue"} {"left"}
+local cfg = hmap(KEYS[1])
+if cfg == nil or redis.call('EXISTS', KEYS[11]) == 0 then return {'nostate'} end
+local now = now_ms()
+local state = eff_state(cfg, now)
+local ended = (state == 'closed' or state == 'sold_out')
+local return_window = num(cfg, 'return_window', 0) * 1000
+local prequeue = (cfg.mode == 'prequeue' and now < num(cfg, 'starts', 0))
+local qopens = num(cfg, 'qopens', 0)
+
+-- expire_ticket ends an admission whose ticket expired unused: its
+-- reservation returns and its capacity frees.
+local function expire_ticket(user, rec)
+  local f = split(rec, '|')
+  redis.call('HINCRBY', KEYS[11], 'reserved', 0 - tonumber(f[4]))
+  redis.call('ZREM', KEYS[7], user)
+  redis.call('HDEL', KEYS[8], user)
+  redis.call('HINCRBY', KEYS[10], 'tickets_expired_total', 1)
+end
+
+local function queue_len()
+  return redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+end
+
+local function waiting(user)
+  local r = redis.call('ZRANK', KEYS[3], user)
+  if r then return {'lane', r + 1, queue_len(), redis.call('ZSCORE', KEYS[3], user)} end
+  r = redis.call('ZRANK', KEYS[2], user)
+  if r == false then return nil end
+  if prequeue then return {'prequeue', redis.call('ZSCORE', KEYS[2], user)} end
+  return {'waiting', r + 1, queue_len(), redis.call('ZSCORE', KEYS[2], user)}
+end
+
+-- own_state answers purchased, admitted or expired; with requeue (a join) it
+-- clears an expired state so the user can join again, at the back.
+local function own_state(user, requeue)
+  local order = redis.call('HGET', KEYS[9], user)
+  if order then return {'purchased', order} end
+  local rec = redis.call('HGET', KEYS[8], user)
+  if rec then
+    local f = split(rec, '|')
+    if tonumber(f[3]) * 1000 > now then return {'admitted', f[1], f[2], f[3]} end
+    if not requeue then return {'expired'} end
+    expire_ticket(user, rec)
+    return nil
+  end
+  if redis.call('SISMEMBER', KEYS[6], user) == 1 then
+    if not requeue then return {'expired'} end
+    redis.call('SREM', KEYS[6], user)
+    return nil
+  end
+  local sk = redis.call('HGET', KEYS[5], user)
+  if sk then
+    local f = split(sk, ':')
+    if now - tonumber(f[2]) <= return_window and not ended then
+      -- back within the return window: the priority lane, at the next tick
+      redis.call('HDEL', KEYS[5], user)
+      redis.call('ZADD', KEYS[3], f[1], user)
+      return nil
+    end
+    if not requeue then return {'expired'} end
+    redis.call('HDEL', KEYS[5], user)
+  end
+  return nil
+end
+
+local function join(user, rnd)
+  local own = own_state(user, true)
+  if own then return own end
+  local w = waiting(user)
+  if w then return w end
+  if ended then return {state} end
+  if qopens > 0 and now < qopens then return {'not_open'} end
+  -- places are passed as strings: Lua prints numbers with 14 digits only
+  local score = rnd
+  if not prequeue then
+    local seq = redis.call('HINCRBY', KEYS[10], 'seq', 1)
+    if cfg.mode == 'prequeue' then seq = seq + 4503599627370496 end -- 2^52: behind every random place
+    score = string.format('%.0f', seq)
+  end
+  redis.call('ZADD', KEYS[2], 'NX', score, user)
+  redis.call('HINCRBY', KEYS[10], 'joins_total', 1)
+  return waiting(user)
+end
+
+local function status(user)
+  local own = own_state(user, false)
+  if own then return own end
+  local w = waiting(user)
+  if w then return w end
+  if ended then return {state} end
+  return {'not_in_queue'}
+end
+
+local function leave(user)
+  local a = redis.call('ZREM', KEYS[2], user) + redis.call('ZREM', KEYS[3], user)
+  redis.call('ZREM', KEYS[4], user)
+  if a == 0 then return {'not_in_queue'} end
+  return {'left'}
+end
+
+local out = {}
+for i = 1, #ARGV, 3 do
+  local op, user = ARGV[i], ARGV[i + 1]
+  local r
+  if op == 'j' then
+    r = join(user, ARGV[i + 2])
+  elseif op == 'l' then
+    r = leave(user)
+  else
+    r = status(user)
+  end
+  if op ~= 'l' and (r[1] == 'waiting' or r[1] == 'lane' or r[1] == 'prequeue') then
+    redis.call('ZADD', KEYS[4], now, user) -- a join or a poll is presence
+  end
+  out[#out + 1] = r
+end
+return out

@@ -1,0 +1,300 @@
+package waitingroom
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/startstop"
+)
+
+//go:embed join.lua
+var joinLua string
+
+var joinScript = sale.NewScript(joinLua)
+
+// Queue operations, as join.lua names them.
+const (
+	opJoin   = "j"
+	opStatus = "s"
+	opLeave  = "l"
+)
+
+// Kinds of a user's state, as join.lua answers them.
+const (
+	KindPurchased  = "purchased"
+	KindAdmitted   = "admitted"
+	KindExpired    = "expired"
+	KindWaiting    = "waiting"
+	KindLane       = "lane" // back from a skip, admitted at the next tick
+	KindPrequeue   = "prequeue"
+	KindClosed     = "closed"
+	KindSoldOut    = "sold_out"
+	KindNotOpen    = "not_open"
+	KindNotInQueue = "not_in_queue"
+	KindLeft       = "left"
+)
+
+// ErrNoState is a sale whose live state is missing from Redis.
+var ErrNoState = errors.New("the sale's live state is missing from Redis")
+
+// UserState is one user's state in one sale.
+type UserState struct {
+	Kind     string
+	Position int64
+	QueueLen int64
+	Place    float64 // the user's score in the queue
+	OrderID  string
+	JTI      string
+	IssuedAt int64
+	Expires  int64
+}
+
+// Queue runs join, status and leave. Calls from concurrent requests are
+// batched: one script call per sale answers every request waiting for it,
+// so a busy node makes far fewer round trips than it serves requests.
+type Queue struct {
+	rdb  redis.UniversalClient
+	keys sale.Keyspace
+	reqs chan *queueReq
+
+	startstop.Loop
+}
+
+type queueReq struct {
+	ctx  context.Context
+	sale string
+	op   string
+	user string
+	done chan queueRes
+}
+
+type queueRes struct {
+	st  UserState
+	err error
+}
+
+// maxBatch bounds the users in one script call.
+const maxBatch = 256
+
+// queueWorkers run batches concurrently, so one slow round trip does not
+// stall the next batch.
+const queueWorkers = 4
+
+// NewQueue returns a Queue; Start runs its batchers.
+func NewQueue(rdb redis.UniversalClient, keys sale.Keyspace) *Queue {
+	return &Queue{rdb: rdb, keys: keys, reqs: make(chan *queueReq, 4096)}
+}
+
+// Start runs the batchers until ctx ends or Stop.
+func (q *Queue) Start(ctx context.Context) {
+	q.Go(ctx, func(ctx context.Context) {
+		var wg sync.WaitGroup
+		for range queueWorkers {
+			wg.Go(func() { q.work(ctx) })
+		}
+		wg.Wait()
+	})
+}
+
+// Join puts the user in the queue (keeping their place if they are in it).
+func (q *Queue) Join(ctx context.Context, saleID, user string) (UserState, error) {
+	return q.do(ctx, saleID, opJoin, user)
+}
+
+// Status reads the user's state; it also refreshes their presence, and
+// brings a skipped user back within the return window.
+func (q *Queue) Status(ctx context.Context, saleID, user string) (UserState, error) {
+	return q.do(ctx, saleID, opStatus, user)
+}
+
+// Leave takes the user out of the queue.
+func (q *Queue) Leave(ctx context.Context, saleID, user string) (UserState, error) {
+	return q.do(ctx, saleID, opLeave, user)
+}
+
+func (q *Queue) do(ctx context.Context, saleID, op, user string) (UserState, error) {
+	r := &queueReq{ctx: ctx, sale: saleID, op: op, user: user, done: make(chan queueRes, 1)}
+	select {
+	case q.reqs <- r:
+	case <-ctx.Done():
+		return UserState{}, ctx.Err()
+	}
+	select {
+	case res := <-r.done:
+		return res.st, res.err
+	case <-ctx.Done():
+		return UserState{}, ctx.Err()
+	}
+}
+
+func (q *Queue) work(ctx context.Context) {
+	for {
+		var first *queueReq
+		select {
+		case first = <-q.reqs:
+		case <-ctx.Done():
+			return
+		}
+		batch := []*queueReq{first}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-q.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		q.run(ctx, batch)
+	}
+}
+
+// run answers a batch: one script call per sale, all in one pipeline.
+func (q *Queue) run(ctx context.Context, batch []*queueReq) {
+	bySale := map[string][]*queueReq{}
+	var order []string
+	for _, r := range batch {
+		if r.ctx.Err() != nil {
+			r.done <- queueRes{err: r.ctx.Err()}
+			continue
+		}
+		if _, ok := bySale[r.sale]; !ok {
+			order = append(order, r.sale)
+		}
+		bySale[r.sale] = append(bySale[r.sale], r)
+	}
+	if len(order) == 0 {
+		return
+	}
+	argsBySale := make([][]any, len(order))
+	for i, id := range order {
+		reqs := bySale[id]
+		args := make([]any, 0, 3*len(reqs))
+		for _, r := range reqs {
+			rnd := ""
+			if r.op == opJoin {
+				rnd = randomPlace()
+			}
+			args = append(args, r.op, r.user, rnd)
+		}
+		argsBySale[i] = args
+	}
+	cmds := make([]*redis.Cmd, len(order))
+	_ = sale.ExecPipeline(ctx, q.rdb, func(pipe redis.Pipeliner) {
+		for i, id := range order {
+			cmds[i] = joinScript.Run(ctx, pipe, queueKeys(q.keys.Sale(id)), argsBySale[i]...)
+		}
+	})
+	for i, id := range order {
+		reqs := bySale[id]
+		results, err := parseJoinReply(cmds[i])
+		for j, r := range reqs {
+			switch {
+			case err != nil:
+				r.done <- queueRes{err: err}
+			case j >= len(results):
+				r.done <- queueRes{err: fmt.Errorf("join script: %d replies for %d users", len(results), len(reqs))}
+			default:
+				r.done <- queueRes{st: results[j]}
+			}
+		}
+	}
+}
+
+func queueKeys(k sale.Keys) []string {
+	return []string{k.Cfg, k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Buyers, k.Stats, k.Units}
+}
+
+// randomPlace is a uniform 52-bit place from crypto/rand, as a decimal
+// string (exact in a Redis score).
+func randomPlace() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return strconv.FormatUint(binary.BigEndian.Uint64(b[:])>>12, 10)
+}
+
+// parseJoinReply maps join.lua's replies, refusing any shape it does not know.
+func parseJoinReply(cmd *redis.Cmd) ([]UserState, error) {
+	v, err := cmd.Result()
+	if err != nil {
+		return nil, storeErr(err)
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("join script: unexpected reply %T", v)
+	}
+	if len(list) == 1 {
+		if s, ok := list[0].(string); ok && s == "nostate" {
+			return nil, ErrNoState
+		}
+	}
+	out := make([]UserState, len(list))
+	for i, item := range list {
+		f, ok := item.([]any)
+		if !ok || len(f) == 0 {
+			return nil, fmt.Errorf("join script: unexpected item %v", item)
+		}
+		st, err := parseUserState(f)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+func parseUserState(f []any) (UserState, error) {
+	str := func(i int) string {
+		if i < len(f) {
+			if s, ok := f[i].(string); ok {
+				return s
+			}
+		}
+		return ""
+	}
+	i64 := func(i int) int64 {
+		if i < len(f) {
+			switch x := f[i].(type) {
+			case int64:
+				return x
+			case string:
+				n, _ := strconv.ParseInt(x, 10, 64)
+				return n
+			}
+		}
+		return 0
+	}
+	st := UserState{Kind: str(0)}
+	switch st.Kind {
+	case KindPurchased:
+		st.OrderID = str(1)
+	case KindAdmitted:
+		st.JTI, st.IssuedAt, st.Expires = str(1), i64(2), i64(3)
+	case KindWaiting, KindLane:
+		st.Position, st.QueueLen = i64(1), i64(2)
+		st.Place, _ = strconv.ParseFloat(str(3), 64)
+	case KindPrequeue:
+		st.Place, _ = strconv.ParseFloat(str(1), 64)
+	case KindExpired, KindClosed, KindSoldOut, KindNotOpen, KindNotInQueue, KindLeft:
+	default:
+		return st, fmt.Errorf("join script: unknown reply %q", st.Kind)
+	}
+	return st, nil
+}
+
+// storeErr wraps a Redis failure as a 503.
+func storeErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &sale.StoreError{Store: "Redis", Err: err}
+}
