@@ -19,28 +19,28 @@ func (ks Keyspace) Sales() string { return ks.prefix() + ":sales" }
 
 // Keys are one sale's keys.
 type Keys struct {
-	Cfg      string // hash: live settings and stored state, with a version
-	Q        string // zset: waiting users by place
-	Lane     string // zset: skipped users who came back, by original place
-	Seen     string // zset: user → last presence (Redis ms)
-	Skipped  string // hash: user → "place:skipped-at-ms"
-	Expired  string // set: users whose ticket expired unused
-	Adm      string // zset: live tickets, user → exp (ms): the lease set
-	Tix      string // hash: user → admission record "jti|iat|exp|reserved"
-	Units    string // hash: remaining, reserved, held, sold, stock
-	Buyers   string // hash: user → order id
-	JTI      string // hash: used ticket id → order id
-	Pending  string // hash: order id → "user|qty|jti|reserved|ms": Redis step done, MySQL not yet
-	Holds    string // zset: held order id → hold expiry (ms)
-	Orders   string // hash: order id → "user|qty|status" for orders that hold units
-	Lease    string // string: "holder|fence" of the admitter leader, with a TTL
-	Fence    string // counter: fencing tokens
-	Bucket   string // string: the rate limiter's theoretical arrival time (ms)
-	Ev       string // stream: admissions, expiries, state changes, orders
-	Stats    string // hash: counters (admitted_total, skipped_total, seq, ...)
-	Ranks    string // string: the rank table the leader publishes each tick
-	Rebuild  string // string: lock while units are rebuilt from MySQL
-	idem     string
+	Cfg     string // hash: live settings and stored state, with a version
+	Q       string // zset: waiting users by place
+	Lane    string // zset: skipped users who came back, by original place
+	Seen    string // zset: user → last presence (Redis ms)
+	Skipped string // hash: user → "place:skipped-at-ms"
+	Expired string // set: users whose ticket expired unused
+	Adm     string // zset: live tickets, user → exp (ms): the lease set
+	Tix     string // hash: user → admission record "jti|iat|exp|reserved"
+	Units   string // hash: remaining, reserved, held, sold, stock
+	Buyers  string // hash: user → order id
+	JTI     string // hash: used ticket id → order id
+	Pending string // hash: order id → "user|qty|jti|reserved|ms": Redis step done, MySQL not yet
+	Holds   string // zset: held order id → hold expiry (ms)
+	Orders  string // hash: order id → "user|qty|status" for orders that hold units
+	Lease   string // string: "holder|fence" of the admitter leader, with a TTL
+	Fence   string // counter: fencing tokens
+	Bucket  string // string: the rate limiter's theoretical arrival time (ms)
+	Ev      string // stream: admissions, expiries, state changes, orders
+	Stats   string // hash: counters (admitted_total, skipped_total, seq, ...)
+	Ranks   string // string: the rank table the leader publishes each tick
+	Rebuild string // string: lock while units are rebuilt from MySQL
+	idem    string
 }
 
 // Sale returns the keys of one sale.

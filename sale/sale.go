@@ -89,7 +89,7 @@ func (s *Sale) JSON(now time.Time) map[string]any {
 		"stock_total": s.StockTotal, "stock_remaining": s.StockRemaining,
 		"starts_at": api.Time(s.StartsAt), "ends_at": api.TimePtr(s.EndsAt),
 		"queue_opens_at": api.TimePtr(s.QueueOpensAt),
-		"state": s.Effective(now), "all_reserved": s.AllReserved,
+		"state":          s.Effective(now), "all_reserved": s.AllReserved,
 		"admission_rate": s.AdmissionRate, "max_active": s.MaxActive,
 		"ticket_ttl_seconds": s.TicketTTL, "hold_ttl_seconds": s.HoldTTL,
 		"per_user_limit": s.PerUserLimit, "queue_mode": s.QueueMode,
@@ -100,22 +100,22 @@ func (s *Sale) JSON(now time.Time) map[string]any {
 // CreateRequest is the body of POST /api/v1/admin/sales. Pointers tell a
 // missing field from a zero.
 type CreateRequest struct {
-	ID             *string  `json:"id"`
-	Name           *string  `json:"name"`
-	PriceCents     *int64   `json:"price_cents"`
-	Currency       *string  `json:"currency"`
-	Stock          *int     `json:"stock"`
-	StartsAt       *string  `json:"starts_at"`
-	EndsAt         *string  `json:"ends_at"`
-	QueueOpensAt   *string  `json:"queue_opens_at"`
-	AdmissionRate  *float64 `json:"admission_rate"`
-	MaxActive      *int     `json:"max_active"`
-	TicketTTL      *int     `json:"ticket_ttl_seconds"`
-	HoldTTL        *int     `json:"hold_ttl_seconds"`
-	PerUserLimit   *int     `json:"per_user_limit"`
-	QueueMode      *string  `json:"queue_mode"`
-	AbandonAfter   *int     `json:"abandon_after_seconds"`
-	ReturnWindow   *int     `json:"return_window_seconds"`
+	ID            *string  `json:"id"`
+	Name          *string  `json:"name"`
+	PriceCents    *int64   `json:"price_cents"`
+	Currency      *string  `json:"currency"`
+	Stock         *int     `json:"stock"`
+	StartsAt      *string  `json:"starts_at"`
+	EndsAt        *string  `json:"ends_at"`
+	QueueOpensAt  *string  `json:"queue_opens_at"`
+	AdmissionRate *float64 `json:"admission_rate"`
+	MaxActive     *int     `json:"max_active"`
+	TicketTTL     *int     `json:"ticket_ttl_seconds"`
+	HoldTTL       *int     `json:"hold_ttl_seconds"`
+	PerUserLimit  *int     `json:"per_user_limit"`
+	QueueMode     *string  `json:"queue_mode"`
+	AbandonAfter  *int     `json:"abandon_after_seconds"`
+	ReturnWindow  *int     `json:"return_window_seconds"`
 }
 
 var (

@@ -103,9 +103,9 @@ type lease struct {
 
 // AdmitResult is one tick's outcome for one sale.
 type AdmitResult struct {
-	State                              sale.State
-	Admitted, Skipped, Expired         int64
-	QueueLen, Active, Unreserved       int64
+	State                        sale.State
+	Admitted, Skipped, Expired   int64
+	QueueLen, Active, Unreserved int64
 }
 
 // NewAdmitter returns an admitter; Start runs it.
