@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
@@ -216,9 +217,18 @@ func (s *statusRecorder) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// Unwrap lets http.ResponseController (and the WebSocket upgrade) reach
-// the real writer.
+// Unwrap lets http.ResponseController reach the real writer.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// Hijack hands the connection to the WebSocket upgrade.
+func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	h, ok := s.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, errors.New("the response writer cannot be hijacked")
+	}
+	s.code = http.StatusSwitchingProtocols
+	return h.Hijack()
+}
 
 // Listen binds the listen address (Run calls it if the caller did not).
 func (n *Node) Listen() (net.Addr, error) {

@@ -37,6 +37,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		FramesSent: prometheus.NewCounter(prometheus.CounterOpts{Name: "flashsale_websocket_frames_total",
 			Help: "Frames queued to shopper WebSockets."}),
 	}
+	for _, r := range []string{KindWaiting, KindAdmitted, KindPurchased, KindPrequeue, KindClosed, KindSoldOut, KindNotOpen, "unauthorized", "error"} {
+		m.Joins.WithLabelValues(r) // export every result from the start, at 0
+	}
 	reg.MustRegister(m.Joins, m.Admitted, m.Skipped, m.TicketsExpired, m.QueueLength,
 		m.ActiveTickets, m.Sockets, m.SocketsDropped, m.FramesSent)
 	return m
