@@ -45,6 +45,9 @@ type Config struct {
 	ShutdownDelay time.Duration
 	// SampleSale makes --dev create a demo sale (default true).
 	SampleSale bool
+	// DebugListen, when set, serves net/http/pprof on this address (keep it
+	// private: profiles show internals).
+	DebugListen string
 
 	rolesFlag, originsFlag *string // raw list flags, read by Finish
 }
@@ -80,6 +83,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	str(&origins, "allowed-origins", "", "comma list of origins allowed to open WebSockets (default: the listen address's origin)")
 	str(&c.DataDir, "data-dir", "./.flashsale", "where --dev keeps the keys and tokens it generates")
 	str(&c.KeyPrefix, "redis-key-prefix", "fs", "prefix of every Redis key")
+	str(&c.DebugListen, "debug-listen", "", "serve net/http/pprof on this address (off when empty; keep it private)")
 	fs.BoolVar(&c.Dev, "dev", envBool("dev"), "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", envDuration("shutdown-delay", 0), "time /readyz answers 503 before shutdown")
 	fs.BoolVar(&c.SampleSale, "sample-sale", envBoolDef("sample-sale", true), "with --dev, create the demo sale")

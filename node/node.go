@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only on --debug-listen
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -263,6 +264,15 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.Sweeper != nil {
 		n.Sweeper.Start(bg)
+	}
+	if n.cfg.DebugListen != "" {
+		dbg := &http.Server{Addr: n.cfg.DebugListen, Handler: http.DefaultServeMux, ReadHeaderTimeout: 10 * time.Second}
+		go func() {
+			if err := dbg.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				n.log.Error("debug listener", "err", err)
+			}
+		}()
+		defer dbg.Close()
 	}
 	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 1)

@@ -46,7 +46,7 @@ func main() {
 
 type options struct {
 	url, sale, dataDir, secret, keyPath, dsn, listen, prefix string
-	conc                                                      int
+	conc, premint                                             int
 	dur                                                       time.Duration
 	max                                                       int64
 }
@@ -67,6 +67,7 @@ func run(args []string) error {
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8099", "hello: address")
 	fs.StringVar(&o.prefix, "user-prefix", "", "prefix of user ids (default: random per run)")
 	fs.IntVar(&o.conc, "c", 64, "concurrent workers")
+	fs.IntVar(&o.premint, "premint", 200000, "join, checkout: tokens minted before the clock starts")
 	fs.DurationVar(&o.dur, "d", 10*time.Second, "duration")
 	fs.Int64Var(&o.max, "n", 0, "stop after this many requests (0: by duration only)")
 	if err := fs.Parse(args[1:]); err != nil {
@@ -149,17 +150,21 @@ func joinLoad(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	// Tokens are minted before the clock starts: the shop mints them, not us.
-	n := o.max
-	if n == 0 {
-		n = 2_000_000
+	// Tokens are minted before the clock starts (the shop mints them, not
+	// the waiting room); past the pool, each request mints its own.
+	toks := make([]string, o.premint)
+	for i := range toks {
+		if toks[i], _, err = identity.Mint(sec, fmt.Sprintf("%s%d", o.prefix, i+1), time.Hour); err != nil {
+			return err
+		}
 	}
-	fmt.Fprintf(os.Stderr, "minting user tokens lazily per request (HS256, ~2 µs each)\n")
 	client := newClient(o.conc)
 	url := o.url + "/api/v1/sales/" + o.sale + "/join"
 	return drive(ctx, o, "join "+o.sale, func(i int64) (int, error) {
-		tok, _, err := identity.Mint(sec, fmt.Sprintf("%s%d", o.prefix, i), time.Hour)
-		if err != nil {
+		var tok string
+		if i <= int64(len(toks)) {
+			tok = toks[i-1]
+		} else if tok, _, err = identity.Mint(sec, fmt.Sprintf("%s%d", o.prefix, i), time.Hour); err != nil {
 			return 0, err
 		}
 		return do(client, "POST", url, tok, "")
@@ -179,9 +184,22 @@ func checkoutLoad(ctx context.Context, o options) error {
 	client := newClient(o.conc)
 	url := o.url + "/api/v1/sales/" + o.sale + "/checkout"
 	now := time.Now().Unix()
-	return drive(ctx, o, "checkout "+o.sale, func(i int64) (int, error) {
+	mint := func(i int64) string {
 		user := fmt.Sprintf("%s%d", o.prefix, i)
-		tok := iss.Ticket(ticket.Admission{Sale: o.sale, User: user, JTI: user, IssuedAt: now, ExpiresAt: now + 3600})
+		return iss.Ticket(ticket.Admission{Sale: o.sale, User: user, JTI: user, IssuedAt: now, ExpiresAt: now + 3600})
+	}
+	// Tickets are minted before the clock starts (the admitter mints them).
+	toks := make([]string, o.premint)
+	for i := range toks {
+		toks[i] = mint(int64(i + 1))
+	}
+	return drive(ctx, o, "checkout "+o.sale, func(i int64) (int, error) {
+		tok := ""
+		if i <= int64(len(toks)) {
+			tok = toks[i-1]
+		} else {
+			tok = mint(i)
+		}
 		return do(client, "POST", url, tok, `{"quantity":1}`)
 	})
 }
