@@ -102,7 +102,7 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
 	k := s.keys.Sale(p.SaleID)
-	v, err := reserveScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending, k.Stats},
+	v, err := reserveScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending},
 		p.User, p.JTI, p.Quantity, ord.ID).Slice()
 	if err != nil {
 		return nil, &sale.StoreError{Store: "Redis", Err: err}
@@ -250,7 +250,7 @@ func (s *Service) finalize(ctx context.Context, ord *Order) {
 		holdMs = ord.HoldExpiresAt.UnixMilli()
 	}
 	b, _ := json.Marshal(ord.JSON())
-	err := finalizeScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Adm, k.Pending, k.Holds, k.Orders, k.Ev},
+	err := finalizeScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Adm, k.Pending, k.Holds, k.Orders, k.Ev, k.Stats},
 		ord.ID, holdMs, string(b), sale.EventStreamLen).Err()
 	if err != nil {
 		s.cfg.Logger.Warn("checkout: finalize in Redis failed; reconciliation will", "order", ord.ID, "err", err)

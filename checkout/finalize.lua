@@ -2,7 +2,7 @@
 -- reservation returns, its capacity frees), note a hold's expiry, and tell
 -- the shopper's sockets.
 -- KEYS[1] units, KEYS[2] tix, KEYS[3] adm, KEYS[4] pending, KEYS[5] holds,
--- KEYS[6] orders, KEYS[7] ev
+-- KEYS[6] orders, KEYS[7] ev, KEYS[8] stats
 -- ARGV[1] order id, ARGV[2] hold expiry (ms, 0 for none), ARGV[3] order
 -- JSON for the event, ARGV[4] event stream max length
 -- Returns 1, or 0 when the order was not pending (finalized or undone).
@@ -24,5 +24,6 @@ if kind == 'held' then
   redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
   redis.call('HSET', KEYS[6], ARGV[1], user .. '|' .. qty .. '|held')
 end
+redis.call('HINCRBY', KEYS[8], 'orders_total', 1)
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[4], '*', 't', 'order', 'u', user, 'd', ARGV[3])
 return 1

@@ -2,9 +2,11 @@
 -- the ticket was used, the user already bought, fewer units are available
 -- to this ticket than asked (its reservation, or the unreserved units when
 -- its admission record is gone); else take the units, record the buyer and
--- the ticket, and leave a pending mark until MySQL has the order.
+-- the ticket, and leave a pending mark until MySQL has the order. (The
+-- order is counted in orders_total by finalize, once MySQL has it: an order
+-- the guard refuses or that is compensated never existed.)
 -- KEYS[1] cfg, KEYS[2] units, KEYS[3] tix, KEYS[4] buyers, KEYS[5] jti,
--- KEYS[6] pending, KEYS[7] stats
+-- KEYS[6] pending
 -- ARGV[1] user, ARGV[2] ticket jti, ARGV[3] quantity, ARGV[4] order id
 -- Returns {"nostate"} {"closed"} {"used"} {"inflight", order} {"bought", order}
 -- {"sold_out"}, or {"ok", kind} where kind is "held" or "sold".
@@ -49,5 +51,4 @@ redis.call('HINCRBY', KEYS[2], kind, qty)
 redis.call('HSET', KEYS[4], user, order)
 redis.call('HSET', KEYS[5], jti, order)
 redis.call('HSET', KEYS[6], order, table.concat({user, qty, jti, fromTicket, kind, now}, '|'))
-redis.call('HINCRBY', KEYS[7], 'orders_total', 1)
 return {'ok', kind}

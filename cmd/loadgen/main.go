@@ -46,9 +46,9 @@ func main() {
 
 type options struct {
 	url, sale, dataDir, secret, keyPath, dsn, listen, prefix string
-	conc, premint                                             int
-	dur                                                       time.Duration
-	max                                                       int64
+	conc, premint                                            int
+	dur                                                      time.Duration
+	max                                                      int64
 }
 
 func run(args []string) error {
