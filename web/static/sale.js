@@ -1,0 +1,829 @@
+// sale.js: the shopper's waiting page, /sales/{sale}.
+//
+// All that is known lives in `state`; handlers change it and call render(), the
+// one function that writes the page. The WebSocket (with polling while it is
+// down) feeds the same applyPosition/onFrame functions as the HTTP answers.
+"use strict";
+
+(() => {
+  const {
+    $, request, store, setText, show, sleep, uuid,
+    formatMoney, formatNumber, formatTime, formatCountdown, formatDuration, secondsUntil, stateLabel,
+  } = api;
+
+  const saleId = decodeURIComponent(location.pathname.split("/")[2] || "");
+  const base = "/api/v1/sales/" + encodeURIComponent(saleId);
+  const keys = { user: "fs_user", userToken: "fs_user_token", queueToken: "fs_qt_" + saleId };
+
+  const views = ["loading", "missing", "signin", "join", "prequeue", "waiting", "admitted", "order", "expired", "sold_out", "closed"];
+  const finalViews = ["sold_out", "closed"];
+  const maxBackoff = 15000;
+
+  const state = {
+    sale: null,
+    view: "loading",
+    shopSignIn: false, // the dev sign-in is off: the shop signs people in (fs_token cookie)
+    position: null, // the last waiting answer or frame
+    firstPosition: 0, // the highest position seen since joining, for the progress bar
+    startsAt: null,
+    ticket: null,
+    ticketExpiresAt: null,
+    purchase: null, // {key, quantity}: one checkout attempt, its Idempotency-Key reused on retry
+    order: null,
+    joinLabel: "Join the queue",
+    error: "",
+    notice: "",
+    busy: false,
+  };
+
+  // live is the WebSocket and its fallbacks.
+  const live = {
+    ws: null,
+    wanted: false, // keep a socket open (reconnect when it drops)
+    attempt: 0, // reconnects since the last open
+    retryTimer: 0,
+    pollTimer: 0,
+    rejoined: false, // one rejoin per 4401, reset by a good frame
+    refused: false, // the server refused the socket (4403, 4404, 4410): poll, do not reconnect
+    polling: false,
+  };
+
+  // --- tokens -------------------------------------------------------------
+
+  const userToken = () => store.get(keys.userToken);
+  const queueToken = () => store.get(keys.queueToken);
+  function dropUserToken() {
+    store.remove(keys.userToken);
+    store.remove(keys.user);
+  }
+  const dropQueueToken = () => store.remove(keys.queueToken);
+
+  // readFragmentToken takes a user token from #token=... and clears it from the
+  // address bar (and so from history and bookmarks).
+  function readFragmentToken() {
+    const token = new URLSearchParams(location.hash.slice(1)).get("token");
+    if (!token) return;
+    const user = jwtSubject(token);
+    if (user !== store.get(keys.user)) dropQueueToken(); // a wait belongs to its user
+    store.set(keys.userToken, token);
+    if (user) store.set(keys.user, user);
+    else store.remove(keys.user);
+    history.replaceState(null, "", location.pathname + location.search);
+  }
+
+  // jwtSubject reads `sub` for display only; the server checks the token.
+  function jwtSubject(token) {
+    try {
+      const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const sub = JSON.parse(atob(part)).sub;
+      return typeof sub === "string" ? sub : "";
+    } catch {
+      return "";
+    }
+  }
+
+  // --- the sale -----------------------------------------------------------
+
+  async function loadSale() {
+    try {
+      state.sale = await request("GET", base);
+      return true;
+    } catch (err) {
+      if (err.status === 404) {
+        state.view = "missing";
+      } else {
+        state.error = "Could not load the sale: " + err.message;
+      }
+      return false;
+    }
+  }
+
+  async function refreshSale() {
+    if (document.hidden || !state.sale || isFinal()) return;
+    try {
+      state.sale = await request("GET", base);
+      render();
+    } catch {
+      // the next refresh will do; the queue state comes from elsewhere
+    }
+  }
+
+  const isFinal = () => finalViews.includes(state.view);
+
+  // --- queue state ----------------------------------------------------------
+
+  // applyPosition shows a position answer (join, status) or the same as a frame.
+  function applyPosition(p) {
+    if (!p || typeof p !== "object") return;
+    switch (p.state) {
+      case "waiting":
+        state.view = "waiting";
+        state.position = p;
+        state.startsAt = p.starts_at || null;
+        if (typeof p.position === "number") state.firstPosition = Math.max(state.firstPosition, p.position);
+        if (state.sale && p.paused) state.sale.state = "paused";
+        else if (state.sale && state.sale.state === "paused" && p.paused === false) state.sale.state = "open";
+        ensureLive();
+        break;
+      case "prequeue":
+        state.view = "prequeue";
+        state.startsAt = p.starts_at || (state.sale && state.sale.starts_at) || null;
+        ensureLive();
+        break;
+      case "admitted":
+        if (state.view !== "admitted" || state.ticket !== p.ticket) state.purchase = null;
+        state.view = "admitted";
+        state.ticket = p.ticket;
+        state.ticketExpiresAt = p.ticket_expires_at;
+        ensureLive();
+        break;
+      case "purchased":
+        ensureLive(); // order frames tell of payment and hold expiry
+        if (!state.order || state.order.id !== p.order_id) loadOrder(p.order_id);
+        break;
+      case "expired":
+        state.view = "expired";
+        state.ticket = null;
+        state.joinLabel = "Join again";
+        stopLive();
+        break;
+    }
+    render();
+  }
+
+  // onFrame handles one WebSocket frame.
+  function onFrame(f) {
+    switch (f.type) {
+      case "position":
+        applyPosition({ ...f, state: "waiting" });
+        break;
+      case "admitted":
+      case "prequeue":
+      case "expired":
+        applyPosition({ ...f, state: f.type });
+        break;
+      case "paused":
+      case "open":
+        if (state.sale) state.sale.state = f.type;
+        if (state.position) {
+          state.position.paused = f.type === "paused";
+          if (f.type === "paused") state.position.eta_seconds = null;
+        }
+        render();
+        break;
+      case "sold_out":
+        finish("sold_out");
+        break;
+      case "closed":
+        finish("closed");
+        break;
+      case "order":
+        if (f.order) showOrder(f.order);
+        break;
+    }
+  }
+
+  // finish ends the wait for good: the sale sold out or closed. An order stays
+  // on screen (a held one can still be paid).
+  function finish(kind) {
+    if (state.sale) state.sale.state = kind;
+    dropQueueToken();
+    stopLive();
+    if (state.view === "order") {
+      state.notice = kind === "sold_out" ? "The sale has sold out." : "The sale has closed.";
+    } else {
+      state.view = kind;
+      state.ticket = null;
+    }
+    render();
+  }
+
+  function toJoin(label) {
+    stopLive();
+    state.view = "join";
+    if (label) state.joinLabel = label;
+    render();
+  }
+
+  function toSignIn(message) {
+    stopLive();
+    if (state.sale && finalViews.includes(state.sale.state)) {
+      finish(state.sale.state);
+      return;
+    }
+    state.view = "signin";
+    state.error = message || "";
+    render();
+  }
+
+  // getStatus asks for our state with the queue token, else the user token, else
+  // only the cookies. A queue token refused is dropped and the user token tried.
+  async function getStatus() {
+    const qt = queueToken();
+    try {
+      return await request("GET", base + "/status", { token: qt || userToken() });
+    } catch (err) {
+      if (err.status !== 401 || !qt) throw err;
+      dropQueueToken();
+      return await request("GET", base + "/status", { token: userToken() });
+    }
+  }
+
+  // statusFailed maps a refused status to a view; other failures keep the view.
+  function statusFailed(err) {
+    if (err.status === 401) {
+      const had = Boolean(userToken());
+      dropUserToken();
+      toSignIn(had ? "Your sign-in has expired. Please sign in again." : "");
+    } else if (err.status === 404) {
+      toJoin();
+    } else if (err.status === 410) {
+      finish(err.code === "sold_out" ? "sold_out" : "closed");
+    } else {
+      state.error = err.message;
+      render();
+    }
+  }
+
+  async function checkStatus() {
+    try {
+      applyPosition(await getStatus());
+      state.error = "";
+      render();
+    } catch (err) {
+      statusFailed(err);
+    }
+  }
+
+  // --- joining and leaving ----------------------------------------------------
+
+  async function join() {
+    state.error = "";
+    setBusy(true);
+    try {
+      const res = await request("POST", base + "/join", { token: userToken() });
+      if (res.queue_token) store.set(keys.queueToken, res.queue_token);
+      live.refused = false;
+      state.firstPosition = 0;
+      state.order = null;
+      applyPosition(res);
+    } catch (err) {
+      joinFailed(err);
+    } finally {
+      setBusy(false);
+    }
+  }
+
+  function joinFailed(err) {
+    if (err.status === 401) {
+      dropUserToken();
+      toSignIn(state.shopSignIn ? "" : "Please sign in to join.");
+    } else if (err.status === 410) {
+      finish(err.code === "sold_out" ? "sold_out" : "closed");
+    } else if (err.code === "queue_not_open") {
+      const opens = state.sale && state.sale.queue_opens_at;
+      state.view = "join";
+      state.error = opens ? "The queue opens at " + formatTime(opens) + "." : err.message;
+    } else {
+      if (state.view === "loading") state.view = "join";
+      state.error = err.message;
+    }
+    render();
+  }
+
+  async function leave() {
+    state.error = "";
+    setBusy(true);
+    try {
+      await request("DELETE", base + "/join", { token: queueToken() || userToken() });
+    } catch (err) {
+      if (err.status !== 404) {
+        state.error = err.message;
+        setBusy(false);
+        return;
+      }
+    }
+    dropQueueToken();
+    state.position = null;
+    setBusy(false);
+    toJoin("Join the queue");
+  }
+
+  // signIn gets a demo user token, then joins. When the server has no dev sign-in
+  // (404), the shop signs people in: try joining with its fs_token cookie.
+  async function signIn(ev) {
+    ev.preventDefault();
+    const user = $("signin-user").value.trim();
+    if (!user) {
+      state.error = "Enter a name.";
+      render();
+      return;
+    }
+    state.error = "";
+    setBusy(true);
+    try {
+      const res = await request("POST", "/api/v1/dev/token", { body: { user } });
+      store.set(keys.userToken, res.token);
+      store.set(keys.user, res.user || user);
+      dropQueueToken(); // any stored wait was someone else's
+    } catch (err) {
+      if (err.status !== 404) {
+        state.error = err.message;
+        setBusy(false);
+        return;
+      }
+      state.shopSignIn = true;
+    }
+    setBusy(false);
+    await enterQueue();
+  }
+
+  // enterQueue resumes the user's own state when they have one, else joins.
+  async function enterQueue() {
+    try {
+      applyPosition(await getStatus());
+    } catch (err) {
+      if (err.status === 404 || err.status === 401) {
+        await join();
+      } else {
+        statusFailed(err);
+      }
+    }
+  }
+
+  function switchUser() {
+    dropUserToken();
+    dropQueueToken();
+    state.shopSignIn = false;
+    state.order = null;
+    state.position = null;
+    $("signin-user").value = randomName();
+    toSignIn("");
+  }
+
+  const randomName = () => "shopper-" + (1000 + Math.floor(Math.random() * 9000));
+
+  // --- checkout ---------------------------------------------------------------
+
+  async function buy(ev) {
+    ev.preventDefault();
+    if (state.busy || !state.ticket) return;
+    const quantity = Number($("quantity").value) || 1;
+    if (!state.purchase || state.purchase.quantity !== quantity) {
+      state.purchase = { key: uuid(), quantity };
+    }
+    const { key } = state.purchase;
+    state.error = "";
+    setBusy(true);
+    for (let retry = 0; ; retry++) {
+      try {
+        const order = await request("POST", base + "/checkout", {
+          token: state.ticket,
+          headers: { "Idempotency-Key": key },
+          body: { quantity },
+        });
+        state.purchase = null;
+        state.notice = "";
+        showOrder(order);
+        break;
+      } catch (err) {
+        if ((err.status === 503 || err.status === 429) && retry < 3) {
+          const wait = Math.min(30, err.retryAfter ?? 1);
+          state.notice = "The shop is busy; trying again in " + wait + " s…";
+          render();
+          await sleep(wait * 1000);
+          continue;
+        }
+        state.notice = "";
+        checkoutFailed(err);
+        break;
+      }
+    }
+    setBusy(false);
+  }
+
+  function checkoutFailed(err) {
+    // A 5xx or no answer may hide an order: keep the key so that Buy again
+    // replays it. Any other answer is final for this key.
+    if (err.status !== 0 && err.status < 500 && err.code !== "idempotency_in_progress") state.purchase = null;
+    switch (err.code) {
+      case "ticket_expired":
+        applyPosition({ state: "expired" });
+        return;
+      case "ticket_used":
+        checkStatus(); // our own state says whether that ticket bought
+        return;
+      case "already_bought":
+        if (err.detail.order_id) {
+          loadOrder(err.detail.order_id);
+          return;
+        }
+        break;
+      case "sale_closed":
+        finish("closed");
+        return;
+      case "network":
+        state.error = err.message + " Press Buy now again: you will not be charged twice.";
+        render();
+        return;
+    }
+    state.error = err.message;
+    render();
+  }
+
+  // --- orders -----------------------------------------------------------------
+
+  function showOrder(order) {
+    state.order = order;
+    state.view = "order";
+    state.ticket = null;
+    if (["paid", "cancelled", "expired"].includes(order.status)) stopLive(); // nothing more will change
+    render();
+  }
+
+  async function loadOrder(id) {
+    try {
+      showOrder(await request("GET", "/api/v1/orders/" + encodeURIComponent(id), { token: userToken() }));
+    } catch (err) {
+      if (err.status === 401) {
+        dropUserToken();
+        toSignIn("Sign in again to see your order.");
+        return;
+      }
+      state.order = { id };
+      state.view = "order";
+      state.error = "Could not load your order: " + err.message;
+      render();
+    }
+  }
+
+  async function orderAction(path, notFoundMessage) {
+    const id = state.order && state.order.id;
+    if (!id) return;
+    state.error = "";
+    setBusy(true);
+    try {
+      showOrder(await request("POST", "/api/v1/" + path.replace("{order}", encodeURIComponent(id)), { token: userToken() }));
+    } catch (err) {
+      state.error = err.status === 404 && notFoundMessage ? notFoundMessage : err.message;
+      if (err.code === "order_not_held") loadOrder(id);
+    }
+    setBusy(false);
+  }
+
+  const pay = () => orderAction("dev/orders/{order}/pay", "Demo payment is only available when the server runs with --dev.");
+  const cancel = () => orderAction("orders/{order}/cancel", "");
+
+  // --- the live connection ------------------------------------------------------
+
+  // ensureLive keeps updates coming: a WebSocket, or polling when the server
+  // refused ours (reconnecting then would only be refused again).
+  function ensureLive() {
+    live.wanted = true;
+    if (live.refused) {
+      if (["waiting", "prequeue", "admitted"].includes(state.view)) startPolling();
+      return;
+    }
+    if (!live.ws && !live.retryTimer) connect();
+  }
+
+  function stopLive() {
+    live.wanted = false;
+    clearTimeout(live.retryTimer);
+    live.retryTimer = 0;
+    stopPolling();
+    if (live.ws) {
+      const ws = live.ws;
+      live.ws = null;
+      ws.close(1000);
+    }
+  }
+
+  function connect() {
+    live.retryTimer = 0;
+    const qt = queueToken();
+    const url = (location.protocol === "https:" ? "wss://" : "ws://") + location.host + base + "/ws" +
+      (qt ? "?qt=" + encodeURIComponent(qt) : "");
+    let ws;
+    try {
+      ws = new WebSocket(url);
+    } catch {
+      reconnectLater();
+      return;
+    }
+    live.ws = ws;
+    ws.onopen = () => {
+      if (live.ws !== ws) return;
+      live.attempt = 0;
+      stopPolling();
+      state.notice = "";
+      render();
+    };
+    ws.onmessage = (ev) => {
+      if (live.ws !== ws) return;
+      let frame;
+      try {
+        frame = JSON.parse(ev.data);
+      } catch {
+        return;
+      }
+      live.rejoined = false;
+      onFrame(frame);
+    };
+    ws.onclose = (ev) => {
+      if (live.ws !== ws) return; // we closed it ourselves
+      live.ws = null;
+      onClose(ev.code);
+    };
+  }
+
+  function onClose(code) {
+    switch (code) {
+      case 4401: // queue token bad or missing
+        rejoinOnce();
+        return;
+      case 4403: // Origin not allowed: a setup problem, so poll instead
+        live.refused = true;
+        state.notice = "Live updates are not available here; checking every few seconds instead.";
+        render();
+        startPolling();
+        return;
+      case 4404: // not in the queue; our status says what we are instead
+      case 4410: // sale over (final); our own state (an order) still wins
+        live.refused = true;
+        stopPolling();
+        checkStatus();
+        return;
+      default:
+        if (!live.wanted) return;
+        state.notice = "Connection lost. Reconnecting… (you keep your place)";
+        render();
+        reconnectLater();
+        startPolling();
+    }
+  }
+
+  async function rejoinOnce() {
+    live.wanted = false;
+    stopPolling();
+    if (live.rejoined) {
+      dropQueueToken();
+      toSignIn("Please sign in again.");
+      return;
+    }
+    live.rejoined = true;
+    dropQueueToken();
+    await join(); // keeps the place: join is idempotent per user
+  }
+
+  // reconnectLater waits 1, 2, 4, … up to 15 s, each with jitter, so that a
+  // restarted node is not hit by all its shoppers in the same second.
+  function reconnectLater() {
+    if (!live.wanted || live.retryTimer) return;
+    const ceiling = Math.min(maxBackoff, 1000 * 2 ** live.attempt);
+    live.attempt++;
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    live.retryTimer = setTimeout(connect, delay);
+  }
+
+  function startPolling() {
+    if (live.pollTimer) return;
+    live.polling = true;
+    const every = Math.max(1, (state.position && state.position.poll_after_seconds) || 2);
+    live.pollTimer = setTimeout(poll, every * 1000);
+  }
+
+  function stopPolling() {
+    clearTimeout(live.pollTimer);
+    live.pollTimer = 0;
+    live.polling = false;
+  }
+
+  async function poll() {
+    live.pollTimer = 0;
+    if (!live.polling) return;
+    try {
+      applyPosition(await getStatus());
+    } catch (err) {
+      if (err.status === 0 || err.status >= 500) {
+        state.notice = "Connection lost. Retrying… (you keep your place)";
+        render();
+      } else {
+        statusFailed(err);
+      }
+    }
+    if (live.polling) startPolling(); // no-op when applyPosition already scheduled one
+  }
+
+  // --- rendering -------------------------------------------------------------------
+
+  function setBusy(busy) {
+    state.busy = busy;
+    render();
+  }
+
+  function render() {
+    renderSale();
+    renderUser();
+    for (const v of views) show($("view-" + v), state.view === v);
+    setText($("error"), state.error);
+    show($("error"), Boolean(state.error));
+    setText($("notice"), state.notice);
+    show($("notice"), Boolean(state.notice));
+
+    if (state.view === "signin") renderSignIn();
+    if (state.view === "prequeue") renderPrequeue();
+    if (state.view === "waiting") renderWaiting();
+    if (state.view === "admitted") renderAdmitted();
+    if (state.view === "order") renderOrder();
+    renderActions();
+  }
+
+  function renderSale() {
+    const s = state.sale;
+    if (!s) {
+      setText($("sale-name"), state.view === "missing" ? "Sale not found" : "Waiting room");
+      for (const id of ["price", "stock", "state"]) show($(id), false);
+      return;
+    }
+    document.title = s.name + " · waiting room";
+    setText($("sale-name"), s.name);
+    setText($("price"), formatMoney(s.price_cents, s.currency));
+    setText($("stock"), formatNumber(s.stock_remaining) + " of " + formatNumber(s.stock_total) + " left");
+    setText($("state"), stateLabel(s.state));
+    $("state").className = "badge " + (s.state || "");
+    for (const id of ["price", "stock", "state"]) show($(id), true);
+  }
+
+  function renderUser() {
+    const user = store.get(keys.user);
+    show($("whoami"), Boolean(user && userToken()));
+    setText($("user-name"), user || "");
+  }
+
+  function renderSignIn() {
+    show($("signin-form"), !state.shopSignIn);
+    show($("signin-shop"), state.shopSignIn);
+    $("signin").disabled = state.busy;
+  }
+
+  function renderPrequeue() {
+    setText($("starts-at"), formatTime(state.startsAt));
+    $("starts-at").dateTime = state.startsAt || "";
+    setText($("prequeue-countdown"), formatCountdown(secondsUntil(state.startsAt)));
+  }
+
+  function renderWaiting() {
+    const p = state.position || {};
+    setText($("position"), formatNumber(p.position));
+    setText($("queue-length"), formatNumber(p.queue_length));
+    setText($("eta"), etaText(p));
+    show($("paused-banner"), Boolean(p.paused));
+    show($("reserved-banner"), Boolean(p.all_reserved) && !p.paused);
+
+    const future = state.startsAt && secondsUntil(state.startsAt) > 0;
+    show($("waiting-starts"), Boolean(future));
+    if (future) {
+      setText($("waiting-starts-at"), formatTime(state.startsAt));
+      $("waiting-starts-at").dateTime = state.startsAt;
+    }
+
+    const first = Math.max(state.firstPosition, p.position || 0, 1);
+    const moved = first - (p.position || first);
+    $("progress").max = first;
+    $("progress").value = moved;
+    setText($("progress-hint"), progressHint(p.position, moved));
+  }
+
+  function etaText(p) {
+    if (p.paused) return "paused";
+    if (typeof p.eta_seconds !== "number") return "estimating…";
+    return "about " + formatDuration(p.eta_seconds);
+  }
+
+  function progressHint(position, moved) {
+    if (position === 1) return "You are next. Keep this page open.";
+    if (moved > 0) {
+      return formatNumber(moved) + (moved === 1 ? " person" : " people") +
+        " ahead of you went through since you arrived. Keep this page open to keep your place.";
+    }
+    return "Keep this page open to keep your place.";
+  }
+
+  function renderAdmitted() {
+    setText($("ticket-countdown"), formatCountdown(secondsUntil(state.ticketExpiresAt)));
+    const limit = Math.max(1, (state.sale && state.sale.per_user_limit) || 1);
+    const select = $("quantity");
+    if (select.options.length !== limit) {
+      const keep = Number(select.value) || 1;
+      select.replaceChildren(...Array.from({ length: limit }, (_, i) => new Option(String(i + 1), String(i + 1))));
+      select.value = String(Math.min(keep, limit));
+    }
+    const s = state.sale;
+    setText($("total"), s ? "Total " + formatMoney(s.price_cents * (Number(select.value) || 1), s.currency) : "");
+    select.disabled = state.busy;
+    $("buy").disabled = state.busy;
+  }
+
+  function renderOrder() {
+    const o = state.order || {};
+    const currency = o.currency || (state.sale && state.sale.currency);
+    setText($("order-id"), o.id || "");
+    setText($("order-quantity"), formatNumber(o.quantity));
+    setText($("order-amount"), formatMoney(o.amount_cents, currency));
+    setText($("order-status"), o.status || "unknown");
+    $("order-status").className = "badge " + (o.status || "");
+
+    const held = o.status === "held";
+    show($("hold"), held);
+    if (held) setText($("hold-countdown"), o.hold_expires_at ? formatCountdown(secondsUntil(o.hold_expires_at)) : "a short while");
+    $("pay").disabled = state.busy;
+    $("cancel").disabled = state.busy;
+    setText($("order-message"), orderMessage(o.status));
+  }
+
+  function orderMessage(status) {
+    switch (status) {
+      case "paid": return "Paid. Thank you for your order!";
+      case "held": return "";
+      case "cancelled": return "This order was cancelled.";
+      case "expired": return "This order was not paid in time and was released.";
+      default: return "";
+    }
+  }
+
+  function renderActions() {
+    const v = state.view;
+    const orderOver = v === "order" && state.order && ["cancelled", "expired"].includes(state.order.status);
+    const canJoin = v === "join" || v === "expired" || orderOver || (v === "signin" && state.shopSignIn);
+    const join = $("join");
+    show(join, canJoin);
+    setText(join, v === "signin" ? "I have signed in: join" : orderOver ? "Join again" : state.joinLabel);
+    join.disabled = state.busy;
+    show($("leave"), v === "waiting" || v === "prequeue");
+    $("leave").disabled = state.busy;
+  }
+
+  // tick redraws the countdowns and asks once when one runs out.
+  let lastStartsIn = null;
+  let lastHoldLeft = null;
+  function tick() {
+    if (state.view === "prequeue" || state.view === "waiting") {
+      const left = state.startsAt ? secondsUntil(state.startsAt) : null;
+      if (lastStartsIn > 0 && left === 0 && !(live.ws && live.ws.readyState === WebSocket.OPEN)) checkStatus();
+      lastStartsIn = left;
+    }
+    const o = state.order;
+    if (state.view === "order" && o && o.status === "held" && o.hold_expires_at) {
+      const left = secondsUntil(o.hold_expires_at);
+      if (lastHoldLeft > 0 && left === 0) setTimeout(() => loadOrder(o.id), 1500);
+      lastHoldLeft = left;
+    }
+    if (["prequeue", "waiting", "admitted", "order"].includes(state.view)) render();
+  }
+
+  // --- start ----------------------------------------------------------------------------
+
+  async function start() {
+    readFragmentToken();
+    $("signin-user").value = store.get(keys.user) || randomName();
+    $("signin-form").addEventListener("submit", signIn);
+    $("join").addEventListener("click", () => (state.view === "signin" ? enterQueue() : join()));
+    $("leave").addEventListener("click", leave);
+    $("buy-form").addEventListener("submit", buy);
+    $("quantity").addEventListener("change", render);
+    $("pay").addEventListener("click", pay);
+    $("cancel").addEventListener("click", cancel);
+    $("switch-user").addEventListener("click", switchUser);
+    setInterval(tick, 1000);
+    setInterval(refreshSale, 15000 + Math.random() * 5000);
+
+    render();
+    if (!saleId) {
+      state.view = "missing";
+      render();
+      return;
+    }
+    while (!(await loadSale())) {
+      render();
+      if (state.view === "missing") return;
+      await sleep(5000); // the server is down or restarting: try again
+    }
+    state.error = "";
+    await resume();
+  }
+
+  // resume finds where this shopper is: in the queue, admitted, bought, or not
+  // in (yet). With no token at all the cookies may still say who they are.
+  async function resume() {
+    try {
+      applyPosition(await getStatus());
+    } catch (err) {
+      statusFailed(err); // 401 → sign-in, 404 → join, 410 → final
+      if (state.view === "loading") state.view = "join";
+      render();
+    }
+  }
+
+  start();
+})();
