@@ -421,13 +421,18 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		c.setState(KindPurchased, 0)
 		c.first(mustJSON(map[string]any{"type": "order", "order": map[string]any{"id": st.OrderID, "sale_id": saleID, "user_id": user}}))
 	default:
-		c.setState(st.Kind, st.Place)
 		frame := mustJSON(s.hub.view(sl, user, st, s.etaFor(saleID, st), true, now))
-		if st.Kind == KindWaiting || st.Kind == KindLane {
-			c.pmu.Lock()
-			c.lastPos = st.Position
-			c.pmu.Unlock()
+		c.pmu.Lock()
+		// An event dispatched since the socket was added (admitted, expired)
+		// is newer than this read: its frame is held and follows this one,
+		// and its state must stay, or the hub would push positions after it.
+		if c.kind == "" {
+			c.kind, c.place = st.Kind, st.Place
+			if st.Kind == KindWaiting || st.Kind == KindLane {
+				c.lastPos = st.Position
+			}
 		}
+		c.pmu.Unlock()
 		c.first(frame)
 	}
 	go func() {

@@ -393,7 +393,11 @@ func (h *Hub) dispatch(ctx context.Context, saleID string, m redis.XMessage) {
 		}
 		h.mu.Lock()
 		if t := h.sales[saleID]; t != nil && t.table != nil {
-			t.table.state = data // until the next table
+			// until the next table. A copy: a tick may still be reading the
+			// table it took (pushPositions runs outside h.mu).
+			tab := *t.table
+			tab.state = data
+			t.table = &tab
 		}
 		h.mu.Unlock()
 	}
@@ -498,14 +502,14 @@ func (h *Hub) pushPositions(s *sale.Sale, tab *rankTable, eta func(int64) *int64
 			p.StartsAt = api.TimePtr(&s.StartsAt)
 		}
 		frame := mustJSON(p)
-		send := string(frame) != c.lastSent
-		if send {
+		if string(frame) != c.lastSent {
 			c.lastPos, c.lastSent = pos, string(frame)
-		}
-		c.pmu.Unlock()
-		if send {
+			// Sent under pmu: an event that ends the wait (admitted,
+			// expired, order) sets the kind under pmu before its frame,
+			// so no position frame can be queued after it.
 			c.Send(frame)
 		}
+		c.pmu.Unlock()
 	}
 }
 

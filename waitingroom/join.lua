@@ -77,12 +77,15 @@ local function own_state(user, requeue)
   return nil
 end
 
+-- A final sale's queue has ended even while its set still exists (the
+-- admitter deletes it at its next tick): a waiter is told the end, never a
+-- place in a queue that no longer moves, nor a socket left open without it.
 local function join(user, rnd)
   local own = own_state(user, true)
   if own then return own end
+  if ended then return {state} end
   local w = waiting(user)
   if w then return w end
-  if ended then return {state} end
   if qopens > 0 and now < qopens then return {'not_open'} end
   -- places are passed as strings: Lua prints numbers with 14 digits only
   local score = rnd
@@ -99,9 +102,9 @@ end
 local function status(user)
   local own = own_state(user, false)
   if own then return own end
+  if ended then return {state} end
   local w = waiting(user)
   if w then return w end
-  if ended then return {state} end
   return {'not_in_queue'}
 end
 

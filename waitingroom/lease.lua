@@ -6,8 +6,9 @@
 -- another holder does.
 local cur = redis.call('GET', KEYS[1])
 if cur then
-  local sep = string.find(cur, '|', 1, true)
-  if sep and string.sub(cur, 1, sep - 1) == ARGV[1] then
+  -- the holder is everything before the last "|" (the fence is digits),
+  -- so a holder id that itself contains "|" still renews its own lease
+  if string.match(cur, '^(.*)|%d+$') == ARGV[1] then
     redis.call('PEXPIRE', KEYS[1], ARGV[2])
     return {1, cur}
   end

@@ -1,0 +1,191 @@
+package waitingroom_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testenv"
+	"github.com/flashsale/flashsale/ticket"
+	"github.com/flashsale/flashsale/waitingroom"
+)
+
+type hubEnv struct {
+	rdb    *redis.Client
+	k      sale.Keys
+	hub    *waitingroom.Hub
+	issuer *ticket.Issuer
+}
+
+// newHubEnv is a hub (not started: the test drives its ticks and events)
+// over a seeded sale "s1" with waiters at places 1..n.
+func newHubEnv(t *testing.T, n int) *hubEnv {
+	t.Helper()
+	ctx := context.Background()
+	rdb, ks := testenv.Redis(t)
+	k := ks.Sale("s1")
+	seedSale(t, rdb, k, nil, 1000)
+	if n > 0 {
+		zs := make([]redis.Z, n)
+		for i := range zs {
+			zs[i] = redisZ(float64(i+1), fmt.Sprintf("u%03d", i+1))
+		}
+		require.NoError(t, rdb.ZAdd(ctx, k.Q, zs...).Err())
+	}
+	_, keys := testenv.KeyFile(t)
+	issuer := ticket.NewIssuer(keys, "flashsale")
+	h := waitingroom.NewHub(waitingroom.HubConfig{Logger: quiet}, rdb, sale.NewStore(nil, rdb, ks), issuer)
+	require.NoError(t, h.Track(ctx, "s1"))
+	return &hubEnv{rdb: rdb, k: k, hub: h, issuer: issuer}
+}
+
+func (e *hubEnv) ranks(t *testing.T) {
+	t.Helper()
+	_, err := waitingroom.PublishRanks(context.Background(), e.rdb, e.k, 5*time.Second)
+	require.NoError(t, err)
+}
+
+func decode(t *testing.T, frames []string) []map[string]any {
+	t.Helper()
+	out := make([]map[string]any, len(frames))
+	for i, f := range frames {
+		require.NoError(t, json.Unmarshal([]byte(f), &out[i]), "frame %s", f)
+	}
+	return out
+}
+
+func position(pos, qlen float64, paused bool) map[string]any {
+	return map[string]any{"type": "position", "position": pos, "queue_length": qlen, "eta_seconds": nil,
+		"paused": paused, "all_reserved": false, "poll_after_seconds": 2.0}
+}
+
+// TestHubTick: one tick marks every socket present (on Redis time) and
+// pushes each waiting socket its position from the rank table, only when
+// it changed, and never a larger one than it showed.
+func TestHubTick(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newHubEnv(t, 200)
+	e.ranks(t)
+	c := e.hub.AddTestConn("s1", "u150", waitingroom.KindWaiting, 150, 150)
+	adm := e.hub.AddTestConn("s1", "someone", waitingroom.KindAdmitted, 0, 0)
+
+	before := redisNow(t, e.rdb)
+	e.hub.Tick(ctx)
+	after := redisNow(t, e.rdb)
+	require.Equal(t, []map[string]any{position(150, 200, false)}, decode(t, c.Drain()))
+	require.Empty(t, adm.Drain(), "no position for an admitted shopper")
+	for _, u := range []string{"u150", "someone"} {
+		seen, ok := zscore(t, e.rdb, e.k.Seen, u)
+		require.True(t, ok, "%s is present", u)
+		require.GreaterOrEqual(t, seen, float64(before))
+		require.LessOrEqual(t, seen, float64(after))
+	}
+
+	e.hub.Tick(ctx)
+	require.Empty(t, c.Drain(), "nothing changed, nothing sent")
+
+	// the head advances by 100
+	require.NoError(t, e.rdb.ZRemRangeByRank(ctx, e.k.Q, 0, 99).Err())
+	e.ranks(t)
+	e.hub.Tick(ctx)
+	require.Equal(t, []map[string]any{position(50, 100, false)}, decode(t, c.Drain()))
+
+	// 30 entries ahead of the socket's place (a table that would move it
+	// back): its position does not go up
+	zs := make([]redis.Z, 30)
+	for i := range zs {
+		zs[i] = redisZ(0.01*float64(i+1), fmt.Sprintf("ahead%02d", i))
+	}
+	require.NoError(t, e.rdb.ZAdd(ctx, e.k.Q, zs...).Err())
+	e.ranks(t)
+	e.hub.Tick(ctx)
+	require.Equal(t, []map[string]any{position(50, 130, false)}, decode(t, c.Drain()))
+
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Cfg, "state", "paused").Err())
+	e.ranks(t)
+	e.hub.Tick(ctx)
+	require.Equal(t, []map[string]any{position(50, 130, true)}, decode(t, c.Drain()))
+}
+
+// TestHubEvents: the stream's events reach the sockets they concern.
+func TestHubEvents(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newHubEnv(t, 3)
+	ann := e.hub.AddTestConn("s1", "ann", waitingroom.KindWaiting, 1, 1)
+	ann2 := e.hub.AddTestConn("s1", "ann", waitingroom.KindWaiting, 1, 1) // a second tab
+	bob := e.hub.AddTestConn("s1", "bob", waitingroom.KindWaiting, 2, 2)
+
+	e.hub.Dispatch(ctx, "s1", map[string]any{"t": "adm", "u": "ann", "d": "jti-1|1700000000|1700000300"})
+	for _, c := range []*waitingroom.Conn{ann, ann2} {
+		frames := decode(t, c.Drain())
+		require.Len(t, frames, 1)
+		f := frames[0]
+		require.Equal(t, "admitted", f["type"])
+		claims, err := e.issuer.VerifyTicket(f["ticket"].(string), "s1", time.Unix(1700000001, 0))
+		require.NoError(t, err)
+		require.Equal(t, ticket.Claims{Issuer: "flashsale", Subject: "ann", Audience: "s1", Use: "ticket",
+			ID: "jti-1", IssuedAt: 1700000000, NotBefore: 1700000000, ExpiresAt: 1700000300}, *claims)
+		require.Equal(t, api.Time(time.Unix(1700000300, 0)), f["ticket_expires_at"])
+	}
+	require.Empty(t, bob.Drain(), "another shopper's admission")
+
+	// admitted sockets get no more positions
+	e.ranks(t)
+	e.hub.Tick(ctx)
+	require.Empty(t, ann.Drain())
+	require.Len(t, bob.Drain(), 1)
+
+	e.hub.Dispatch(ctx, "s1", map[string]any{"t": "exp", "u": "ann"})
+	require.Equal(t, []string{`{"type":"expired"}`}, ann.Drain())
+	e.hub.Dispatch(ctx, "s1", map[string]any{"t": "order", "u": "bob", "d": `{"id":"ord_1"}`})
+	require.Equal(t, []string{`{"type":"order","order":{"id":"ord_1"}}`}, bob.Drain())
+	require.Empty(t, ann.Drain())
+
+	ann2.Drain()
+	e.hub.Dispatch(ctx, "s1", map[string]any{"t": "state", "d": "paused"})
+	for _, c := range []*waitingroom.Conn{ann, ann2, bob} {
+		require.Equal(t, []string{`{"type":"paused"}`}, c.Drain())
+		closing, _ := c.Closing()
+		require.False(t, closing)
+	}
+	e.hub.Dispatch(ctx, "s1", map[string]any{"t": "state", "d": "sold_out"})
+	for _, c := range []*waitingroom.Conn{ann, ann2, bob} {
+		require.Equal(t, []string{`{"type":"sold_out"}`}, c.Drain())
+		closing, code := c.Closing()
+		require.True(t, closing)
+		require.Equal(t, waitingroom.CloseFinal, code)
+	}
+}
+
+// TestHubStateEventDuringTick: a state event may arrive while a tick pushes
+// positions from the table it just took; under -race this finds any write
+// to a table a tick may still be reading.
+func TestHubStateEventDuringTick(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	for range 5 {
+		e := newHubEnv(t, 10)
+		e.ranks(t)
+		// an admitted socket: the tick reads the table's state for it and
+		// sends it nothing, so nothing else orders the two goroutines
+		c := e.hub.AddTestConn("s1", "ann", waitingroom.KindAdmitted, 0, 0)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.hub.Tick(ctx)
+		}()
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.hub.HasTable("s1") }, "the tick takes the table")
+		e.hub.Dispatch(ctx, "s1", map[string]any{"t": "state", "d": "paused"})
+		<-done
+		require.Equal(t, []string{`{"type":"paused"}`}, c.Drain())
+	}
+}
