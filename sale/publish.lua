@@ -1,7 +1,10 @@
--- publish: write a sale's live copy if it is newer than the one in Redis.
--- KEYS[1] cfg hash, KEYS[2] units hash, KEYS[3] set of sale ids
+-- publish: write a sale's live copy if it is newer than the one in Redis,
+-- and, when that changes the stored state, tell every node in the same step
+-- (so a state change is never made without being announced).
+-- KEYS[1] cfg hash, KEYS[2] units hash, KEYS[3] set of sale ids, KEYS[4] event stream
 -- ARGV[1] sale id, ARGV[2] version, ARGV[3] "1" to create the units of a new
--- sale, ARGV[4] stock, ARGV[5..] field, value pairs
+-- sale, ARGV[4] stock, ARGV[5] event stream max length, ARGV[6] state,
+-- ARGV[7..] more field, value pairs
 -- Returns 1 when written, 0 when Redis already had this version or a newer one.
 local ver = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
@@ -10,7 +13,11 @@ if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'remaining', ARGV[4], 'reserved', 0, 'held', 0, 'sold', 0, 'stock', ARGV[4])
 end
 if cur >= ver then return 0 end
+local old = redis.call('HGET', KEYS[1], 'state')
 local args = {}
-for i = 5, #ARGV do args[#args + 1] = ARGV[i] end
-redis.call('HSET', KEYS[1], 'ver', ver, unpack(args))
+for i = 7, #ARGV do args[#args + 1] = ARGV[i] end
+redis.call('HSET', KEYS[1], 'ver', ver, 'state', ARGV[6], unpack(args))
+if old and old ~= ARGV[6] then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', 'state', 'd', ARGV[6])
+end
 return 1

@@ -94,7 +94,8 @@ func (st *Store) Create(ctx context.Context, s *Sale) error {
 }
 
 // publish writes the sale's live copy to Redis if its version is newer than
-// the one there. initUnits also creates the units hash of a new sale; a live
+// the one there, announcing a state change on the sale's event stream in the
+// same step. initUnits also creates the units hash of a new sale; a live
 // sale's units are never re-seeded here (only rebuilt from orders).
 func (st *Store) publish(ctx context.Context, s *Sale, initUnits bool) error {
 	k := st.Keys.Sale(s.ID)
@@ -102,9 +103,9 @@ func (st *Store) publish(ctx context.Context, s *Sale, initUnits bool) error {
 	if initUnits {
 		init = "1"
 	}
-	err := publishScript.Run(ctx, st.Redis, []string{k.Cfg, k.Units, st.Keys.Sales()},
-		s.ID, s.Version, init, s.StockTotal,
-		"state", string(s.State), "name", s.Name, "price", s.PriceCents, "currency", s.Currency,
+	err := publishScript.Run(ctx, st.Redis, []string{k.Cfg, k.Units, st.Keys.Sales(), k.Ev},
+		s.ID, s.Version, init, s.StockTotal, EventStreamLen, string(s.State),
+		"name", s.Name, "price", s.PriceCents, "currency", s.Currency,
 		"stock", s.StockTotal, "starts", s.StartsAt.UnixMilli(), "ends", msOrZero(s.EndsAt),
 		"qopens", msOrZero(s.QueueOpensAt), "rate", strconv.FormatFloat(s.AdmissionRate, 'g', -1, 64),
 		"max_active", s.MaxActive, "ttl", s.TicketTTL, "hold_ttl", s.HoldTTL, "per_user", s.PerUserLimit,
@@ -218,15 +219,13 @@ func (st *Store) Patch(ctx context.Context, id string, p *PatchRequest, now time
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	var changed bool
-	s, err := st.update(ctx, id, func(s *Sale) (bool, error) {
+	_, err := st.update(ctx, id, func(s *Sale) (bool, error) {
 		if p.State != nil {
 			from, to := s.Effective(now), State(*p.State)
 			if err := Transition(from, to); err != nil {
 				return false, err
 			}
 			if from != to {
-				changed = true
 				s.State = to
 				if from == Upcoming && to == Open {
 					s.StartsAt = now.UTC().Truncate(time.Millisecond)
@@ -244,30 +243,21 @@ func (st *Store) Patch(ctx context.Context, id string, p *PatchRequest, now time
 	if err != nil {
 		return nil, err
 	}
-	if changed {
-		if err := st.Announce(ctx, s.ID, s.State); err != nil {
-			return nil, err
-		}
-	}
 	return st.Get(ctx, id)
 }
 
 // Finish moves a sale that is not final to closed or sold_out (when its end
-// passes, or when MySQL counted the last unit paid) and tells the queue.
-// It is a no-op on a sale that is final already.
+// passes, or when MySQL counted the last unit paid); publishing it tells the
+// queue. It is a no-op on a sale that is final already.
 func (st *Store) Finish(ctx context.Context, id string, to State) error {
-	var changed bool
 	_, err := st.update(ctx, id, func(s *Sale) (bool, error) {
 		if s.State.Final() {
 			return false, nil
 		}
-		s.State, changed = to, true
+		s.State = to
 		return true, nil
 	})
-	if err != nil || !changed {
-		return err
-	}
-	return st.Announce(ctx, id, to)
+	return err
 }
 
 // Republish copies the MySQL row to Redis again (after a transaction that
@@ -278,14 +268,6 @@ func (st *Store) Republish(ctx context.Context, id string) error {
 		return err
 	}
 	return st.publish(ctx, s, false)
-}
-
-// Announce appends a state change to the sale's event stream.
-func (st *Store) Announce(ctx context.Context, id string, state State) error {
-	k := st.Keys.Sale(id)
-	err := st.Redis.XAdd(ctx, &redis.XAddArgs{Stream: k.Ev, MaxLen: EventStreamLen, Approx: true,
-		Values: []any{"t", "state", "d", string(state)}}).Err()
-	return redisErr(err)
 }
 
 // EventStreamLen bounds a sale's event stream (approximately).

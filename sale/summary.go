@@ -45,13 +45,17 @@ func (st *Store) Summary(ctx context.Context, id string) (*Summary, error) {
 		return nil, err
 	}
 	k := st.Keys.Sale(id)
+	rnow, err := st.Redis.Time(ctx).Result() // live tickets expire on Redis's clock
+	if err != nil {
+		return nil, redisErr(err)
+	}
 	pipe := st.Redis.Pipeline()
 	units := pipe.HMGet(ctx, k.Units, "remaining", "held", "sold")
 	stats := pipe.HMGet(ctx, k.Stats, "admitted_total", "skipped_total", "tickets_expired_total", "orders_total")
 	q := pipe.ZCard(ctx, k.Q)
 	lane := pipe.ZCard(ctx, k.Lane)
 	now := time.Now()
-	active := pipe.ZCount(ctx, k.Adm, strconv.FormatInt(now.UnixMilli(), 10), "+inf")
+	active := pipe.ZCount(ctx, k.Adm, "("+strconv.FormatInt(rnow.UnixMilli(), 10), "+inf")
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, redisErr(err)
 	}
