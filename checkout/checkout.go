@@ -142,6 +142,9 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 
 // reserveReply maps reserve.lua's reply; on success it sets the order's status.
 func reserveReply(v []any, ord *Order) error {
+	if len(v) == 0 {
+		return fmt.Errorf("reserve script: empty reply")
+	}
 	code, _ := v[0].(string)
 	arg := func() string {
 		if len(v) > 1 {
@@ -280,6 +283,15 @@ func (s *Service) Settle(ctx context.Context, orderID, to string) (*Order, error
 	case err != nil:
 		return nil, &sale.StoreError{Store: "MySQL", Err: err}
 	}
+	s.settleRedis(ctx, ord, to)
+	if soldOut {
+		go s.finish(ord.SaleID)
+	}
+	return ord, nil
+}
+
+// settleRedis moves a settled hold's units in Redis (settle.lua).
+func (s *Service) settleRedis(ctx context.Context, ord *Order, to string) {
 	k := s.keys.Sale(ord.SaleID)
 	b, _ := json.Marshal(ord.JSON())
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
@@ -288,10 +300,6 @@ func (s *Service) Settle(ctx context.Context, orderID, to string) (*Order, error
 		ord.ID, to, string(b), sale.EventStreamLen).Err(); err != nil {
 		s.cfg.Logger.Warn("checkout: settle in Redis failed; reconciliation will", "order", ord.ID, "err", err)
 	}
-	if soldOut {
-		go s.finish(ord.SaleID)
-	}
-	return ord, nil
 }
 
 // Order reads an order.
@@ -304,4 +312,13 @@ func (s *Service) Order(ctx context.Context, id string) (*Order, error) {
 		return nil, &sale.StoreError{Store: "MySQL", Err: err}
 	}
 	return o, nil
+}
+
+// OrderJSON reads an order in the contract's JSON shape.
+func (s *Service) OrderJSON(ctx context.Context, id string) ([]byte, error) {
+	o, err := s.Order(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(o.JSON())
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
 )
 
@@ -114,11 +115,25 @@ func (h *Handler) checkoutReply(r *http.Request, saleID string) (int, []byte) {
 			return prev.Status, prev.Body
 		}
 		// Redis may have lost the reply: MySQL keeps the key on the order.
-		if ord, err := h.svc.orders.ByIdempotencyKey(r.Context(), saleID, claims.Subject, key); err == nil {
+		ord, err := h.svc.orders.ByIdempotencyKey(r.Context(), saleID, claims.Subject, key)
+		switch {
+		case err == nil:
+			// MySQL keeps no hash of the body, but its only field is the
+			// quantity: another quantity is another request. The claim is
+			// dropped, not answered, so the original body still replays.
+			if !sameQuantity(raw, ord.Quantity) {
+				idem.release(r.Context())
+				return reply(errIdemMismatch)
+			}
 			b, _ := json.Marshal(ord.JSON())
 			idem.store(r.Context(), http.StatusCreated, b)
 			h.count("replayed")
 			return http.StatusCreated, b
+		case !errors.Is(err, ErrNoOrder):
+			// Buying without knowing could answer this key differently
+			// (already_bought for its own order): retry later instead.
+			idem.release(r.Context())
+			return reply(&sale.StoreError{Store: "MySQL", Err: err})
 		}
 	}
 	status, body := h.buy(r, saleID, claims, raw, now)
@@ -164,6 +179,20 @@ func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw
 	b, _ := json.Marshal(ord.JSON())
 	h.count("created")
 	return http.StatusCreated, b
+}
+
+// sameQuantity reports whether a checkout body asks for qty units.
+func sameQuantity(raw []byte, qty int) bool {
+	var req struct {
+		Quantity *int `json:"quantity"`
+	}
+	if err := api.Decode(raw, &req, true); err != nil {
+		return false
+	}
+	if req.Quantity == nil {
+		return qty == 1
+	}
+	return *req.Quantity == qty
 }
 
 // caller is who calls an order endpoint.

@@ -76,13 +76,21 @@ func (i *idempotency) claim(ctx context.Context) (*storedReply, error) {
 	return &prev, nil
 }
 
+// release drops the claim without an answer, so the next request with the
+// key runs again.
+func (i *idempotency) release(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+	defer cancel()
+	i.rdb.Del(ctx, i.key)
+}
+
 // store keeps a final answer; 5xx answers are never stored (the claim is
 // dropped so a retry runs again).
 func (i *idempotency) store(ctx context.Context, status int, body []byte) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
 	if status >= 500 {
-		i.rdb.Del(ctx, i.key)
+		i.release(ctx)
 		return
 	}
 	b, _ := json.Marshal(storedReply{State: "done", Hash: i.hash, Status: status, Body: body})

@@ -1,13 +1,16 @@
 package checkout
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -78,11 +81,14 @@ const queryTimeout = 3 * time.Second
 // Orders is the MySQL order store. Creates are group-committed: concurrent
 // orders of one sale share a transaction (one guarded UPDATE of the sale's
 // counts and one multi-row INSERT), because the sale row is a hot lock that
-// would otherwise serialise one commit per order.
+// would otherwise serialise one commit per order. Each sale has one writer
+// (its shard's): writers sharing a sale would only queue on that row's lock
+// with smaller batches, and under load those lock waits ran past the
+// checkout's write timeout (503s in a storm).
 type Orders struct {
 	db     *sql.DB
 	log    *slog.Logger
-	reqs   chan *createReq
+	shards []chan *createReq // a writer each; a sale's orders go to one
 	closed chan struct{}
 	wg     sync.WaitGroup
 	once   sync.Once
@@ -105,11 +111,20 @@ func NewOrders(db *sql.DB, log *slog.Logger, writers int) *Orders {
 	if writers <= 0 {
 		writers = 4
 	}
-	o := &Orders{db: db, log: log, reqs: make(chan *createReq, 1024), closed: make(chan struct{}), maxBatch: 64}
+	o := &Orders{db: db, log: log, closed: make(chan struct{}), maxBatch: 64}
 	for range writers {
-		o.wg.Go(o.write)
+		reqs := make(chan *createReq, 1024)
+		o.shards = append(o.shards, reqs)
+		o.wg.Go(func() { o.write(reqs) })
 	}
 	return o
+}
+
+// shard is the queue of the writer of a sale.
+func (o *Orders) shard(saleID string) chan *createReq {
+	h := fnv.New32a()
+	h.Write([]byte(saleID))
+	return o.shards[h.Sum32()%uint32(len(o.shards))]
 }
 
 // Close stops the writers after the orders already queued are written.
@@ -126,7 +141,7 @@ func (o *Orders) Close() {
 func (o *Orders) Create(ctx context.Context, ord *Order) (soldOut bool, err error) {
 	r := &createReq{o: ord, done: make(chan createRes, 1)}
 	select {
-	case o.reqs <- r:
+	case o.shard(ord.SaleID) <- r:
 	case <-ctx.Done():
 		return false, ctx.Err() // never queued: it will not commit
 	case <-o.closed:
@@ -140,15 +155,15 @@ func (o *Orders) Create(ctx context.Context, ord *Order) (soldOut bool, err erro
 	}
 }
 
-func (o *Orders) write() {
+func (o *Orders) write(reqs chan *createReq) {
 	for {
 		var first *createReq
 		select {
-		case first = <-o.reqs:
+		case first = <-reqs:
 		case <-o.closed:
 			// drain what is queued, then stop
 			select {
-			case first = <-o.reqs:
+			case first = <-reqs:
 			default:
 				return
 			}
@@ -157,7 +172,7 @@ func (o *Orders) write() {
 	drain:
 		for len(batch) < o.maxBatch {
 			select {
-			case r := <-o.reqs:
+			case r := <-reqs:
 				batch = append(batch, r)
 			default:
 				break drain
@@ -173,52 +188,110 @@ func (o *Orders) write() {
 	}
 }
 
-// writeGroup commits a sale's orders in one transaction; when the group
-// fails as a whole (the guard, a duplicate), each order is tried alone so
-// one bad order does not sink the others.
+// writeGroup commits a sale's orders in one transaction. When the guard
+// refuses the group as a whole, the same transaction takes the orders that
+// fit and refuses the rest (one transaction, not one per order: when Redis
+// lost writes and lets a storm through, every order reaches MySQL, and
+// retrying each alone took longer than the checkout waits, so shoppers got
+// 503s instead of sold_out). When a duplicate sinks the group, each order is
+// tried alone so one bad order does not sink the others.
 func (o *Orders) writeGroup(group []*createReq) {
-	if len(group) > 1 {
-		soldOut, err := o.insert(group)
-		if err == nil {
-			for _, r := range group {
-				r.done <- createRes{soldOut: soldOut}
-			}
-			return
+	fit, soldOut, err := o.insert(group)
+	if errors.Is(err, ErrDuplicate) && len(group) > 1 {
+		for _, r := range group {
+			fit, soldOut, err := o.insert([]*createReq{r})
+			r.done <- createResult(r, fit, soldOut, err)
 		}
-		if !errors.Is(err, ErrGuard) && !errors.Is(err, ErrDuplicate) {
-			for _, r := range group {
-				r.done <- createRes{err: err}
-			}
-			return
-		}
+		return
 	}
 	for _, r := range group {
-		soldOut, err := o.insert([]*createReq{r})
-		r.done <- createRes{soldOut: soldOut, err: err}
+		r.done <- createResult(r, fit, soldOut, err)
 	}
 }
 
-func (o *Orders) insert(group []*createReq) (soldOut bool, err error) {
+// createResult is one order's outcome of an insert: its error, or the
+// guard's refusal when it was not among the orders that fit.
+func createResult(r *createReq, fit []*createReq, soldOut bool, err error) createRes {
+	switch {
+	case err != nil:
+		return createRes{err: err}
+	case !slices.Contains(fit, r):
+		return createRes{err: ErrGuard}
+	}
+	return createRes{soldOut: soldOut}
+}
+
+// units sums the orders' units by the column they count in.
+func units(group []*createReq) (sold, held int) {
+	for _, r := range group {
+		if r.o.Status == StatusHeld {
+			held += r.o.Quantity
+		} else {
+			sold += r.o.Quantity
+		}
+	}
+	return sold, held
+}
+
+// insert writes the orders of one sale in one transaction, guarded by the
+// sale's unit counts. It returns the orders written: all of them, or, when
+// the guard refuses them all together, those that fit in arrival order (none
+// when not even the first does).
+func (o *Orders) insert(group []*createReq) (fit []*createReq, soldOut bool, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
 	tx, err := o.db.BeginTx(ctx, nil)
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
 	defer tx.Rollback() //nolint:errcheck
-	var sold, held int
 	saleID := group[0].o.SaleID
+	guard := func(group []*createReq) (bool, error) {
+		sold, held := units(group)
+		res, err := tx.ExecContext(ctx, `UPDATE sales SET sold = sold + ?, held = held + ?
+			WHERE id = ? AND sold + held + ? <= stock_total`, sold, held, saleID, sold+held)
+		if err != nil {
+			return false, err
+		}
+		n, err := res.RowsAffected()
+		return n == 1, err
+	}
+	fit = group
+	ok, err := guard(fit)
+	if err != nil {
+		return nil, false, err
+	}
+	if !ok {
+		// The row is locked by the refused UPDATE (or is now): what is left
+		// cannot change before this transaction ends.
+		var left int
+		err := tx.QueryRowContext(ctx, `SELECT stock_total - sold - held FROM sales WHERE id = ? FOR UPDATE`, saleID).Scan(&left)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, false, fmt.Errorf("sale %s: no such sale", saleID)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		fit = nil
+		for _, r := range group {
+			if r.o.Quantity <= left {
+				fit = append(fit, r)
+				left -= r.o.Quantity
+			}
+		}
+		if len(fit) == 0 {
+			return nil, false, nil
+		}
+		if ok, err := guard(fit); err != nil || !ok {
+			return nil, false, cmp.Or(err, ErrGuard)
+		}
+	}
 	var sb strings.Builder
-	args := make([]any, 0, 11*len(group))
+	args := make([]any, 0, 11*len(fit))
 	sb.WriteString(`INSERT INTO orders (id, sale_id, user_id, quantity, amount_cents, currency, status,
 		ticket_jti, idempotency_key, hold_expires_at, created_at) VALUES `)
-	for i, r := range group {
+	for i, r := range fit {
 		ord := r.o
-		if ord.Status == StatusHeld {
-			held += ord.Quantity
-		} else {
-			sold += ord.Quantity
-		}
 		if i > 0 {
 			sb.WriteString(",")
 		}
@@ -226,28 +299,20 @@ func (o *Orders) insert(group []*createReq) (soldOut bool, err error) {
 		args = append(args, ord.ID, ord.SaleID, ord.UserID, ord.Quantity, ord.AmountCents, ord.Currency,
 			ord.Status, nullStr(ord.TicketJTI), nullStr(ord.IdempotencyKey), nullTimePtr(ord.HoldExpiresAt), ord.CreatedAt)
 	}
-	res, err := tx.ExecContext(ctx, `UPDATE sales SET sold = sold + ?, held = held + ?
-		WHERE id = ? AND sold + held + ? <= stock_total`, sold, held, saleID, sold+held)
-	if err != nil {
-		return false, err
-	}
-	if n, _ := res.RowsAffected(); n != 1 {
-		return false, ErrGuard
-	}
 	if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
 		if isDuplicate(err) {
-			return false, fmt.Errorf("%w: %v", ErrDuplicate, err)
+			return nil, false, fmt.Errorf("%w: %v", ErrDuplicate, err)
 		}
-		return false, err
+		return nil, false, err
 	}
-	if sold > 0 {
+	if sold, _ := units(fit); sold > 0 {
 		var left int
 		if err := tx.QueryRowContext(ctx, `SELECT stock_total - sold FROM sales WHERE id = ?`, saleID).Scan(&left); err != nil {
-			return false, err
+			return nil, false, err
 		}
 		soldOut = left == 0
 	}
-	return soldOut, tx.Commit()
+	return fit, soldOut, tx.Commit()
 }
 
 // Compensate makes sure an order whose write failed or whose outcome is
@@ -263,6 +328,9 @@ func (o *Orders) Compensate(ctx context.Context, ord *Order) (cancelled bool, er
 		return false, err
 	}
 	defer tx.Rollback() //nolint:errcheck
+	if err := lockSale(ctx, tx, ord.SaleID); err != nil {
+		return false, err
+	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, sale_id, user_id, quantity, amount_cents,
 		currency, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'cancelled', ?) ON DUPLICATE KEY UPDATE id = id`,
 		ord.ID, ord.SaleID, ord.UserID, ord.Quantity, ord.AmountCents, ord.Currency, ord.CreatedAt); err != nil {
@@ -288,6 +356,20 @@ func (o *Orders) Compensate(ctx context.Context, ord *Order) (cancelled bool, er
 		cancelled = true
 	}
 	return cancelled, tx.Commit()
+}
+
+// lockSale takes the sale's row exclusively. Every transaction that writes
+// orders takes it before touching them (insert does, with its guarded
+// UPDATE): InnoDB takes a shared lock on the sale's row for the orders row's
+// foreign key, and two transactions that each hold that shared lock and then
+// UPDATE the sale's counts deadlock (concurrent settles did, 1213).
+func lockSale(ctx context.Context, tx *sql.Tx, saleID string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM sales WHERE id = ? FOR UPDATE`, saleID).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sale %s: no such sale", saleID)
+	}
+	return err
 }
 
 const selectOrder = `SELECT id, sale_id, user_id, quantity, amount_cents, currency, status,
@@ -338,6 +420,16 @@ func (o *Orders) Settle(ctx context.Context, id, to string) (ord *Order, soldOut
 		return nil, false, err
 	}
 	defer tx.Rollback() //nolint:errcheck
+	var saleID string
+	if err := tx.QueryRowContext(ctx, `SELECT sale_id FROM orders WHERE id = ?`, id).Scan(&saleID); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, false, ErrNoOrder
+		}
+		return nil, false, err
+	}
+	if err := lockSale(ctx, tx, saleID); err != nil {
+		return nil, false, err
+	}
 	ord, err = scanOrder(tx.QueryRowContext(ctx, selectOrder+` WHERE id = ? FOR UPDATE`, id))
 	if err != nil {
 		return nil, false, err

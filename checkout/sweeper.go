@@ -136,6 +136,13 @@ func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, f []
 	ord, err := s.orders.Get(ctx, orderID)
 	if err == nil && (ord.Status == StatusHeld || ord.Status == StatusPaid) {
 		s.finalize(ctx, ord)
+		// A hold confirmed in MySQL before Redis knew of it (finalize had
+		// failed, so the confirm's settle.lua found no hold): finalize just
+		// made it a hold in Redis; move its units on to sold, or they stay
+		// held in Redis for ever (no MySQL hold is left to expire).
+		if ord.Status == StatusPaid && f[4] == StatusHeld {
+			s.settleRedis(ctx, ord, StatusPaid)
+		}
 		s.cfg.Logger.Warn("reconcile: finalized an order MySQL had", "sale", saleID, "order", orderID)
 		return nil
 	}

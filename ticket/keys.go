@@ -14,8 +14,10 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 )
 
 // KeySet is the signing key and the previous keys still accepted.
@@ -122,8 +124,12 @@ func (ks *KeySet) JWKS() []byte {
 		return jwk{Kty: "OKP", Crv: "Ed25519", X: base64.RawURLEncoding.EncodeToString(pub), Kid: kid, Use: "sig", Alg: "EdDSA"}
 	}
 	keys := []jwk{mk(ks.Kid, ks.Current.Public().(ed25519.PublicKey))}
-	for kid, pub := range ks.Previous {
-		keys = append(keys, mk(kid, pub))
+	// Previous keys in kid order: every node (and every call) serves the
+	// same bytes, whatever the map's order.
+	for _, kid := range slices.Sorted(maps.Keys(ks.Previous)) {
+		if kid != ks.Kid { // the current key listed again in the file
+			keys = append(keys, mk(kid, ks.Previous[kid]))
+		}
 	}
 	b, _ := json.Marshal(map[string]any{"keys": keys})
 	return b

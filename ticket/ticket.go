@@ -22,6 +22,13 @@ var (
 	ErrExpired   = errors.New("ticket expired")
 )
 
+// NotBeforeLeeway absorbs clock skew on nbf: a ticket's nbf is its iat,
+// taken from Redis's clock when the admitter admits, and a checkout node
+// whose clock is a little behind Redis's would refuse a ticket used at once
+// (the shop may check out the moment the ticket arrives). Only exp is
+// enforced to the second.
+const NotBeforeLeeway = 2 * time.Second
+
 // Claims are a ticket's (and a queue token's) claims. Field order is fixed so
 // that signing the same admission record gives the same JWT on every node.
 type Claims struct {
@@ -132,7 +139,7 @@ func (i *Issuer) VerifyTicket(token, sale string, now time.Time) (*Claims, error
 		return nil, fmt.Errorf("%w: issuer %q", ErrInvalid, c.Issuer)
 	case c.Subject == "" || c.ID == "" || c.ExpiresAt == 0:
 		return nil, fmt.Errorf("%w: sub, jti and exp are required", ErrInvalid)
-	case c.NotBefore > now.Unix():
+	case c.NotBefore > now.Add(NotBeforeLeeway).Unix():
 		return nil, fmt.Errorf("%w: not valid before %d", ErrInvalid, c.NotBefore)
 	case c.Audience != sale:
 		return &c, ErrWrongSale

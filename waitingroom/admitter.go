@@ -36,7 +36,8 @@ var (
 type AdmitterConfig struct {
 	// Holder names this node in leases; default a random id.
 	Holder string
-	// Tick is how often a leader admits; default 100 ms (at most 1 s).
+	// Tick is how often a leader admits; default 100 ms; at most 1 s (a
+	// longer one is taken as the default).
 	Tick time.Duration
 	// LeaseTTL is the leader lease; default 2 s. A leader trusts its lease
 	// until its attempt started + TTL - TTL/4, and renews every TTL/4.
@@ -60,7 +61,7 @@ func (c AdmitterConfig) withDefaults() AdmitterConfig {
 		_, _ = rand.Read(b)
 		c.Holder = hex.EncodeToString(b)
 	}
-	if c.Tick <= 0 {
+	if c.Tick <= 0 || c.Tick > time.Second {
 		c.Tick = 100 * time.Millisecond
 	}
 	if c.LeaseTTL <= 0 {

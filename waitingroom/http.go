@@ -34,6 +34,9 @@ type Config struct {
 	// OnNoState rebuilds a sale's live state from MySQL (the checkout
 	// role's rebuild); called in the background when a script finds none.
 	OnNoState func(ctx context.Context, saleID string)
+	// OrderJSON reads an order in the contract's shape, for the order frame
+	// a purchased shopper's socket opens with.
+	OrderJSON func(ctx context.Context, orderID string) ([]byte, error)
 }
 
 // Server is the shopper and operator HTTP API of the waiting room.
@@ -419,7 +422,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		c.Close(CloseFinal, st.Kind)
 	case st.Kind == KindPurchased:
 		c.setState(KindPurchased, 0)
-		c.first(mustJSON(map[string]any{"type": "order", "order": map[string]any{"id": st.OrderID, "sale_id": saleID, "user_id": user}}))
+		c.first(s.orderFrame(ctx, saleID, user, st.OrderID))
 	default:
 		frame := mustJSON(s.hub.view(sl, user, st, s.etaFor(saleID, st), true, now))
 		c.pmu.Lock()
@@ -443,6 +446,17 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	}()
 	c.readLoop()
 	<-c.Done()
+}
+
+// orderFrame is the order frame of a shopper who bought: the whole order
+// when it can be read, else its id.
+func (s *Server) orderFrame(ctx context.Context, saleID, user, orderID string) []byte {
+	if s.cfg.OrderJSON != nil {
+		if b, err := s.cfg.OrderJSON(ctx, orderID); err == nil {
+			return []byte(`{"type":"order","order":` + string(b) + `}`)
+		}
+	}
+	return mustJSON(map[string]any{"type": "order", "order": map[string]any{"id": orderID, "sale_id": saleID, "user_id": user}})
 }
 
 // --- operator ---

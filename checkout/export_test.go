@@ -1,0 +1,12 @@
+package checkout
+
+// The scripts, for the Lua tests in package checkout_test (which cannot be
+// package checkout: they use testenv, which imports this package).
+var (
+	ReserveScript  = reserveScript
+	FinalizeScript = finalizeScript
+	UndoScript     = undoScript
+	SettleScript   = settleScript
+	RestoreScript  = restoreScript
+	UnlockScript   = unlockScript
+)
