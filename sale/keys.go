@@ -30,7 +30,7 @@ type Keys struct {
 	Units   string // hash: remaining, reserved, held, sold, stock
 	Buyers  string // hash: user → order id
 	JTI     string // hash: used ticket id → order id
-	Pending string // hash: order id → "user|qty|jti|reserved|ms": Redis step done, MySQL not yet
+	Pending string // hash: order id → "user|qty|jti|fromTicket|kind|ms": Redis step done, MySQL not yet
 	Holds   string // zset: held order id → hold expiry (ms)
 	Orders  string // hash: order id → "user|qty|status" for orders that hold units
 	Lease   string // string: "holder|fence" of the admitter leader, with a TTL
