@@ -1,6 +1,9 @@
 package ticket
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"sync"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -71,11 +74,14 @@ type Issuer struct {
 	keys     *KeySet
 	issuer   string
 	queueKey []byte
+	macs     sync.Pool // HMAC-SHA256 states keyed with queueKey
 }
 
 // NewIssuer returns an Issuer for the key set; issuer is the iss claim.
 func NewIssuer(keys *KeySet, issuer string) *Issuer {
-	return &Issuer{keys: keys, issuer: issuer, queueKey: keys.queueKey()}
+	i := &Issuer{keys: keys, issuer: issuer, queueKey: keys.queueKey()}
+	i.macs.New = func() any { return hmac.New(sha256.New, i.queueKey) }
+	return i
 }
 
 // Keys returns the key set.
@@ -96,23 +102,7 @@ func (i *Issuer) Ticket(a Admission) string {
 	return s
 }
 
-// QueueToken signs a queue token for (sale, user), valid until exp.
-func (i *Issuer) QueueToken(sale, user string, now, exp time.Time) string {
-	t := jwt.NewWithClaims(jwt.SigningMethodHS256, &Claims{
-		Issuer: i.issuer, Subject: user, Audience: sale, Use: UseQueue,
-		IssuedAt: now.Unix(), ExpiresAt: exp.Unix(),
-	})
-	s, err := t.SignedString(i.queueKey)
-	if err != nil {
-		panic(fmt.Sprintf("sign queue token: %v", err))
-	}
-	return s
-}
-
-var (
-	ticketParser = jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithoutClaimsValidation())
-	queueParser  = jwt.NewParser(jwt.WithValidMethods([]string{"HS256"}), jwt.WithoutClaimsValidation())
-)
+var ticketParser = jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.WithoutClaimsValidation())
 
 // VerifyTicket checks a ticket in the checkout's order: signature, alg, kid,
 // use, issuer and nbf (ErrInvalid), then the sale (ErrWrongSale). It does not
@@ -149,26 +139,6 @@ func (i *Issuer) VerifyTicket(token, sale string, now time.Time) (*Claims, error
 
 // Expired reports whether the claims' exp has passed.
 func (c *Claims) Expired(now time.Time) bool { return now.Unix() >= c.ExpiresAt }
-
-// VerifyQueueToken checks a queue token for the sale and returns its user.
-func (i *Issuer) VerifyQueueToken(token, sale string, now time.Time) (string, error) {
-	var c Claims
-	_, err := queueParser.ParseWithClaims(token, &c, func(*jwt.Token) (any, error) { return i.queueKey, nil })
-	if err != nil {
-		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
-	}
-	switch {
-	case c.Use != UseQueue:
-		return "", fmt.Errorf("%w: not a queue token", ErrInvalid)
-	case c.Audience != sale:
-		return "", ErrWrongSale
-	case c.Subject == "":
-		return "", fmt.Errorf("%w: no subject", ErrInvalid)
-	case now.Unix() >= c.ExpiresAt:
-		return "", ErrExpired
-	}
-	return c.Subject, nil
-}
 
 // PublicKey returns the current public key.
 func (i *Issuer) PublicKey() ed25519.PublicKey { return i.keys.Current.Public().(ed25519.PublicKey) }
