@@ -1,12 +1,12 @@
 package ticket
 
 import (
+	"crypto/ed25519"
 	"crypto/hmac"
 	"crypto/sha256"
-	"sync"
-	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
