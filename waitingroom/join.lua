@@ -20,6 +20,7 @@ local ended = (state == 'closed' or state == 'sold_out')
 local return_window = num(cfg, 'return_window', 0) * 1000
 local prequeue = (cfg.mode == 'prequeue' and now < num(cfg, 'starts', 0))
 local qopens = num(cfg, 'qopens', 0)
+local joins = 0 -- new places made by this call
 
 -- expire_ticket ends an admission whose ticket expired unused: its
 -- reservation returns and its capacity frees.
@@ -94,9 +95,10 @@ local function join(user, rnd)
     if cfg.mode == 'prequeue' then seq = seq + 4503599627370496 end -- 2^52: behind every random place
     score = string.format('%.0f', seq)
   end
-  redis.call('ZADD', KEYS[2], 'NX', score, user)
-  redis.call('HINCRBY', KEYS[10], 'joins_total', 1)
-  return waiting(user)
+  redis.call('ZADD', KEYS[2], score, user)
+  joins = joins + 1
+  if prequeue then return {'prequeue', score} end
+  return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score}
 end
 
 local function status(user)
@@ -131,4 +133,5 @@ for i = 1, #ARGV, 3 do
   end
   out[#out + 1] = r
 end
+if joins > 0 then redis.call('HINCRBY', KEYS[10], 'joins_total', joins) end
 return out
