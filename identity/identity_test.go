@@ -46,6 +46,11 @@ func TestHS256(t *testing.T) {
 	user, err := v.Verify(ctx, sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", good))
 	require.NoError(t, err)
 	require.Equal(t, "alice", user)
+	// aud may be a list
+	listAud := jwt.MapClaims{"sub": "carol", "exp": exp, "iss": "shop", "aud": []string{"x", "flashsale"}}
+	user, err = v.Verify(ctx, sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", listAud))
+	require.NoError(t, err)
+	require.Equal(t, "carol", user)
 
 	bad := map[string]string{
 		"wrong secret": sign(t, jwt.SigningMethodHS256, []byte("other"), "", good),
@@ -58,6 +63,9 @@ func TestHS256(t *testing.T) {
 		"long sub":     sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": strings.Repeat("x", 192), "exp": exp, "iss": "shop", "aud": "flashsale"}),
 		"HS512":        sign(t, jwt.SigningMethodHS512, []byte("s3cret"), "", good),
 		"garbage":      "not.a.token",
+		"alg none":     "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + strings.Split(sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", good), ".")[1] + ".",
+		"nbf ahead":    sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": "a", "exp": exp, "nbf": exp - 10, "iss": "shop", "aud": "flashsale"}),
+		"four parts":   sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", good) + ".x",
 		"empty":        "",
 	}
 	for name, tok := range bad {
