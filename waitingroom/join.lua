@@ -21,6 +21,12 @@ local return_window = num(cfg, 'return_window', 0) * 1000
 local prequeue = (cfg.mode == 'prequeue' and now < num(cfg, 'starts', 0))
 local qopens = num(cfg, 'qopens', 0)
 local joins = 0 -- new places made by this call
+-- The queue's and the lane's sizes, kept up to date by this call's own
+-- changes, so each answer needs no ZCARD (and most need no lane lookup:
+-- the lane is usually empty).
+local q_n = redis.call('ZCARD', KEYS[2])
+local lane_n = redis.call('ZCARD', KEYS[3])
+local present = {} -- now, user, now, user, ...: one ZADD at the end
 
 -- expire_ticket ends an admission whose ticket expired unused: its
 -- reservation returns and its capacity frees.
@@ -33,13 +39,15 @@ local function expire_ticket(user, rec)
 end
 
 local function queue_len()
-  return redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])
+  return q_n + lane_n
 end
 
 local function waiting(user)
-  local r = redis.call('ZRANK', KEYS[3], user)
-  if r then return {'lane', r + 1, queue_len(), redis.call('ZSCORE', KEYS[3], user)} end
-  r = redis.call('ZRANK', KEYS[2], user)
+  if lane_n > 0 then
+    local r = redis.call('ZRANK', KEYS[3], user)
+    if r then return {'lane', r + 1, queue_len(), redis.call('ZSCORE', KEYS[3], user)} end
+  end
+  local r = redis.call('ZRANK', KEYS[2], user)
   if r == false then return nil end
   if prequeue then return {'prequeue', redis.call('ZSCORE', KEYS[2], user)} end
   return {'waiting', r + 1, queue_len(), redis.call('ZSCORE', KEYS[2], user)}
@@ -69,7 +77,7 @@ local function own_state(user, requeue)
     if now - tonumber(f[2]) <= return_window and not ended then
       -- back within the return window: the priority lane, at the next tick
       redis.call('HDEL', KEYS[5], user)
-      redis.call('ZADD', KEYS[3], f[1], user)
+      lane_n = lane_n + redis.call('ZADD', KEYS[3], f[1], user)
       return nil
     end
     if not requeue then return {'expired'} end
@@ -96,6 +104,7 @@ local function join(user, rnd)
     score = string.format('%.0f', seq)
   end
   redis.call('ZADD', KEYS[2], score, user)
+  q_n = q_n + 1
   joins = joins + 1
   if prequeue then return {'prequeue', score} end
   return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score}
@@ -111,7 +120,9 @@ local function status(user)
 end
 
 local function leave(user)
-  local a = redis.call('ZREM', KEYS[2], user) + redis.call('ZREM', KEYS[3], user)
+  local fromq, fromlane = redis.call('ZREM', KEYS[2], user), redis.call('ZREM', KEYS[3], user)
+  q_n, lane_n = q_n - fromq, lane_n - fromlane
+  local a = fromq + fromlane
   redis.call('ZREM', KEYS[4], user)
   if a == 0 then return {'not_in_queue'} end
   return {'left'}
@@ -129,9 +140,11 @@ for i = 1, #ARGV, 3 do
     r = status(user)
   end
   if op ~= 'l' and (r[1] == 'waiting' or r[1] == 'lane' or r[1] == 'prequeue') then
-    redis.call('ZADD', KEYS[4], now, user) -- a join or a poll is presence
+    present[#present + 1] = now -- a join or a poll is presence
+    present[#present + 1] = user
   end
   out[#out + 1] = r
 end
 if joins > 0 then redis.call('HINCRBY', KEYS[10], 'joins_total', joins) end
+if #present > 0 then redis.call('ZADD', KEYS[4], unpack(present)) end
 return out
