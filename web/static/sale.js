@@ -385,6 +385,9 @@
         state.purchase = null;
         state.notice = "";
         showOrder(order);
+        // The units left just changed; the public sale is cached for up to
+        // 1 s per node, so ask once that has passed, not now.
+        setTimeout(refreshSale, 1100);
         break;
       } catch (err) {
         if ((err.status === 503 || err.status === 429) && retry < 3) {
