@@ -22,7 +22,7 @@ type Keys struct {
 	Cfg     string // hash: live settings and stored state, with a version
 	Q       string // zset: waiting users by place
 	Lane    string // zset: skipped users who came back, by original place
-	Seen    string // zset: user → last presence (Redis ms)
+	Seen    string // hash: user → last presence (Redis ms)
 	Skipped string // hash: user → "place:skipped-at-ms"
 	Expired string // set: users whose ticket expired unused
 	Adm     string // zset: live tickets, user → exp (ms): the lease set

@@ -4,7 +4,7 @@
 -- beyond max_active live tickets, and only while a unit is unreserved: each
 -- admission reserves min(per_user_limit, unreserved) units, so every admitted
 -- shopper can buy. Absent shoppers at the head are skipped.
--- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen, KEYS[5] skipped,
+-- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen (hash: user → ms), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] units, KEYS[10] bucket,
 -- KEYS[11] lease, KEYS[12] stats, KEYS[13] ev
 -- ARGV[1] the caller's lease value "holder|fence", ARGV[2] most admissions
@@ -80,7 +80,7 @@ if state == 'open' and unreserved > 0 then
       head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
       if #head == 0 then break end
       user, from = head[1], KEYS[2]
-      local seen = tonumber(redis.call('ZSCORE', KEYS[4], user) or '0')
+      local seen = tonumber(redis.call('HGET', KEYS[4], user) or '0')
       if seen < now - abandon then
         -- absent: skipped, keeping the place for a comeback
         redis.call('ZREM', KEYS[2], user)

@@ -48,7 +48,7 @@ func (e *admitEnv) wait(t *testing.T, present map[string]bool, users ...string) 
 	for i, u := range users {
 		require.NoError(t, e.rdb.ZAdd(ctx, e.k.Q, redisZ(float64(i+1), u)).Err())
 		if present == nil || present[u] {
-			require.NoError(t, e.rdb.ZAdd(ctx, e.k.Seen, redisZ(float64(now), u)).Err())
+			markSeen(t, e.rdb, e.k, now, u)
 		}
 	}
 }
@@ -181,7 +181,8 @@ func TestAdmitSkipsAbsent(t *testing.T) {
 	e.wait(t, map[string]bool{"u2": true, "u4": true, "u5": true}, "u1", "u2", "u3", "u4", "u5")
 	// u1 was seen 61 s ago, u3 never, u5 45 s ago (within abandon_after)
 	now := redisNow(t, e.rdb)
-	require.NoError(t, e.rdb.ZAdd(ctx, e.k.Seen, redisZ(float64(now-61_000), "u1"), redisZ(float64(now-45_000), "u5")).Err())
+	markSeen(t, e.rdb, e.k, now-61_000, "u1")
+	markSeen(t, e.rdb, e.k, now-45_000, "u5")
 
 	before := redisNow(t, e.rdb)
 	res := e.admit(t)
@@ -242,7 +243,7 @@ func TestAdmitReservesUnits(t *testing.T) {
 	require.Equal(t, []string{"u4"}, e.queue(t), "no unit left unreserved: u4 waits")
 
 	// all reserved: nobody admitted, nobody skipped, even an absent head
-	require.NoError(t, e.rdb.ZRem(ctx, e.k.Seen, "u4").Err())
+	require.NoError(t, e.rdb.HDel(ctx, e.k.Seen, "u4").Err())
 	res = e.admit(t)
 	require.Equal(t, waitingroom.AdmitResult{State: sale.Open, QueueLen: 1, Active: 3, Unreserved: 0}, res)
 	require.Equal(t, []string{"u4"}, e.queue(t))

@@ -167,3 +167,27 @@ func joinMany(t testing.TB, q *waitingroom.Queue, saleID, prefix string, n int) 
 func ptr[T any](v T) *T { return &v }
 
 func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
+
+// seenAt is a user's last presence (Redis ms) in the seen hash, and whether
+// there is one.
+func seenAt(t testing.TB, rdb redis.UniversalClient, k sale.Keys, user string) (float64, bool) {
+	t.Helper()
+	v, err := rdb.HGet(context.Background(), k.Seen, user).Result()
+	if err == redis.Nil {
+		return 0, false
+	}
+	require.NoError(t, err)
+	ms, err := strconv.ParseInt(v, 10, 64)
+	require.NoError(t, err, "seen %s = %q: whole milliseconds", user, v)
+	return float64(ms), true
+}
+
+// markSeen writes users' presence at ms straight into the seen hash.
+func markSeen(t testing.TB, rdb redis.UniversalClient, k sale.Keys, ms int64, users ...string) {
+	t.Helper()
+	args := make([]any, 0, 2*len(users))
+	for _, u := range users {
+		args = append(args, u, ms)
+	}
+	require.NoError(t, rdb.HSet(context.Background(), k.Seen, args...).Err())
+}

@@ -83,7 +83,7 @@ func TestHubTick(t *testing.T) {
 	require.Equal(t, []map[string]any{position(150, 200, false)}, decode(t, c.Drain()))
 	require.Empty(t, adm.Drain(), "no position for an admitted shopper")
 	for _, u := range []string{"u150", "someone"} {
-		seen, ok := zscore(t, e.rdb, e.k.Seen, u)
+		seen, ok := seenAt(t, e.rdb, e.k, u)
 		require.True(t, ok, "%s is present", u)
 		require.GreaterOrEqual(t, seen, float64(before))
 		require.LessOrEqual(t, seen, float64(after))

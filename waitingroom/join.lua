@@ -1,7 +1,7 @@
 -- join: join the queue, or read a user's state (status), for a batch of users
 -- in one call. A user's own state wins (purchased, admitted, expired), then
 -- their place in the queue, then the sale's end.
--- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen, KEYS[5] skipped,
+-- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen (hash: user → ms), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] buyers, KEYS[10] stats,
 -- KEYS[11] units
 -- ARGV: triplets of op ("j" join, "s" status, "l" leave), user, random
@@ -26,7 +26,7 @@ local joins = 0 -- new places made by this call
 -- the lane is usually empty).
 local q_n = redis.call('ZCARD', KEYS[2])
 local lane_n = redis.call('ZCARD', KEYS[3])
-local present = {} -- now, user, now, user, ...: one ZADD at the end
+local present = {} -- user, now, user, now, ...: one HSET at the end
 
 -- expire_ticket ends an admission whose ticket expired unused: its
 -- reservation returns and its capacity frees.
@@ -123,7 +123,7 @@ local function leave(user)
   local fromq, fromlane = redis.call('ZREM', KEYS[2], user), redis.call('ZREM', KEYS[3], user)
   q_n, lane_n = q_n - fromq, lane_n - fromlane
   local a = fromq + fromlane
-  redis.call('ZREM', KEYS[4], user)
+  redis.call('HDEL', KEYS[4], user)
   if a == 0 then return {'not_in_queue'} end
   return {'left'}
 end
@@ -140,11 +140,11 @@ for i = 1, #ARGV, 3 do
     r = status(user)
   end
   if op ~= 'l' and (r[1] == 'waiting' or r[1] == 'lane' or r[1] == 'prequeue') then
-    present[#present + 1] = now -- a join or a poll is presence
-    present[#present + 1] = user
+    present[#present + 1] = user -- a join or a poll is presence
+    present[#present + 1] = now
   end
   out[#out + 1] = r
 end
 if joins > 0 then redis.call('HINCRBY', KEYS[10], 'joins_total', joins) end
-if #present > 0 then redis.call('ZADD', KEYS[4], unpack(present)) end
+if #present > 0 then redis.call('HSET', KEYS[4], unpack(present)) end
 return out

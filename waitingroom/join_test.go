@@ -51,7 +51,7 @@ func TestJoinFIFOPlacesInArrivalOrder(t *testing.T) {
 	require.EqualValues(t, 4, hint(t, rdb, k.Stats, "joins_total"))
 	// a join is presence, on Redis time
 	for _, u := range users {
-		seen, ok := zscore(t, rdb, k.Seen, u)
+		seen, ok := seenAt(t, rdb, k, u)
 		require.True(t, ok, "%s is present", u)
 		require.GreaterOrEqual(t, seen, float64(before))
 		require.LessOrEqual(t, seen, float64(after))
@@ -93,7 +93,7 @@ func TestJoinLeave(t *testing.T) {
 	require.Equal(t, waitingroom.KindLeft, st.Kind)
 	_, ok := zscore(t, rdb, k.Q, "u-0000")
 	require.False(t, ok, "left the queue")
-	_, ok = zscore(t, rdb, k.Seen, "u-0000")
+	_, ok = seenAt(t, rdb, k, "u-0000")
 	require.False(t, ok, "no longer present")
 
 	st, err = q.Status(ctx, "s1", "u-0001")
@@ -370,7 +370,7 @@ func TestJoinSkippedReturn(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, 7.0, place, "the lane keeps the original place")
 	require.False(t, rdb.HExists(ctx, k.Skipped, "ann").Val())
-	_, ok = zscore(t, rdb, k.Seen, "ann")
+	_, ok = seenAt(t, rdb, k, "ann")
 	require.True(t, ok, "the poll is presence")
 
 	st, err = q.Join(ctx, "s1", "eve")

@@ -152,7 +152,7 @@ func TestPresence(t *testing.T) {
 	rdb, ks := testenv.Redis(t)
 	k := ks.Sale("s1")
 	// an old mark is overwritten
-	require.NoError(t, rdb.ZAdd(ctx, k.Seen, redisZ(1000, "b")).Err())
+	markSeen(t, rdb, k, 1000, "b")
 
 	before := redisNow(t, rdb)
 	n, err := waitingroom.MarkPresent(ctx, rdb, k, "a", "b", "c")
@@ -160,19 +160,19 @@ func TestPresence(t *testing.T) {
 	require.EqualValues(t, 3, n)
 	now := redisNow(t, rdb)
 	for _, u := range []string{"a", "b", "c"} {
-		seen, ok := zscore(t, rdb, k.Seen, u)
+		seen, ok := seenAt(t, rdb, k, u)
 		require.True(t, ok, u)
 		require.InDelta(t, float64(now), seen, 1000, "%s is marked on Redis time", u)
 		require.GreaterOrEqual(t, seen, float64(before))
 		require.LessOrEqual(t, seen, float64(now))
 		require.Equal(t, float64(int64(seen)), seen, "whole milliseconds")
 	}
-	require.EqualValues(t, 3, rdb.ZCard(ctx, k.Seen).Val())
+	require.EqualValues(t, 3, rdb.HLen(ctx, k.Seen).Val())
 
 	n, err = waitingroom.MarkPresent(ctx, rdb, k)
 	require.NoError(t, err)
 	require.Zero(t, n)
-	require.EqualValues(t, 3, rdb.ZCard(ctx, k.Seen).Val())
+	require.EqualValues(t, 3, rdb.HLen(ctx, k.Seen).Val())
 }
 
 func randN(n int64) int64 {
