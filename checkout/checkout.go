@@ -88,6 +88,10 @@ type Purchase struct {
 // Buy runs the atomic step and makes the order durable. Errors are API
 // errors (the contract's codes) or store failures (503).
 func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
+	// MySQL known down: fail before touching Redis.
+	if s.orders.breaker.Blocked() {
+		return nil, s.mysqlDown()
+	}
 	sl, err := s.sales.Cached(ctx, p.SaleID, time.Second)
 	if err != nil {
 		return nil, err
@@ -121,11 +125,25 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.WriteTimeout)
 	soldOut, err := s.orders.Create(wctx, ord)
 	cancel()
+	if errors.Is(err, errNotSent) {
+		// It cannot commit: no tombstone needed, only the Redis step undone.
+		if uerr := s.undo(context.WithoutCancel(ctx), ord.SaleID, ord.ID); uerr != nil {
+			s.cfg.Logger.Error("checkout: undo in Redis failed; reconciliation will", "order", ord.ID, "err", uerr)
+		}
+		if errors.Is(err, ErrBreakerOpen) {
+			return nil, s.mysqlDown()
+		}
+		return nil, api.Unavailable("MySQL")
+	}
 	if err != nil {
 		s.cfg.Logger.Warn("checkout: order not durable; compensating", "sale", p.SaleID, "user", p.User,
 			"order", ord.ID, "err", err)
 		s.compensate(context.WithoutCancel(ctx), ord, err)
 		switch {
+		case errors.Is(err, ErrTombstoned):
+			// Reconciliation settled this order as never written while
+			// its write was on the way: the ticket is free, retry.
+			return nil, api.Unavailable("MySQL")
 		case errors.Is(err, ErrGuard):
 			return nil, ErrSoldOut
 		case errors.Is(err, ErrDuplicate):
@@ -138,6 +156,13 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 		go s.finish(ord.SaleID)
 	}
 	return ord, nil
+}
+
+// mysqlDown is the answer while the MySQL breaker is open.
+func (s *Service) mysqlDown() *api.Error {
+	return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+		Message:    "MySQL is unavailable (failing repeatedly); retry after the Retry-After delay",
+		RetryAfter: s.orders.breaker.RetryAfter()}
 }
 
 // reserveReply maps reserve.lua's reply; on success it sets the order's status.

@@ -10,3 +10,6 @@ var (
 	RestoreScript  = restoreScript
 	UnlockScript   = unlockScript
 )
+
+// Shard is the index of the writer a sale's orders go to.
+func (o *Orders) Shard(saleID string) chan *createReq { return o.shard(saleID) }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/flashsale/flashsale/api"
@@ -66,7 +67,11 @@ func (h *Handler) count(result string) {
 func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
 	status, body := h.checkoutReply(r, saleID)
-	if status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+	switch status {
+	case http.StatusServiceUnavailable:
+		// Until the MySQL breaker's next probe when it is open, else 1 s.
+		w.Header().Set("Retry-After", strconv.Itoa(h.svc.orders.breaker.RetryAfter()))
+	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "1")
 	}
 	api.WriteRaw(w, status, body)

@@ -69,6 +69,10 @@ var (
 	// ErrDuplicate is an order MySQL refuses as a second live order of the
 	// user, a reused ticket or a reused idempotency key.
 	ErrDuplicate = errors.New("MySQL refused a duplicate order")
+	// ErrTombstoned is an order whose id a compensation (or reconciliation)
+	// took first: it never commits, and its ticket is free again. It is
+	// also an ErrDuplicate.
+	ErrTombstoned = errors.New("the order was compensated before its write landed")
 	// ErrNotHeld is a settle of an order that is not held (any more).
 	ErrNotHeld = errors.New("order not held")
 	// ErrNoOrder is an unknown order.
@@ -86,12 +90,13 @@ const queryTimeout = 3 * time.Second
 // with smaller batches, and under load those lock waits ran past the
 // checkout's write timeout (503s in a storm).
 type Orders struct {
-	db     *sql.DB
-	log    *slog.Logger
-	shards []chan *createReq // a writer each; a sale's orders go to one
-	closed chan struct{}
-	wg     sync.WaitGroup
-	once   sync.Once
+	db      *sql.DB
+	log     *slog.Logger
+	breaker *Breaker
+	shards  []chan *createReq // a writer each; a sale's orders go to one
+	closed  chan struct{}
+	wg      sync.WaitGroup
+	once    sync.Once
 	// MaxBatch bounds the orders of one transaction.
 	maxBatch int
 }
@@ -111,7 +116,11 @@ func NewOrders(db *sql.DB, log *slog.Logger, writers int) *Orders {
 	if writers <= 0 {
 		writers = 4
 	}
-	o := &Orders{db: db, log: log, closed: make(chan struct{}), maxBatch: 64}
+	if log == nil {
+		log = slog.Default()
+	}
+	o := &Orders{db: db, log: log, closed: make(chan struct{}), maxBatch: 64,
+		breaker: NewBreaker(BreakerConfig{Logger: log})}
 	for range writers {
 		reqs := make(chan *createReq, 1024)
 		o.shards = append(o.shards, reqs)
@@ -119,6 +128,30 @@ func NewOrders(db *sql.DB, log *slog.Logger, writers int) *Orders {
 	}
 	return o
 }
+
+// Breaker is the circuit breaker of the store's MySQL calls.
+func (o *Orders) Breaker() *Breaker { return o.breaker }
+
+// call runs one MySQL call through the breaker: refused at once while it is
+// open, its outcome recorded.
+func (o *Orders) call(fn func() error) error {
+	if err := o.breaker.Allow(); err != nil {
+		return err
+	}
+	err := fn()
+	o.breaker.Record(err)
+	return err
+}
+
+// Ping checks that MySQL answers, through the breaker (so /readyz reports
+// an open breaker, and its probes can close it).
+func (o *Orders) Ping(ctx context.Context) error {
+	return o.call(func() error { return o.db.PingContext(ctx) })
+}
+
+// errNotSent is a Create that never reached a writer: the order cannot
+// commit, so undoing the Redis step is all there is to do.
+var errNotSent = errors.New("the order was never sent to MySQL")
 
 // shard is the queue of the writer of a sale.
 func (o *Orders) shard(saleID string) chan *createReq {
@@ -139,13 +172,16 @@ func (o *Orders) Close() {
 // reports whether this order sold the last unit. On ctx's end the outcome
 // is unknown: the write may still commit (the caller compensates by id).
 func (o *Orders) Create(ctx context.Context, ord *Order) (soldOut bool, err error) {
+	if err := o.breaker.Allow(); err != nil {
+		return false, fmt.Errorf("%w: %w", errNotSent, err)
+	}
 	r := &createReq{o: ord, done: make(chan createRes, 1)}
 	select {
 	case o.shard(ord.SaleID) <- r:
 	case <-ctx.Done():
-		return false, ctx.Err() // never queued: it will not commit
+		return false, fmt.Errorf("%w: %w", errNotSent, ctx.Err()) // never queued: it will not commit
 	case <-o.closed:
-		return false, errors.New("order store closed")
+		return false, fmt.Errorf("%w: order store closed", errNotSent)
 	}
 	select {
 	case res := <-r.done:
@@ -197,9 +233,11 @@ func (o *Orders) write(reqs chan *createReq) {
 // tried alone so one bad order does not sink the others.
 func (o *Orders) writeGroup(group []*createReq) {
 	fit, soldOut, err := o.insert(group)
+	o.breaker.Record(err)
 	if errors.Is(err, ErrDuplicate) && len(group) > 1 {
 		for _, r := range group {
 			fit, soldOut, err := o.insert([]*createReq{r})
+			o.breaker.Record(err)
 			r.done <- createResult(r, fit, soldOut, err)
 		}
 		return
@@ -301,6 +339,10 @@ func (o *Orders) insert(group []*createReq) (fit []*createReq, soldOut bool, err
 	}
 	if _, err := tx.ExecContext(ctx, sb.String(), args...); err != nil {
 		if isDuplicate(err) {
+			if strings.Contains(err.Error(), "PRIMARY") {
+				// Only a tombstone shares an order's id (ids are random).
+				return nil, false, fmt.Errorf("%w: %w: %v", ErrDuplicate, ErrTombstoned, err)
+			}
 			return nil, false, fmt.Errorf("%w: %v", ErrDuplicate, err)
 		}
 		return nil, false, err
@@ -321,6 +363,9 @@ func (o *Orders) insert(group []*createReq) (fit []*createReq, soldOut bool, err
 // with its units returned to the sale's counts and its ticket and key freed.
 // It reports whether a committed order was cancelled.
 func (o *Orders) Compensate(ctx context.Context, ord *Order) (cancelled bool, err error) {
+	// Never refused by the breaker (an order must not be left unsettled),
+	// but its outcome counts.
+	defer func() { o.breaker.Record(err) }()
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	tx, err := o.db.BeginTx(ctx, nil)
@@ -356,6 +401,36 @@ func (o *Orders) Compensate(ctx context.Context, ord *Order) (cancelled bool, er
 		cancelled = true
 	}
 	return cancelled, tx.Commit()
+}
+
+// Tombstone makes sure an order that is not in MySQL never commits (a
+// cancelled row with its id, so a write still in flight fails on the
+// primary key), and returns the order as MySQL then has it: the tombstone,
+// or the order itself when its write got there first. Unlike Compensate it
+// never cancels a committed order: reconciliation uses it for orders whose
+// request may still answer 201.
+func (o *Orders) Tombstone(ctx context.Context, ord *Order) (got *Order, err error) {
+	defer func() { o.breaker.Record(err) }()
+	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+	defer cancel()
+	tx, err := o.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if err := lockSale(ctx, tx, ord.SaleID); err != nil {
+		return nil, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO orders (id, sale_id, user_id, quantity, amount_cents,
+		currency, status, created_at) VALUES (?, ?, ?, ?, ?, ?, 'cancelled', ?) ON DUPLICATE KEY UPDATE id = id`,
+		ord.ID, ord.SaleID, ord.UserID, ord.Quantity, ord.AmountCents, ord.Currency, ord.CreatedAt); err != nil {
+		return nil, err
+	}
+	got, err = scanOrder(tx.QueryRowContext(ctx, selectOrder+` WHERE id = ?`, ord.ID))
+	if err != nil {
+		return nil, err
+	}
+	return got, tx.Commit()
 }
 
 // lockSale takes the sale's row exclusively. Every transaction that writes
@@ -394,18 +469,26 @@ func scanOrder(row interface{ Scan(...any) error }) (*Order, error) {
 }
 
 // Get reads an order.
-func (o *Orders) Get(ctx context.Context, id string) (*Order, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	return scanOrder(o.db.QueryRowContext(ctx, selectOrder+` WHERE id = ?`, id))
+func (o *Orders) Get(ctx context.Context, id string) (ord *Order, err error) {
+	err = o.call(func() error {
+		ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		defer cancel()
+		ord, err = scanOrder(o.db.QueryRowContext(ctx, selectOrder+` WHERE id = ?`, id))
+		return err
+	})
+	return ord, err
 }
 
 // ByIdempotencyKey finds the order a user's key made in a sale.
-func (o *Orders) ByIdempotencyKey(ctx context.Context, saleID, user, key string) (*Order, error) {
-	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	return scanOrder(o.db.QueryRowContext(ctx, selectOrder+` WHERE sale_id = ? AND user_id = ? AND idempotency_key = ?`,
-		saleID, user, key))
+func (o *Orders) ByIdempotencyKey(ctx context.Context, saleID, user, key string) (ord *Order, err error) {
+	err = o.call(func() error {
+		ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		defer cancel()
+		ord, err = scanOrder(o.db.QueryRowContext(ctx, selectOrder+` WHERE sale_id = ? AND user_id = ? AND idempotency_key = ?`,
+			saleID, user, key))
+		return err
+	})
+	return ord, err
 }
 
 // Settle moves a held order to paid, cancelled or expired, moving its units
@@ -413,6 +496,14 @@ func (o *Orders) ByIdempotencyKey(ctx context.Context, saleID, user, key string)
 // wins, the others get ErrNotHeld. It reports whether paid units now reach
 // the stock.
 func (o *Orders) Settle(ctx context.Context, id, to string) (ord *Order, soldOut bool, err error) {
+	err = o.call(func() error {
+		ord, soldOut, err = o.settle(ctx, id, to)
+		return err
+	})
+	return ord, soldOut, err
+}
+
+func (o *Orders) settle(ctx context.Context, id, to string) (ord *Order, soldOut bool, err error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	tx, err := o.db.BeginTx(ctx, nil)
@@ -466,7 +557,15 @@ func (o *Orders) Settle(ctx context.Context, id, to string) (ord *Order, soldOut
 }
 
 // DueHolds lists held orders whose hold has run out by now.
-func (o *Orders) DueHolds(ctx context.Context, now time.Time, limit int) ([]string, error) {
+func (o *Orders) DueHolds(ctx context.Context, now time.Time, limit int) (ids []string, err error) {
+	err = o.call(func() error {
+		ids, err = o.dueHolds(ctx, now, limit)
+		return err
+	})
+	return ids, err
+}
+
+func (o *Orders) dueHolds(ctx context.Context, now time.Time, limit int) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, queryTimeout)
 	defer cancel()
 	rows, err := o.db.QueryContext(ctx, `SELECT id FROM orders WHERE status = 'held' AND hold_expires_at <= ?

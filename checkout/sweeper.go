@@ -72,7 +72,7 @@ func (w *Sweeper) Start(ctx context.Context) {
 func (w *Sweeper) expireHolds(ctx context.Context) {
 	ids, err := w.svc.orders.DueHolds(ctx, time.Now(), 500)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrBreakerOpen) {
 			w.svc.cfg.Logger.Warn("checkout: list due holds", "err", err)
 		}
 		return
@@ -134,7 +134,26 @@ func (s *Service) ReconcilePending(ctx context.Context, age time.Duration) (int,
 
 func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, f []string) error {
 	ord, err := s.orders.Get(ctx, orderID)
-	if err == nil && (ord.Status == StatusHeld || ord.Status == StatusPaid) {
+	if errors.Is(err, ErrNoOrder) {
+		// Not in MySQL now: a tombstone makes sure it never will be. Its
+		// write may still land first (its request is alive): then the
+		// tombstone finds the order, which is finalized, not cancelled,
+		// since its request may answer 201.
+		qty, _ := strconv.Atoi(f[1])
+		sl, err := s.sales.Load(ctx, saleID)
+		if err != nil {
+			return err
+		}
+		tomb := &Order{ID: orderID, SaleID: saleID, UserID: f[0], Quantity: max(qty, 1),
+			AmountCents: sl.PriceCents * int64(max(qty, 1)), Currency: sl.Currency, CreatedAt: time.Now().UTC()}
+		if ord, err = s.orders.Tombstone(ctx, tomb); err != nil {
+			return &sale.StoreError{Store: "MySQL", Err: err}
+		}
+	}
+	if err != nil && !errors.Is(err, ErrNoOrder) {
+		return &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	if ord.Status == StatusHeld || ord.Status == StatusPaid {
 		s.finalize(ctx, ord)
 		// A hold confirmed in MySQL before Redis knew of it (finalize had
 		// failed, so the confirm's settle.lua found no hold): finalize just
@@ -146,23 +165,12 @@ func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, f []
 		s.cfg.Logger.Warn("reconcile: finalized an order MySQL had", "sale", saleID, "order", orderID)
 		return nil
 	}
-	if err != nil && !errors.Is(err, ErrNoOrder) {
-		return &sale.StoreError{Store: "MySQL", Err: err}
-	}
-	qty, _ := strconv.Atoi(f[1])
-	sl, err := s.sales.Load(ctx, saleID)
-	if err != nil {
-		return err
-	}
-	tomb := &Order{ID: orderID, SaleID: saleID, UserID: f[0], Quantity: max(qty, 1),
-		AmountCents: sl.PriceCents * int64(max(qty, 1)), Currency: sl.Currency, CreatedAt: time.Now().UTC()}
-	if _, err := s.orders.Compensate(ctx, tomb); err != nil {
-		return &sale.StoreError{Store: "MySQL", Err: err}
-	}
+	// MySQL has it cancelled or expired (a tombstone, a compensation, or a
+	// hold settled before Redis heard of it): its units return.
 	if err := s.undo(ctx, saleID, orderID); err != nil {
 		return &sale.StoreError{Store: "Redis", Err: err}
 	}
-	s.cfg.Logger.Warn("reconcile: undid an order MySQL never had", "sale", saleID, "order", orderID)
+	s.cfg.Logger.Warn("reconcile: undid an order MySQL does not keep", "sale", saleID, "order", orderID)
 	return nil
 }
 

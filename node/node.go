@@ -66,27 +66,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n := &Node{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	ropt, err := redis.ParseURL(cfg.RedisURL)
+	var err error
+	if n.Redis, err = openRedis(cfg.RedisURL); err != nil {
+		return nil, err
+	}
+	mcfg, err := mysqlConfig(cfg.MySQLDSN)
 	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %w", err)
-	}
-	ropt.PoolSize = max(ropt.PoolSize, 64)
-	n.Redis = redis.NewClient(ropt)
-
-	mcfg, err := mysql.ParseDSN(cfg.MySQLDSN)
-	if err != nil {
-		return nil, fmt.Errorf("--mysql-dsn: %w", err)
-	}
-	mcfg.ParseTime = true
-	mcfg.Loc = time.UTC
-	if mcfg.Timeout == 0 {
-		mcfg.Timeout = 3 * time.Second
-	}
-	if mcfg.ReadTimeout == 0 {
-		mcfg.ReadTimeout = 10 * time.Second
-	}
-	if mcfg.WriteTimeout == 0 {
-		mcfg.WriteTimeout = 10 * time.Second
+		n.Redis.Close()
+		return nil, err
 	}
 	dsn := mcfg.FormatDSN()
 	mctx, cancel := context.WithTimeout(ctx, 60*time.Second)
@@ -99,13 +86,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if len(applied) > 0 {
 		log.Info("applied migrations", "versions", applied)
 	}
-	n.DB, err = sql.Open("mysql", dsn)
-	if err != nil {
+	if n.DB, err = openMySQL(dsn); err != nil {
+		n.Redis.Close()
 		return nil, err
 	}
-	n.DB.SetMaxOpenConns(64)
-	n.DB.SetMaxIdleConns(64)
-	n.DB.SetConnMaxLifetime(time.Hour)
 
 	keys, err := ticket.LoadKeySet(cfg.TicketKey)
 	if err != nil {
@@ -160,6 +144,75 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	return n, nil
 }
 
+func openRedis(url string) (*redis.Client, error) {
+	ropt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	ropt.PoolSize = max(ropt.PoolSize, 64)
+	return redis.NewClient(ropt), nil
+}
+
+// mysqlConfig reads the DSN, with UTC times and bounded waits: a MySQL that
+// stops answering must fail calls, not hang them.
+func mysqlConfig(dsn string) (*mysql.Config, error) {
+	mcfg, err := mysql.ParseDSN(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	mcfg.ParseTime = true
+	mcfg.Loc = time.UTC
+	if mcfg.Timeout == 0 {
+		mcfg.Timeout = 3 * time.Second
+	}
+	if mcfg.ReadTimeout == 0 {
+		mcfg.ReadTimeout = 10 * time.Second
+	}
+	if mcfg.WriteTimeout == 0 {
+		mcfg.WriteTimeout = 10 * time.Second
+	}
+	return mcfg, nil
+}
+
+func openMySQL(dsn string) (*sql.DB, error) {
+	db, err := sql.Open("mysql", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("--mysql-dsn: %w", err)
+	}
+	db.SetMaxOpenConns(64)
+	db.SetMaxIdleConns(64)
+	db.SetConnMaxLifetime(time.Hour)
+	return db, nil
+}
+
+// OpenCheckout opens the stores of cfg (without applying the schema) and
+// builds a checkout service on them, for tools such as `flashsale
+// reconcile`. The returned func closes it all.
+func OpenCheckout(cfg Config, log *slog.Logger) (*checkout.Service, func(), error) {
+	rdb, err := openRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, nil, err
+	}
+	mcfg, err := mysqlConfig(cfg.MySQLDSN)
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	db, err := openMySQL(mcfg.FormatDSN())
+	if err != nil {
+		rdb.Close()
+		return nil, nil, err
+	}
+	sales := sale.NewStore(db, rdb, sale.Keyspace{Prefix: cfg.KeyPrefix})
+	orders := checkout.NewOrders(db, log, 1)
+	svc := checkout.NewService(checkout.Config{Logger: log}, rdb, sales, orders)
+	return svc, func() {
+		orders.Close()
+		db.Close()
+		rdb.Close()
+	}, nil
+}
+
 // Handler is the node's HTTP handler (for tests that serve it themselves).
 func (n *Node) Handler() http.Handler { return n.handler }
 
@@ -173,7 +226,9 @@ func (n *Node) ready(w http.ResponseWriter, r *http.Request) {
 	if err := n.Redis.Ping(ctx).Err(); err != nil {
 		status["redis"], ok = err.Error(), false
 	}
-	if err := n.DB.PingContext(ctx); err != nil {
+	// Through the checkout's breaker: an open breaker is "not ready", and a
+	// ping let through as its probe can close it.
+	if err := n.Orders.Ping(ctx); err != nil {
 		status["mysql"], ok = err.Error(), false
 	}
 	if n.draining.Load() {

@@ -63,7 +63,14 @@ func RandomID() string {
 // keys are deleted when the test ends.
 func Redis(t testing.TB) (*redis.Client, sale.Keyspace) {
 	t.Helper()
-	opt, err := redis.ParseURL(RedisURL())
+	return RedisOn(t, RedisURL())
+}
+
+// RedisOn is Redis on the server at url (e.g. a private one a fault test
+// started).
+func RedisOn(t testing.TB, url string) (*redis.Client, sale.Keyspace) {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
 	require.NoError(t, err)
 	rdb := redis.NewClient(opt)
 	require.NoError(t, rdb.Ping(context.Background()).Err(), "Redis must run: make test starts it with deploy/services.sh")
@@ -89,7 +96,14 @@ func Redis(t testing.TB) (*redis.Client, sale.Keyspace) {
 // its DSN and a handle; the database is dropped when the test ends.
 func MySQL(t testing.TB) (string, *sql.DB) {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(MySQLDSN())
+	return MySQLOn(t, MySQLDSN())
+}
+
+// MySQLOn is MySQL on the server of serverDSN (a DSN without a database;
+// e.g. a private server a fault test started).
+func MySQLOn(t testing.TB, serverDSN string) (string, *sql.DB) {
+	t.Helper()
+	cfg, err := mysql.ParseDSN(serverDSN)
 	require.NoError(t, err)
 	cfg.DBName = "fs_test_" + RandomID()
 	cfg.ParseTime = true
@@ -108,7 +122,10 @@ func MySQL(t testing.TB) (string, *sql.DB) {
 		cfg2.DBName = ""
 		admin, err := sql.Open("mysql", cfg2.FormatDSN())
 		if err == nil {
-			admin.Exec("DROP DATABASE IF EXISTS `" + cfg.DBName + "`")
+			// Bounded: a fault test's server may be down by now.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			admin.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+cfg.DBName+"`")
+			cancel()
 			admin.Close()
 		}
 	})
@@ -160,7 +177,8 @@ func Start(t testing.TB, opts ...Options) *Server {
 }
 
 // StartOn runs a node on stores a test already has (e.g. a second node on
-// the same Redis and MySQL).
+// the same Redis and MySQL). A Redis other than RedisURL() needs the option
+// WithRedisURL too.
 func StartOn(t testing.TB, rdb *redis.Client, ks sale.Keyspace, dsn string, db *sql.DB,
 	keyPath string, keys *ticket.KeySet, opts ...Options) *Server {
 	t.Helper()
@@ -205,6 +223,11 @@ func StartOn(t testing.TB, rdb *redis.Client, ks sale.Keyspace, dsn string, db *
 	}
 	t.Cleanup(s.stop)
 	return s
+}
+
+// WithRedisURL points the node at another Redis (the one rdb talks to).
+func WithRedisURL(url string) Options {
+	return func(c *node.Config) { c.RedisURL = url }
 }
 
 // Stop stops the node (also done at the test's end).

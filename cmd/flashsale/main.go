@@ -29,12 +29,17 @@ Usage:
   flashsale serve [flags]      run the server (flashsale serve -h lists every flag)
   flashsale migrate [flags]    create the database if missing and apply the schema
   flashsale token --user U     print a dev user token (reads --data-dir, or --identity-secret)
+  flashsale reconcile --sale S [--repair]
+                               compare a sale's live state in Redis with MySQL (exit 1 on
+                               differences); --repair makes Redis agree with MySQL
   flashsale version            print the version
 `
 
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "flashsale:", err)
+		if !errors.Is(err, errDifferences) { // reconcile printed them
+			fmt.Fprintln(os.Stderr, "flashsale:", err)
+		}
 		os.Exit(1)
 	}
 }
@@ -51,6 +56,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return migrate(args[1:], stdout, stderr)
 	case "token":
 		return token(args[1:], stdout, stderr)
+	case "reconcile":
+		return reconcile(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flashsale", version)
 		return nil
@@ -200,4 +207,61 @@ func token(args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, tok)
 	return nil
+}
+
+// errDifferences is reconcile's answer when Redis and MySQL still disagree
+// (exit code 1).
+var errDifferences = errors.New("differences remain")
+
+func reconcile(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("flashsale reconcile", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg node.Config
+	cfg.Flags(fs)
+	saleID := fs.String("sale", "", "the sale to reconcile (required)")
+	repair := fs.Bool("repair", false, "make Redis agree with MySQL: settle pending orders now, restore or remove buyers, used tickets and holds, recompute the units")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if *saleID == "" {
+		return errors.New("--sale is required")
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	svc, closeAll, err := node.OpenCheckout(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	rep, err := svc.Reconcile(ctx, *saleID, *repair)
+	if rep != nil {
+		for _, d := range rep.Differences {
+			fmt.Fprintln(stdout, d)
+		}
+		if *repair && len(rep.Remaining) > 0 {
+			fmt.Fprintln(stdout, "still different after the repair:")
+			for _, d := range rep.Remaining {
+				fmt.Fprintln(stdout, d)
+			}
+		}
+	}
+	if err != nil {
+		return err
+	}
+	switch n := len(rep.Remaining); n {
+	case 0:
+		fmt.Fprintln(stdout, "consistent")
+		return nil
+	case 1:
+		fmt.Fprintln(stdout, "1 difference")
+	default:
+		fmt.Fprintf(stdout, "%d differences\n", n)
+	}
+	return errDifferences
 }

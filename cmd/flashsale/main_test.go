@@ -149,3 +149,42 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal("the server did not exit within 30 s of SIGTERM")
 	}
 }
+
+// TestReconcileCommand: `flashsale reconcile` prints each difference and
+// exits 1 (an error from run) while they remain; --repair fixes them and
+// prints "consistent".
+func TestReconcileCommand(t *testing.T) {
+	s := testenv.Start(t)
+	saleID := s.CreateSale(t, map[string]any{"stock": 5})["id"].(string)
+	r := s.Do(t, "POST", "/api/v1/sales/"+saleID+"/checkout", s.Ticket(saleID, "alice", time.Minute), nil)
+	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+	orderID := r.JSON(t)["id"].(string)
+	k := s.Keys.Sale(saleID)
+	args := []string{"reconcile", "--sale", saleID, "--redis-url", testenv.RedisURL(),
+		"--redis-key-prefix", s.Keys.Prefix, "--mysql-dsn", s.DSN}
+
+	var out, errb bytes.Buffer
+	require.NoError(t, run(args, &out, &errb), "stderr: %s", errb.String())
+	require.Equal(t, "consistent\n", out.String())
+
+	require.NoError(t, s.Redis.HDel(t.Context(), k.Buyers, "alice").Err())
+	out.Reset()
+	err := run(args, &out, &errb)
+	require.ErrorIs(t, err, errDifferences)
+	require.Equal(t, "buyer: user alice: Redis has none, MySQL has live order "+orderID+" (paid): restore\n1 difference\n", out.String())
+	require.Empty(t, s.Redis.HGet(t.Context(), k.Buyers, "alice").Val(), "a dry run changes nothing")
+
+	out.Reset()
+	require.NoError(t, run(append(args, "--repair"), &out, &errb), "stdout: %s", out.String())
+	require.Equal(t, "buyer: user alice: Redis has none, MySQL has live order "+orderID+" (paid): restore (repaired)\nconsistent\n", out.String())
+	require.Equal(t, orderID, s.Redis.HGet(t.Context(), k.Buyers, "alice").Val())
+
+	out.Reset()
+	require.NoError(t, run(args, &out, &errb))
+	require.Equal(t, "consistent\n", out.String())
+
+	err = run([]string{"reconcile", "--sale", "no-such-sale", "--redis-url", testenv.RedisURL(),
+		"--redis-key-prefix", s.Keys.Prefix, "--mysql-dsn", s.DSN}, &out, &errb)
+	require.ErrorContains(t, err, "no such sale")
+	require.ErrorContains(t, run([]string{"reconcile"}, &out, &errb), "--sale is required")
+}

@@ -1,0 +1,553 @@
+package checkout
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	_ "embed"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flashsale/flashsale/sale"
+)
+
+var (
+	//go:embed reconcile.lua
+	reconcileLua    string
+	reconcileScript = sale.NewScript(reconcileLua)
+)
+
+// Report is what Reconcile found in one sale.
+type Report struct {
+	SaleID string
+	// Differences are what the check found; after a repair each says
+	// whether it was repaired.
+	Differences []Difference
+	// Remaining are the differences a check after the repair still found
+	// (without repair, the differences themselves).
+	Remaining []Difference
+}
+
+// Consistent reports whether Redis and MySQL agree (after any repair).
+func (r *Report) Consistent() bool { return len(r.Remaining) == 0 }
+
+// Difference is one disagreement between Redis and MySQL.
+type Difference struct {
+	// Kind is pending, state, sale_row, units, buyer, ticket or hold.
+	Kind string
+	// Detail says, in a plain line, what Redis has, what MySQL has and what
+	// a repair does.
+	Detail   string
+	Repaired bool
+}
+
+func (d Difference) String() string {
+	s := d.Kind + ": " + d.Detail
+	if d.Repaired {
+		s += " (repaired)"
+	}
+	return s
+}
+
+// reconcileAttempts bounds the reads of a sale whose units keep moving
+// (live checkouts) before Reconcile reports what it saw.
+const reconcileAttempts = 20
+
+// Reconcile compares a sale's live state in Redis (units, buyers, used
+// tickets, holds, pending marks) with MySQL (its orders and the sales row's
+// guarded counts) and, with repair, makes Redis agree with MySQL, then
+// checks again:
+//
+//   - pending marks first, whatever their age: finalized when MySQL has the
+//     order, else compensated (a tombstone) and undone;
+//   - a sale whose units are gone is rebuilt (Rebuild);
+//   - a sales row whose sold/held disagree with its orders is recounted;
+//   - then, in one guarded step (reconcile.lua), buyers, used tickets and
+//     holds MySQL has are restored, Redis buyers, tickets and holds without
+//     a MySQL order are removed, and the units are recomputed (remaining =
+//     stock - sold - held, reserved from the live admission records). The
+//     step runs only if no checkout moved the units since Redis was read,
+//     and orders still pending (in flight) are counted from their marks,
+//     never from MySQL: units are never re-seeded under an order in flight.
+func (s *Service) Reconcile(ctx context.Context, saleID string, repair bool) (*Report, error) {
+	sl, err := s.sales.Load(ctx, saleID)
+	if err != nil {
+		return nil, err
+	}
+	rep := &Report{SaleID: saleID}
+	if !repair {
+		rep.Differences, err = s.compare(ctx, sl, false)
+		rep.Remaining = rep.Differences
+		return rep, err
+	}
+	if rep.Differences, err = s.repairPending(ctx, saleID); err != nil {
+		return rep, err
+	}
+	more, err := s.compare(ctx, sl, true)
+	rep.Differences = append(rep.Differences, more...)
+	if err != nil {
+		return rep, err
+	}
+	rep.Remaining, err = s.compare(ctx, sl, false)
+	return rep, err
+}
+
+// pendingMark is a pending order's mark: "user|qty|jti|fromTicket|kind|ms".
+type pendingMark struct {
+	user, jti, kind string
+	qty             int
+	atMs            int64
+	fields          []string
+}
+
+func parsePending(rec string) (pendingMark, bool) {
+	f := strings.Split(rec, "|")
+	if len(f) != 6 {
+		return pendingMark{}, false
+	}
+	qty, err1 := strconv.Atoi(f[1])
+	at, err2 := strconv.ParseInt(f[5], 10, 64)
+	if err1 != nil || err2 != nil {
+		return pendingMark{}, false
+	}
+	return pendingMark{user: f[0], qty: qty, jti: f[2], kind: f[4], atMs: at, fields: f}, true
+}
+
+// repairPending settles every pending mark now by what MySQL says.
+func (s *Service) repairPending(ctx context.Context, saleID string) ([]Difference, error) {
+	k := s.keys.Sale(saleID)
+	pending, err := s.rdb.HGetAll(ctx, k.Pending).Result()
+	if err != nil {
+		return nil, &sale.StoreError{Store: "Redis", Err: err}
+	}
+	nowMs, err := s.redisNow(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var diffs []Difference
+	for _, id := range slices.Sorted(maps.Keys(pending)) {
+		m, ok := parsePending(pending[id])
+		if !ok {
+			// Not a mark any script writes: nothing can settle it.
+			diffs = append(diffs, Difference{Kind: "pending", Detail: fmt.Sprintf("%s: unreadable mark %q; left as is", id, pending[id])})
+			continue
+		}
+		d, err := s.describePending(ctx, id, m, nowMs)
+		if err != nil {
+			return diffs, err
+		}
+		if err := s.reconcileOne(ctx, saleID, id, m.fields); err != nil {
+			return append(diffs, d), err
+		}
+		d.Repaired = true
+		diffs = append(diffs, d)
+	}
+	return diffs, nil
+}
+
+// describePending says what a pending mark is and what a repair does to it.
+func (s *Service) describePending(ctx context.Context, id string, m pendingMark, nowMs int64) (Difference, error) {
+	head := fmt.Sprintf("order %s of user %s (%d unit(s), %s, %.1f s old) is pending in Redis", id, m.user, m.qty, m.kind,
+		float64(nowMs-m.atMs)/1000)
+	var status string
+	err := s.orders.db.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ?`, id).Scan(&status)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return Difference{Kind: "pending", Detail: head + "; MySQL has no such order: compensate (tombstone) and return its units"}, nil
+	case err != nil:
+		return Difference{}, &sale.StoreError{Store: "MySQL", Err: err}
+	case status == StatusHeld || status == StatusPaid:
+		return Difference{Kind: "pending", Detail: head + "; MySQL has it " + status + ": finalize"}, nil
+	}
+	return Difference{Kind: "pending", Detail: head + "; MySQL has it " + status + ": return its units"}, nil
+}
+
+// redisView is one atomic read of a sale's live state.
+type redisView struct {
+	units         map[string]string // empty when the state is gone
+	pending       map[string]pendingMark
+	badPending    map[string]string
+	buyers, jti   map[string]string
+	holds         map[string]int64 // order → hold expiry ms
+	orders        map[string]string
+	tixReserved   int
+	pendingUsers  map[string]bool
+	pendingTicket map[string]bool
+}
+
+func (s *Service) readRedis(ctx context.Context, k sale.Keys) (*redisView, error) {
+	pipe := s.rdb.TxPipeline()
+	units := pipe.HGetAll(ctx, k.Units)
+	pending := pipe.HGetAll(ctx, k.Pending)
+	buyers := pipe.HGetAll(ctx, k.Buyers)
+	jti := pipe.HGetAll(ctx, k.JTI)
+	holds := pipe.ZRangeWithScores(ctx, k.Holds, 0, -1)
+	orders := pipe.HGetAll(ctx, k.Orders)
+	tix := pipe.HVals(ctx, k.Tix)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return nil, &sale.StoreError{Store: "Redis", Err: err}
+	}
+	v := &redisView{units: units.Val(), pending: map[string]pendingMark{}, badPending: map[string]string{},
+		buyers: buyers.Val(), jti: jti.Val(), holds: map[string]int64{}, orders: orders.Val(),
+		pendingUsers: map[string]bool{}, pendingTicket: map[string]bool{}}
+	for id, rec := range pending.Val() {
+		m, ok := parsePending(rec)
+		if !ok {
+			v.badPending[id] = rec
+			continue
+		}
+		v.pending[id] = m
+		v.pendingUsers[m.user] = true
+		v.pendingTicket[m.jti] = true
+	}
+	for _, z := range holds.Val() {
+		id, _ := z.Member.(string)
+		v.holds[id] = int64(z.Score)
+	}
+	for _, rec := range tix.Val() {
+		f := strings.Split(rec, "|")
+		if len(f) == 4 {
+			r, _ := strconv.Atoi(f[3])
+			v.tixReserved += r
+		}
+	}
+	return v, nil
+}
+
+// mysqlOrder is what the comparison needs of an order.
+type mysqlOrder struct {
+	id, user, status, jti string
+	qty                   int
+	hold                  sql.NullTime
+}
+
+// mysqlView is one consistent read of a sale in MySQL.
+type mysqlView struct {
+	rowSold, rowHeld int
+	paid, held       int // units of the paid and held orders
+	orders           []mysqlOrder
+}
+
+func (s *Service) readMySQL(ctx context.Context, saleID string) (*mysqlView, error) {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	// One snapshot: the row and the orders as of the same instant.
+	tx, err := s.orders.db.BeginTx(qctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	defer tx.Rollback() //nolint:errcheck
+	v := &mysqlView{}
+	if err := tx.QueryRowContext(qctx, `SELECT sold, held FROM sales WHERE id = ?`, saleID).Scan(&v.rowSold, &v.rowHeld); err != nil {
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	rows, err := tx.QueryContext(qctx, `SELECT id, user_id, quantity, status, COALESCE(ticket_jti, ''), hold_expires_at
+		FROM orders WHERE sale_id = ? AND (status IN ('held', 'paid') OR ticket_jti IS NOT NULL)`, saleID)
+	if err != nil {
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var o mysqlOrder
+		if err := rows.Scan(&o.id, &o.user, &o.qty, &o.status, &o.jti, &o.hold); err != nil {
+			return nil, &sale.StoreError{Store: "MySQL", Err: err}
+		}
+		switch o.status {
+		case StatusPaid:
+			v.paid += o.qty
+		case StatusHeld:
+			v.held += o.qty
+		}
+		v.orders = append(v.orders, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	return v, nil
+}
+
+// compare checks a sale once Redis holds still long enough to compare, and
+// with fix repairs what it finds: the sales row first (inside MySQL), then
+// Redis in one guarded step. With fix, pending marks are not differences:
+// repairPending settled those it found, and any left are orders in flight.
+func (s *Service) compare(ctx context.Context, sl *sale.Sale, fix bool) ([]Difference, error) {
+	k := s.keys.Sale(sl.ID)
+	var out []Difference
+	if fix {
+		n, err := s.rdb.Exists(ctx, k.Units).Result()
+		if err != nil {
+			return nil, &sale.StoreError{Store: "Redis", Err: err}
+		}
+		if n == 0 {
+			d := Difference{Kind: "state", Detail: "the sale's units are missing in Redis (its live state is gone): rebuild from MySQL"}
+			if err := s.Rebuild(ctx, sl.ID); err != nil {
+				return []Difference{d}, err
+			}
+			if n, err = s.rdb.Exists(ctx, k.Units).Result(); err != nil || n == 0 {
+				return []Difference{d}, cmp.Or(err, fmt.Errorf("sale %s: another node is rebuilding its live state; run again", sl.ID))
+			}
+			d.Repaired = true
+			out = append(out, d)
+		}
+		mv, err := s.readMySQL(ctx, sl.ID)
+		if err != nil {
+			return out, err
+		}
+		if mv.rowDiffers() {
+			d := rowDifference(mv)
+			if err := s.recountRow(ctx, sl.ID); err != nil {
+				return append(out, d), err
+			}
+			d.Repaired = true
+			out = append(out, d)
+		}
+	}
+	for attempt := 1; ; attempt++ {
+		rv, err := s.readRedis(ctx, k)
+		if err != nil {
+			return out, err
+		}
+		if len(rv.units) == 0 {
+			return append(out, Difference{Kind: "state",
+				Detail: "the sale's units are missing in Redis (its live state is gone): rebuild from MySQL"}), nil
+		}
+		mv, err := s.readMySQL(ctx, sl.ID)
+		if err != nil {
+			return out, err
+		}
+		diffs, ops, sold, held := diff(sl, rv, mv, !fix)
+		if !fix {
+			// Report only what a still moment saw: units unchanged since
+			// the Redis read.
+			now, err := s.rdb.HMGet(ctx, k.Units, "remaining", "held", "sold").Result()
+			if err != nil {
+				return out, &sale.StoreError{Store: "Redis", Err: err}
+			}
+			if unitsAsRead(rv.units, now) || attempt == reconcileAttempts {
+				return append(out, diffs...), nil
+			}
+			continue
+		}
+		if len(diffs) == 0 {
+			return out, nil
+		}
+		args := []any{rv.units["remaining"], rv.units["held"], rv.units["sold"], sl.StockTotal, sold, held}
+		args = append(args, ops...)
+		res, err := reconcileScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Buyers, k.JTI, k.Holds, k.Orders}, args...).Text()
+		if err != nil {
+			return append(out, diffs...), &sale.StoreError{Store: "Redis", Err: err}
+		}
+		switch res {
+		case "ok":
+			for i := range diffs {
+				diffs[i].Repaired = true
+			}
+			s.cfg.Logger.Warn("reconcile: repaired a sale's live state from MySQL", "sale", sl.ID, "differences", len(diffs))
+			return append(out, diffs...), nil
+		case "changed":
+		default:
+			return append(out, diffs...), fmt.Errorf("reconcile script: unexpected reply %q", res)
+		}
+		if attempt == reconcileAttempts {
+			return append(out, diffs...), fmt.Errorf("sale %s: its units kept moving (live checkouts) through %d attempts; run again", sl.ID, attempt)
+		}
+	}
+}
+
+// rowDiffers is whether the sales row's guarded counts disagree with its
+// orders (a difference inside MySQL).
+func (mv *mysqlView) rowDiffers() bool {
+	return mv.rowSold != mv.paid || mv.rowHeld != mv.held
+}
+
+func rowDifference(mv *mysqlView) Difference {
+	return Difference{Kind: "sale_row", Detail: fmt.Sprintf(
+		"MySQL's sales row counts sold %d, held %d; its orders hold paid %d, held %d: recount the row",
+		mv.rowSold, mv.rowHeld, mv.paid, mv.held)}
+}
+
+func unitsAsRead(units map[string]string, now []any) bool {
+	for i, f := range []string{"remaining", "held", "sold"} {
+		v, _ := now[i].(string)
+		if v != units[f] {
+			return false
+		}
+	}
+	return true
+}
+
+// recountRow sets the sales row's sold and held to its orders' units, under
+// the row's lock (every order transaction takes it first).
+func (s *Service) recountRow(ctx context.Context, saleID string) error {
+	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	tx, err := s.orders.db.BeginTx(qctx, nil)
+	if err != nil {
+		return &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	defer tx.Rollback() //nolint:errcheck
+	if err := lockSale(qctx, tx, saleID); err != nil {
+		return &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	if _, err := tx.ExecContext(qctx, `UPDATE sales SET
+		sold = (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE sale_id = ? AND status = 'paid'),
+		held = (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE sale_id = ? AND status = 'held')
+		WHERE id = ?`, saleID, saleID, saleID); err != nil {
+		return &sale.StoreError{Store: "MySQL", Err: fmt.Errorf("recount sale %s: %w", saleID, err)}
+	}
+	if err := tx.Commit(); err != nil {
+		return &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	s.cfg.Logger.Warn("reconcile: recounted the sales row from its orders", "sale", saleID)
+	return nil
+}
+
+// diff compares one Redis read with one MySQL read. Orders pending in Redis
+// are in flight: they are left out of the MySQL side and counted from their
+// marks, and their buyers and tickets are not touched. It returns the
+// differences, the reconcile.lua ops that repair them, and the sold and
+// held units Redis should count.
+func diff(sl *sale.Sale, rv *redisView, mv *mysqlView, reportPending bool) (diffs []Difference, ops []any, sold, held int) {
+	add := func(kind, format string, args ...any) {
+		diffs = append(diffs, Difference{Kind: kind, Detail: fmt.Sprintf(format, args...)})
+	}
+	for _, id := range slices.Sorted(maps.Keys(rv.pending)) {
+		m := rv.pending[id]
+		if reportPending {
+			add("pending", "order %s of user %s (%d unit(s), %s) is pending in Redis (in flight, or left by a failure): a repair settles it by what MySQL has",
+				id, m.user, m.qty, m.kind)
+		}
+		if m.kind == StatusHeld {
+			held += m.qty
+		} else {
+			sold += m.qty
+		}
+	}
+	if reportPending {
+		for _, id := range slices.Sorted(maps.Keys(rv.badPending)) {
+			add("pending", "%s: unreadable mark %q; left as is", id, rv.badPending[id])
+		}
+	}
+	if mv.rowDiffers() {
+		diffs = append(diffs, rowDifference(mv))
+	}
+
+	wantBuyers := map[string]mysqlOrder{}
+	wantJTI := map[string]string{}
+	wantHolds := map[string]mysqlOrder{}
+	for _, o := range mv.orders {
+		if _, inFlight := rv.pending[o.id]; inFlight {
+			continue
+		}
+		live := o.status == StatusHeld || o.status == StatusPaid
+		switch o.status {
+		case StatusPaid:
+			sold += o.qty
+		case StatusHeld:
+			held += o.qty
+			wantHolds[o.id] = o
+		}
+		if live && !rv.pendingUsers[o.user] {
+			wantBuyers[o.user] = o
+		}
+		if o.jti != "" && !rv.pendingTicket[o.jti] {
+			wantJTI[o.jti] = o.id
+		}
+	}
+	pendingOrder := func(id string) bool { _, ok := rv.pending[id]; return ok }
+
+	for _, user := range slices.Sorted(maps.Keys(wantBuyers)) {
+		o := wantBuyers[user]
+		if got, ok := rv.buyers[user]; !ok || got != o.id {
+			add("buyer", "user %s: Redis has %s, MySQL has live order %s (%s): restore", user, orNone(got), o.id, o.status)
+			ops = append(ops, "bset", user, o.id, "")
+		}
+	}
+	for _, user := range slices.Sorted(maps.Keys(rv.buyers)) {
+		id := rv.buyers[user]
+		if _, ok := wantBuyers[user]; ok || rv.pendingUsers[user] || pendingOrder(id) {
+			continue
+		}
+		add("buyer", "user %s: Redis has order %s, MySQL has no live order of the user: remove", user, id)
+		ops = append(ops, "bdel", user, id, "")
+	}
+	for _, jti := range slices.Sorted(maps.Keys(wantJTI)) {
+		id := wantJTI[jti]
+		if got, ok := rv.jti[jti]; !ok || got != id {
+			add("ticket", "ticket %s: Redis has %s, MySQL's order %s used it: restore", jti, orNone(got), id)
+			ops = append(ops, "jset", jti, id, "")
+		}
+	}
+	for _, jti := range slices.Sorted(maps.Keys(rv.jti)) {
+		id := rv.jti[jti]
+		if _, ok := wantJTI[jti]; ok || rv.pendingTicket[jti] || pendingOrder(id) {
+			continue
+		}
+		add("ticket", "ticket %s: Redis has it used by order %s, MySQL has no order that used it: free it", jti, id)
+		ops = append(ops, "jdel", jti, id, "")
+	}
+	for _, id := range slices.Sorted(maps.Keys(wantHolds)) {
+		o := wantHolds[id]
+		ms := int64(0)
+		if o.hold.Valid {
+			ms = o.hold.Time.UnixMilli()
+		}
+		rec := fmt.Sprintf("%s|%d|held", o.user, o.qty)
+		got, inSet := rv.holds[id]
+		if !inSet || got != ms || rv.orders[id] != rec {
+			add("hold", "order %s: Redis has %s, MySQL holds %d unit(s) of user %s until %s: restore", id,
+				holdDesc(inSet, got, rv.orders[id]), o.qty, o.user, time.UnixMilli(ms).UTC().Format(time.RFC3339Nano))
+			ops = append(ops, "hset", id, ms, rec)
+		}
+	}
+	extra := map[string]bool{}
+	for id := range rv.holds {
+		extra[id] = true
+	}
+	for id := range rv.orders {
+		extra[id] = true
+	}
+	for _, id := range slices.Sorted(maps.Keys(extra)) {
+		if _, ok := wantHolds[id]; ok || pendingOrder(id) {
+			continue
+		}
+		got, inSet := rv.holds[id]
+		add("hold", "order %s: Redis has %s, MySQL does not hold it: remove", id, holdDesc(inSet, got, rv.orders[id]))
+		ops = append(ops, "hdel", id, "", "")
+	}
+
+	num := func(f string) int { n, _ := strconv.Atoi(rv.units[f]); return n }
+	remaining := sl.StockTotal - sold - held
+	reserved := min(max(rv.tixReserved, 0), max(remaining, 0))
+	if num("remaining") != remaining || num("held") != held || num("sold") != sold || num("stock") != sl.StockTotal ||
+		rv.units["remaining"] == "" || num("reserved") != reserved {
+		add("units", "Redis has remaining %s, reserved %s, held %s, sold %s, stock %s; MySQL (with the orders in flight) says remaining %d, reserved %d, held %d, sold %d, stock %d: recompute",
+			rv.units["remaining"], rv.units["reserved"], rv.units["held"], rv.units["sold"], rv.units["stock"],
+			remaining, reserved, held, sold, sl.StockTotal)
+	}
+	return diffs, ops, sold, held
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+func holdDesc(inSet bool, ms int64, rec string) string {
+	switch {
+	case !inSet && rec == "":
+		return "no hold"
+	case !inSet:
+		return fmt.Sprintf("no hold expiry (record %q)", rec)
+	case rec == "":
+		return fmt.Sprintf("a hold expiring %s but no record", time.UnixMilli(ms).UTC().Format(time.RFC3339Nano))
+	}
+	return fmt.Sprintf("a hold expiring %s (record %q)", time.UnixMilli(ms).UTC().Format(time.RFC3339Nano), rec)
+}
