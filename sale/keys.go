@@ -35,7 +35,7 @@ type Keys struct {
 	Orders  string // hash: order id → "user|qty|status" for orders that hold units
 	Lease   string // string: "holder|fence" of the admitter leader, with a TTL
 	Fence   string // counter: fencing tokens
-	Bucket  string // string: the rate limiter's theoretical arrival time (ms)
+	Bucket  string // string: the rate limiter's "tat|interval" (ms): GCRA state
 	Ev      string // stream: admissions, expiries, state changes, orders
 	Stats   string // hash: counters (admitted_total, skipped_total, seq, ...)
 	Ranks   string // string: the rank table the leader publishes each tick

@@ -58,8 +58,14 @@ if state == 'open' and unreserved > 0 then
   local rate = tonumber(cfg.rate)
   local T = 1000 / rate
   local burst = math.max(1, math.floor(rate))
-  local tat = tonumber(redis.call('GET', KEYS[10]) or '0')
+  -- The bucket holds "tat|T": the theoretical arrival time and the interval
+  -- it was built with. When the operator changes the rate, the debt ahead
+  -- of now is rescaled to the new interval, so a new rate takes effect at
+  -- this tick (a raise from 0.2/s to 40/s does not wait out a 5 s interval).
+  local bucket = split(redis.call('GET', KEYS[10]) or '0|0', '|')
+  local tat, oldT = tonumber(bucket[1]) or 0, tonumber(bucket[2]) or 0
   if tat < now then tat = now end
+  if oldT > 0 and oldT ~= T then tat = now + (tat - now) * T / oldT end
   local allow = math.floor((now + burst * T - tat) / T + 1e-9)
   local free = num(cfg, 'max_active', 0) - active
   local want = math.min(allow, free, tonumber(ARGV[2]))
@@ -104,7 +110,7 @@ if state == 'open' and unreserved > 0 then
   end
   if admitted > 0 then
     tat = tat + admitted * T
-    redis.call('SET', KEYS[10], string.format('%.3f', tat), 'PX', math.ceil(tat - now + 60000))
+    redis.call('SET', KEYS[10], string.format('%.3f|%.6f', tat, T), 'PX', math.ceil(tat - now + 60000))
     redis.call('HSET', KEYS[9], 'reserved', reserved)
     redis.call('HINCRBY', KEYS[12], 'admitted_total', admitted)
   end

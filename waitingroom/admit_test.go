@@ -266,7 +266,12 @@ func TestAdmitRate(t *testing.T) {
 	require.EqualValues(t, 5, res.Admitted, "a burst of one second's admissions")
 	res = e.admit(t)
 	require.EqualValues(t, 0, res.Admitted, "then nothing at once")
-	tat, err := e.rdb.Get(ctx, e.k.Bucket).Float64()
+	raw, err := e.rdb.Get(ctx, e.k.Bucket).Result()
+	require.NoError(t, err)
+	tatStr, interval, ok := strings.Cut(raw, "|")
+	require.True(t, ok, "the bucket is tat|interval: %q", raw)
+	require.Equal(t, "200.000000", interval, "the interval of 5/s, in ms")
+	tat, err := strconv.ParseFloat(tatStr, 64)
 	require.NoError(t, err)
 	// the theoretical arrival time is 5 intervals (a second) past the burst
 	require.GreaterOrEqual(t, tat, float64(t0+1000))
