@@ -229,6 +229,17 @@ func (h *Handler) caller(r *http.Request) (caller, error) {
 	return caller{user: user}, nil
 }
 
+// name identifies the caller in idempotency keys.
+func (c caller) name() string {
+	switch {
+	case c.admin:
+		return "~admin"
+	case c.service:
+		return "~service"
+	}
+	return "u:" + c.user
+}
+
 func eq(a, b string) bool {
 	return b != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
@@ -289,21 +300,56 @@ func (h *Handler) settle(w http.ResponseWriter, r *http.Request, to string, allo
 		h.fail(w, r, api.Errorf(http.StatusForbidden, "forbidden", "only the payment service or an operator may confirm an order"))
 		return
 	}
-	if _, err := api.ReadBody(r); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	if _, err := h.ownOrder(r, c); err != nil {
-		h.fail(w, r, err)
-		return
-	}
-	o, err := h.svc.Settle(r.Context(), r.PathValue("order"), to)
+	raw, err := api.ReadBody(r)
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if m := h.svc.cfg.Metrics; m != nil {
-		m.Settles.WithLabelValues(to).Inc()
+	ord, err := h.ownOrder(r, c)
+	if err != nil {
+		h.fail(w, r, err)
+		return
 	}
-	api.WriteJSON(w, http.StatusOK, o.JSON())
+	// An Idempotency-Key makes a retried confirm or cancel answer what the
+	// first one did (a 200 with the order, not a 409 because it is no longer
+	// held). Keys are scoped to the caller, the action and the order.
+	var idem *idempotency
+	if key := r.Header.Get("Idempotency-Key"); key != "" {
+		if len(key) > maxIdemKey {
+			h.fail(w, r, api.Invalid("Idempotency-Key: at most %d bytes", maxIdemKey))
+			return
+		}
+		idem = &idempotency{rdb: h.svc.rdb, hash: bodyHash(raw),
+			key: h.svc.keys.Sale(ord.SaleID).Idem(c.name(), to+":"+ord.ID+":"+key)}
+		prev, err := idem.claim(r.Context())
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		if prev != nil {
+			api.WriteRaw(w, prev.Status, prev.Body)
+			return
+		}
+	}
+	status, body := http.StatusOK, []byte(nil)
+	o, err := h.svc.Settle(r.Context(), ord.ID, to)
+	if err != nil {
+		e := api.AsError(err)
+		if e.Status >= 500 {
+			h.svc.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "order", ord.ID, "err", err)
+		}
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+		}
+		status, body = e.Status, api.ErrorBody(e)
+	} else {
+		if m := h.svc.cfg.Metrics; m != nil {
+			m.Settles.WithLabelValues(to).Inc()
+		}
+		body, _ = json.Marshal(o.JSON())
+	}
+	if idem != nil {
+		idem.store(r.Context(), status, body)
+	}
+	api.WriteRaw(w, status, body)
 }
