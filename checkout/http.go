@@ -77,17 +77,21 @@ func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
 	api.WriteRaw(w, status, body)
 }
 
+// errorReply is a checkout's error answer as status and body, counted by
+// code; 5xx are logged.
+func (h *Handler) errorReply(saleID, user string, err error) (int, []byte) {
+	e := api.AsError(err)
+	if e.Status >= 500 {
+		h.svc.cfg.Logger.Error("checkout failed", "sale", saleID, "user", user, "err", err)
+	}
+	h.count(e.Code)
+	return e.Status, api.ErrorBody(e)
+}
+
 // checkoutReply computes the answer as status and body, so an idempotent
 // replay can return it byte for byte.
 func (h *Handler) checkoutReply(r *http.Request, saleID string) (int, []byte) {
-	reply := func(err error) (int, []byte) {
-		e := api.AsError(err)
-		if e.Status >= 500 {
-			h.svc.cfg.Logger.Error("checkout failed", "sale", saleID, "err", err)
-		}
-		h.count(e.Code)
-		return e.Status, api.ErrorBody(e)
-	}
+	reply := func(err error) (int, []byte) { return h.errorReply(saleID, "", err) }
 	tok := api.Bearer(r)
 	if tok == "" {
 		return reply(ErrTicketInvalid)
@@ -149,14 +153,7 @@ func (h *Handler) checkoutReply(r *http.Request, saleID string) (int, []byte) {
 }
 
 func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw []byte, now time.Time) (int, []byte) {
-	reply := func(err error) (int, []byte) {
-		e := api.AsError(err)
-		if e.Status >= 500 {
-			h.svc.cfg.Logger.Error("checkout failed", "sale", saleID, "user", claims.Subject, "err", err)
-		}
-		h.count(e.Code)
-		return e.Status, api.ErrorBody(e)
-	}
+	reply := func(err error) (int, []byte) { return h.errorReply(saleID, claims.Subject, err) }
 	if claims.Expired(now) {
 		return reply(ErrTicketExpired)
 	}

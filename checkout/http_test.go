@@ -407,7 +407,7 @@ func TestCheckoutGuardRefusal(t *testing.T) {
 func TestCheckoutMySQLStuck(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {
-		t.Skip("waits for the write timeout")
+		t.Skip("waits out the 4 s write timeout; skipped with -short")
 	}
 	s := testenv.Start(t)
 	saleID := newSale(t, s, map[string]any{"stock": 5})

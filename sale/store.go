@@ -133,7 +133,7 @@ func (st *Store) Get(ctx context.Context, id string) (*Sale, error) {
 	}
 	cfg := cfgCmd.Val()
 	if len(cfg) == 0 {
-		s, err := st.load(ctx, id)
+		s, err := st.Load(ctx, id)
 		if err != nil {
 			return nil, err
 		}
@@ -263,7 +263,7 @@ func (st *Store) Finish(ctx context.Context, id string, to State) error {
 // Republish copies the MySQL row to Redis again (after a transaction that
 // changed the row elsewhere, e.g. the checkout marking a sale sold out).
 func (st *Store) Republish(ctx context.Context, id string) error {
-	s, err := st.load(ctx, id)
+	s, err := st.Load(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -307,8 +307,9 @@ func (st *Store) update(ctx context.Context, id string, fn func(*Sale) (bool, er
 	return s, st.publish(ctx, s, false)
 }
 
-// Load reads a sale's row from MySQL.
-func (st *Store) load(ctx context.Context, id string) (*Sale, error) {
+// Load reads a sale's durable row from MySQL (with MySQL's unit counts in
+// StockRemaining).
+func (st *Store) Load(ctx context.Context, id string) (*Sale, error) {
 	qctx, cancel := context.WithTimeout(ctx, QueryTimeout)
 	defer cancel()
 	s, err := scanSale(st.DB.QueryRowContext(qctx, selectSale+` WHERE id = ?`, id))
@@ -320,10 +321,6 @@ func (st *Store) load(ctx context.Context, id string) (*Sale, error) {
 	}
 	return s, nil
 }
-
-// Load reads a sale's durable row from MySQL (with MySQL's unit counts in
-// StockRemaining).
-func (st *Store) Load(ctx context.Context, id string) (*Sale, error) { return st.load(ctx, id) }
 
 const selectSale = `SELECT id, name, price_cents, currency, stock_total, stock_total - sold - held,
 	state, starts_at, ends_at, queue_opens_at, admission_rate, max_active, ticket_ttl_seconds,
