@@ -2,8 +2,10 @@ package sale
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
 	_ "embed"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -104,7 +106,7 @@ func (st *Store) publish(ctx context.Context, s *Sale, initUnits bool) error {
 		init = "1"
 	}
 	err := publishScript.Run(ctx, st.Redis, []string{k.Cfg, k.Units, st.Keys.Sales(), k.Ev},
-		s.ID, s.Version, init, s.StockTotal, EventStreamLen, string(s.State),
+		s.ID, s.Version, init, s.StockTotal, EventStreamLen, string(s.State), newGen(), RequeueWindow.Milliseconds(),
 		"name", s.Name, "price", s.PriceCents, "currency", s.Currency,
 		"stock", s.StockTotal, "starts", s.StartsAt.UnixMilli(), "ends", msOrZero(s.EndsAt),
 		"qopens", msOrZero(s.QueueOpensAt), "rate", strconv.FormatFloat(s.AdmissionRate, 'g', -1, 64),
@@ -272,6 +274,20 @@ func (st *Store) Republish(ctx context.Context, id string) error {
 
 // EventStreamLen bounds a sale's event stream (approximately).
 const EventStreamLen = 100_000
+
+// RequeueWindow is how long joins of newcomers wait (503) after a sale's
+// live copy is written again into a Redis that lost it: long enough for
+// the units to be rebuilt and every node to see the new generation at its
+// next tick and put back the waiters it holds, so that nobody new lands
+// ahead of them.
+const RequeueWindow = 5 * time.Second
+
+// newGen is a random id for one life of a sale's keys in Redis.
+func newGen() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
 
 // update locks the row, lets fn change the sale, and writes it back with a
 // new version, then publishes the live copy.

@@ -43,7 +43,7 @@ if expired > 0 then redis.call('HINCRBY', KEYS[12], 'tickets_expired_total', exp
 
 -- 2. A final sale ends its queue.
 if state == 'closed' or state == 'sold_out' then
-  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
   return {'ok', state, 0, 0, expired, 0, redis.call('ZCARD', KEYS[7]), 0}
 end
 
@@ -90,6 +90,7 @@ if state == 'open' and unreserved > 0 then
       if seen < now - abandon then
         -- absent: skipped, keeping the place for a comeback
         redis.call('ZREM', KEYS[2], user)
+        redis.call('HDEL', KEYS[4], user)
         redis.call('HSET', KEYS[5], user, head[2] .. ':' .. now)
         skipped = skipped + 1
         user = nil
@@ -103,6 +104,7 @@ if state == 'open' and unreserved > 0 then
       admitted = admitted + 1
       local jti = ARGV[3] .. string.format('%x', admitted)
       redis.call('ZREM', from, user)
+      redis.call('HDEL', KEYS[4], user) -- presence only matters while waiting
       redis.call('HSET', KEYS[8], user, jti .. '|' .. iat .. '|' .. exp .. '|' .. r)
       redis.call('ZADD', KEYS[7], exp * 1000, user)
       event('adm', user, jti .. '|' .. iat .. '|' .. exp)

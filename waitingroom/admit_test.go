@@ -203,6 +203,8 @@ func TestAdmitSkipsAbsent(t *testing.T) {
 	}
 	require.EqualValues(t, 2, hint(t, e.rdb, e.k.Stats, "skipped_total"))
 	require.EqualValues(t, 3, hint(t, e.rdb, e.k.Stats, "admitted_total"))
+	// presence is for waiters: neither the admitted nor the skipped keep an entry
+	require.Zero(t, e.rdb.HLen(ctx, e.k.Seen).Val(), "presence left: %v", e.rdb.HGetAll(ctx, e.k.Seen).Val())
 }
 
 func TestAdmitMaxActive(t *testing.T) {
@@ -354,7 +356,7 @@ func TestAdmitFinalSaleEndsQueue(t *testing.T) {
 			require.NoError(t, e.rdb.ZAdd(ctx, e.k.Lane, redisZ(0.5, "back")).Err())
 			res := e.admit(t)
 			require.Equal(t, waitingroom.AdmitResult{State: tc.want}, res)
-			require.Zero(t, e.rdb.Exists(ctx, e.k.Q, e.k.Lane, e.k.Tix, e.k.Adm).Val(), "the queue is gone, nobody admitted")
+			require.Zero(t, e.rdb.Exists(ctx, e.k.Q, e.k.Lane, e.k.Tix, e.k.Adm, e.k.Seen).Val(), "the queue and its presence are gone, nobody admitted")
 		})
 	}
 }

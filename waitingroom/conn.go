@@ -184,3 +184,16 @@ func (c *Conn) setState(kind string, place float64) {
 	}
 	c.pmu.Unlock()
 }
+
+// waiting reports whether the user may still be waiting (or the node does
+// not know yet), with the place the node knows: only such sockets count as
+// presence, and only they are put back in a queue Redis lost.
+func (c *Conn) waiting() (place float64, ok bool) {
+	c.pmu.Lock()
+	defer c.pmu.Unlock()
+	switch c.kind {
+	case "", KindWaiting, KindLane, KindPrequeue:
+		return c.place, true
+	}
+	return 0, false
+}

@@ -255,6 +255,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	case KindNotOpen:
 		s.fail(w, r, api.Errorf(http.StatusConflict, "queue_not_open", "the queue opens at %s", api.Time(sl.QueueOpens())))
 		return
+	case KindRestoring:
+		s.fail(w, r, errRestoring)
+		return
 	}
 	now := time.Now()
 	exp := now.Add(24 * time.Hour)
@@ -294,6 +297,9 @@ var (
 	errSaleClosed = api.Errorf(http.StatusGone, "sale_closed", "the sale is closed")
 	errSoldOut    = api.Errorf(http.StatusGone, "sold_out", "the sale is sold out")
 	errNotInQueue = api.Errorf(http.StatusNotFound, "not_in_queue", "you are not in this sale's queue; join first")
+	// errRestoring: Redis lost the queue and nodes are putting its waiters
+	// back; a newcomer (or one not yet back) retries shortly.
+	errRestoring = api.Unavailable("the queue (being put back after a Redis loss)")
 )
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
@@ -320,6 +326,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errSoldOut)
 	case KindNotInQueue:
 		s.fail(w, r, errNotInQueue)
+	case KindRestoring:
+		s.fail(w, r, errRestoring)
 	default:
 		api.WriteJSON(w, http.StatusOK, s.hub.view(sl, user, st, s.etaFor(saleID, st), false, time.Now()))
 	}
@@ -417,6 +425,8 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		c.Close(websocket.CloseTryAgainLater, "store unavailable")
 	case st.Kind == KindNotInQueue:
 		c.Close(CloseNotInQueue, "not in queue")
+	case st.Kind == KindRestoring:
+		c.Close(websocket.CloseTryAgainLater, "queue being restored")
 	case st.Kind == KindClosed || st.Kind == KindSoldOut:
 		c.first(typeFrame(st.Kind))
 		c.Close(CloseFinal, st.Kind)

@@ -3,6 +3,7 @@ package waitingroom
 import (
 	"context"
 	_ "embed"
+	"fmt"
 	"hash/fnv"
 	"log/slog"
 	"math"
@@ -72,6 +73,7 @@ type saleTrack struct {
 	touched time.Time // last socket or request
 	table   *rankTable
 	advance []advSample // head advance samples, for the ETA
+	gen     string      // the generation of the sale's keys this node last saw
 }
 
 type advSample struct {
@@ -435,7 +437,9 @@ func (h *Hub) tick(ctx context.Context) {
 			k := h.keys.Sale(id)
 			users := make([]any, 0, len(connsBySale[i]))
 			for _, c := range connsBySale[i] {
-				users = append(users, c.user)
+				if _, ok := c.waiting(); ok {
+					users = append(users, c.user)
+				}
 			}
 			for len(users) > 0 {
 				n := min(len(users), presenceChunk)
@@ -457,7 +461,13 @@ func (h *Hub) tick(ctx context.Context) {
 		h.mu.Lock()
 		tr := h.sales[id]
 		var eta func(pos int64) *int64
+		lost := ""
 		if tr != nil {
+			if tr.gen == "" {
+				tr.gen = tab.gen
+			} else if tab.gen != tr.gen {
+				lost = tr.gen
+			}
 			tr.table = tab
 			tr.advance = append(tr.advance, advSample{at: now, adv: tab.advance})
 			for len(tr.advance) > 1 && now.Sub(tr.advance[0].at) > time.Minute {
@@ -466,7 +476,12 @@ func (h *Hub) tick(ctx context.Context) {
 			eta = etaFunc(tr.advance, tab.state)
 		}
 		h.mu.Unlock()
-		if eta == nil || len(connsBySale[i]) == 0 {
+		if lost != "" {
+			h.requeue(ctx, id, lost, tab.gen, connsBySale[i])
+		}
+		// A table made before every node put its waiters back would show
+		// them positions too low, and a position never goes back up.
+		if eta == nil || len(connsBySale[i]) == 0 || lost != "" || tab.restoring {
 			continue
 		}
 		s, err := h.store.Cached(ctx, id, time.Second)
@@ -475,6 +490,50 @@ func (h *Hub) tick(ctx context.Context) {
 		}
 		h.pushPositions(s, tab, eta, connsBySale[i], now)
 	}
+}
+
+// requeue puts back the waiters this node holds in a sale whose keys Redis
+// lost (the generation changed from lost to gen), at the places it knows,
+// in one script call per thousand sockets. Until it succeeds the node keeps
+// the old generation, so the next tick tries again.
+func (h *Hub) requeue(ctx context.Context, saleID, lost, gen string, conns []*Conn) {
+	var waiting []*Conn
+	var args []any
+	for _, c := range conns {
+		if place, ok := c.waiting(); ok && place > 0 {
+			waiting = append(waiting, c)
+			args = append(args, opRequeue, c.user, strconv.FormatFloat(place, 'f', 0, 64)+"|"+lost)
+		}
+	}
+	keys := queueKeys(h.keys.Sale(saleID))
+	back := 0
+	for len(waiting) > 0 {
+		n := min(len(waiting), presenceChunk)
+		states, err := parseJoinReply(joinScript.Run(ctx, h.rdb, keys, args[:3*n]...))
+		if err == nil && len(states) != n {
+			err = fmt.Errorf("join script: %d replies for %d users", len(states), n)
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				h.cfg.Logger.Warn("hub: put back waiters after a Redis loss", "sale", saleID, "err", err)
+			}
+			return
+		}
+		for j, st := range states {
+			if st.Kind == KindWaiting || st.Kind == KindLane || st.Kind == KindPrequeue {
+				back++
+			}
+			waiting[j].setState(st.Kind, st.Place)
+		}
+		waiting, args = waiting[n:], args[3*n:]
+	}
+	h.mu.Lock()
+	if tr := h.sales[saleID]; tr != nil {
+		tr.gen = gen
+	}
+	h.mu.Unlock()
+	h.cfg.Logger.Warn("hub: Redis lost the sale's keys; put back the waiters this node holds",
+		"sale", saleID, "waiters", back)
 }
 
 // pushPositions sends each waiting socket its position when it changed. A
@@ -550,6 +609,8 @@ type rankTable struct {
 	advance     int64
 	state       string
 	allReserved bool
+	gen         string
+	restoring   bool // waiters are being put back after a Redis loss
 	ranks       []int64
 	scores      []float64
 }
@@ -560,10 +621,10 @@ func parseRankTable(s string) (*rankTable, error) {
 	}
 	lines := strings.Split(s, "\n")
 	hdr := strings.Split(lines[0], "|")
-	if len(hdr) != 5 {
+	if len(hdr) < 7 {
 		return nil, redis.Nil
 	}
-	t := &rankTable{state: hdr[3], allReserved: hdr[4] == "1"}
+	t := &rankTable{state: hdr[3], allReserved: hdr[4] == "1", gen: hdr[5], restoring: hdr[6] == "1"}
 	t.queueLen, _ = strconv.ParseInt(hdr[1], 10, 64)
 	t.advance, _ = strconv.ParseInt(hdr[2], 10, 64)
 	t.ranks = make([]int64, 0, len(lines)-1)

@@ -4,14 +4,20 @@
 -- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen (hash: user → ms), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] buyers, KEYS[10] stats,
 -- KEYS[11] units
--- ARGV: triplets of op ("j" join, "s" status, "l" leave), user, random
--- 52-bit place (used by a prequeue join before the start)
+-- ARGV: triplets of op ("j" join, "s" status, "l" leave, "r" requeue), user,
+-- and for a join a random 52-bit place (used by a prequeue join before the
+-- start), for a requeue "place|gen": the place a node knew for a waiter in
+-- the sale's generation gen. A requeue is a status that, when the user is
+-- nowhere and Redis lost the keys since gen (the generation differs), puts
+-- the user back at that place.
 -- Returns {"nostate"} when the sale's live copy or units are missing; else one reply per
 -- user, each a list:
 --   {"purchased", order} {"admitted", jti, iat, exp} {"expired"}
 --   {"waiting", position, queue_length, place} {"prequeue", place}
 --   {"lane", position, queue_length, place} (back from a skip: admitted next)
 --   {"closed"} {"sold_out"} {"not_open"} {"not_in_queue"} {"left"}
+--   {"restoring"} (Redis lost the queue and nodes are putting it back: a
+--   newcomer waits, so that nobody lands ahead of a waiter being put back)
 local cfg = hmap(KEYS[1])
 if cfg == nil or redis.call('EXISTS', KEYS[11]) == 0 then return {'nostate'} end
 local now = now_ms()
@@ -20,7 +26,10 @@ local ended = (state == 'closed' or state == 'sold_out')
 local return_window = num(cfg, 'return_window', 0) * 1000
 local prequeue = (cfg.mode == 'prequeue' and now < num(cfg, 'starts', 0))
 local qopens = num(cfg, 'qopens', 0)
+local restoring = now < num(cfg, 'requeue_until', 0)
 local joins = 0 -- new places made by this call
+local requeued = 0 -- places put back by this call
+local twoTo52 = 4503599627370496 -- arrivals after a prequeue's start queue behind every random place
 -- The queue's and the lane's sizes, kept up to date by this call's own
 -- changes, so each answer needs no ZCARD (and most need no lane lookup:
 -- the lane is usually empty).
@@ -53,21 +62,21 @@ local function waiting(user)
   return {'waiting', r + 1, queue_len(), redis.call('ZSCORE', KEYS[2], user)}
 end
 
--- own_state answers purchased, admitted or expired; with requeue (a join) it
+-- own_state answers purchased, admitted or expired; with rejoin (a join) it
 -- clears an expired state so the user can join again, at the back.
-local function own_state(user, requeue)
+local function own_state(user, rejoin)
   local order = redis.call('HGET', KEYS[9], user)
   if order then return {'purchased', order} end
   local rec = redis.call('HGET', KEYS[8], user)
   if rec then
     local f = split(rec, '|')
     if tonumber(f[3]) * 1000 > now then return {'admitted', f[1], f[2], f[3]} end
-    if not requeue then return {'expired'} end
+    if not rejoin then return {'expired'} end
     expire_ticket(user, rec)
     return nil
   end
   if redis.call('SISMEMBER', KEYS[6], user) == 1 then
-    if not requeue then return {'expired'} end
+    if not rejoin then return {'expired'} end
     redis.call('SREM', KEYS[6], user)
     return nil
   end
@@ -80,7 +89,7 @@ local function own_state(user, requeue)
       lane_n = lane_n + redis.call('ZADD', KEYS[3], f[1], user)
       return nil
     end
-    if not requeue then return {'expired'} end
+    if not rejoin then return {'expired'} end
     redis.call('HDEL', KEYS[5], user)
   end
   return nil
@@ -96,11 +105,12 @@ local function join(user, rnd)
   local w = waiting(user)
   if w then return w end
   if qopens > 0 and now < qopens then return {'not_open'} end
+  if restoring then return {'restoring'} end
   -- places are passed as strings: Lua prints numbers with 14 digits only
   local score = rnd
   if not prequeue then
     local seq = redis.call('HINCRBY', KEYS[10], 'seq', 1)
-    if cfg.mode == 'prequeue' then seq = seq + 4503599627370496 end -- 2^52: behind every random place
+    if cfg.mode == 'prequeue' then seq = seq + twoTo52 end
     score = string.format('%.0f', seq)
   end
   redis.call('ZADD', KEYS[2], score, user)
@@ -110,12 +120,28 @@ local function join(user, rnd)
   return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score}
 end
 
-local function status(user)
+-- status answers a user's state. With back ("place|gen": a requeue) it puts
+-- a user who is nowhere back at that place if Redis lost the sale's keys
+-- since generation gen.
+local function status(user, back)
   local own = own_state(user, false)
   if own then return own end
   if ended then return {state} end
   local w = waiting(user)
   if w then return w end
+  local place, old = string.match(back or '', '^(%d+)|(.*)$')
+  if place and old ~= (cfg.gen or '') then
+    q_n = q_n + redis.call('ZADD', KEYS[2], 'NX', place, user)
+    requeued = requeued + 1
+    -- arrivals after this one queue behind it
+    local seq = tonumber(place)
+    if cfg.mode == 'prequeue' then seq = seq - twoTo52 end
+    if seq > tonumber(redis.call('HGET', KEYS[10], 'seq') or '0') then
+      redis.call('HSET', KEYS[10], 'seq', string.format('%.0f', seq))
+    end
+    return waiting(user)
+  end
+  if restoring then return {'restoring'} end
   return {'not_in_queue'}
 end
 
@@ -136,8 +162,10 @@ for i = 1, #ARGV, 3 do
     r = join(user, ARGV[i + 2])
   elseif op == 'l' then
     r = leave(user)
+  elseif op == 'r' then
+    r = status(user, ARGV[i + 2])
   else
-    r = status(user)
+    r = status(user, nil)
   end
   if op ~= 'l' and (r[1] == 'waiting' or r[1] == 'lane' or r[1] == 'prequeue') then
     present[#present + 1] = user -- a join or a poll is presence
@@ -146,5 +174,6 @@ for i = 1, #ARGV, 3 do
   out[#out + 1] = r
 end
 if joins > 0 then redis.call('HINCRBY', KEYS[10], 'joins_total', joins) end
+if requeued > 0 then redis.call('HINCRBY', KEYS[10], 'requeued_total', requeued) end
 if #present > 0 then redis.call('HSET', KEYS[4], unpack(present)) end
 return out

@@ -26,6 +26,9 @@ const (
 	opJoin   = "j"
 	opStatus = "s"
 	opLeave  = "l"
+	// opRequeue is a status that puts a waiter back at a known place
+	// after Redis lost the queue (see Hub.requeue).
+	opRequeue = "r"
 )
 
 // Kinds of a user's state, as join.lua answers them.
@@ -41,6 +44,7 @@ const (
 	KindNotOpen    = "not_open"
 	KindNotInQueue = "not_in_queue"
 	KindLeft       = "left"
+	KindRestoring  = "restoring" // Redis lost the queue; nodes are putting it back
 )
 
 // ErrNoState is a sale whose live state is missing from Redis.
@@ -284,7 +288,7 @@ func parseUserState(f []any) (UserState, error) {
 		st.Place, _ = strconv.ParseFloat(str(3), 64)
 	case KindPrequeue:
 		st.Place, _ = strconv.ParseFloat(str(1), 64)
-	case KindExpired, KindClosed, KindSoldOut, KindNotOpen, KindNotInQueue, KindLeft:
+	case KindExpired, KindClosed, KindSoldOut, KindNotOpen, KindNotInQueue, KindLeft, KindRestoring:
 	default:
 		return st, fmt.Errorf("join script: unknown reply %q", st.Kind)
 	}

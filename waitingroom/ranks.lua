@@ -5,8 +5,11 @@
 -- KEYS[1] q, KEYS[2] lane, KEYS[3] stats, KEYS[4] ranks, KEYS[5] cfg, KEYS[6] units
 -- ARGV[1] step divisor (100 or more), ARGV[2] ttl of the table (ms)
 -- Returns the number of samples.
--- The table: "ms|queue_length|advance|state|all_reserved\n" then "rank:score"
--- lines; advance = admitted_total + skipped_total (for the ETA).
+-- The table: "ms|queue_length|advance|state|all_reserved|gen|restoring\n"
+-- then "rank:score" lines; advance = admitted_total + skipped_total (for the
+-- ETA); gen = the generation of the sale's keys (a node that saw another
+-- one knows Redis lost them, and puts back the waiters it holds);
+-- restoring = 1 while nodes are putting them back (positions would be low).
 local cfg = hmap(KEYS[5])
 if cfg == nil then return 0 end
 local now = now_ms()
@@ -16,7 +19,9 @@ local adv = tonumber(stats[1] or '0') + tonumber(stats[2] or '0')
 local u = redis.call('HMGET', KEYS[6], 'remaining', 'reserved')
 local allres = 0
 if u[1] and tonumber(u[1]) - tonumber(u[2]) <= 0 then allres = 1 end
-local out = {now .. '|' .. (n + redis.call('ZCARD', KEYS[2])) .. '|' .. adv .. '|' .. eff_state(cfg, now) .. '|' .. allres}
+local restoring = 0
+if now < num(cfg, 'requeue_until', 0) then restoring = 1 end
+local out = {now .. '|' .. (n + redis.call('ZCARD', KEYS[2])) .. '|' .. adv .. '|' .. eff_state(cfg, now) .. '|' .. allres .. '|' .. (cfg.gen or '') .. '|' .. restoring}
 local head = redis.call('ZRANGE', KEYS[1], 0, 99, 'WITHSCORES')
 for i = 1, #head, 2 do
   out[#out + 1] = ((i - 1) / 2) .. ':' .. head[i + 1]
