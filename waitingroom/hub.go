@@ -3,6 +3,7 @@ package waitingroom
 import (
 	"context"
 	_ "embed"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -251,17 +252,25 @@ func (h *Hub) track(ctx context.Context, saleID string) error {
 		return nil
 	}
 	h.mu.Unlock()
-	last := "0-0"
-	msgs, err := h.rdb.XRevRangeN(ctx, h.keys.Sale(saleID).Ev, "+", "-", 1).Result()
-	if err != nil {
+	// the generation of the sale's keys too, so a loss before this node's
+	// first tick is noticed (see requeue)
+	k := h.keys.Sale(saleID)
+	var last *redis.XMessageSliceCmd
+	var gen *redis.StringCmd
+	err := sale.ExecPipeline(ctx, h.rdb, func(pipe redis.Pipeliner) {
+		last = pipe.XRevRangeN(ctx, k.Ev, "+", "-", 1)
+		gen = pipe.HGet(ctx, k.Cfg, "gen")
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
 		return storeErr(err)
 	}
-	if len(msgs) == 1 {
-		last = msgs[0].ID
+	tr := &saleTrack{lastID: "0-0", touched: time.Now(), gen: gen.Val()}
+	if msgs := last.Val(); len(msgs) == 1 {
+		tr.lastID = msgs[0].ID
 	}
 	h.mu.Lock()
 	if h.sales[saleID] == nil {
-		h.sales[saleID] = &saleTrack{lastID: last, touched: time.Now()}
+		h.sales[saleID] = tr
 	}
 	h.mu.Unlock()
 	select { // let the reader pick the new stream up now
@@ -456,6 +465,13 @@ func (h *Hub) tick(ctx context.Context) {
 	for i, id := range ids {
 		tab, err := parseRankTable(rankCmds[i].Val())
 		if err != nil {
+			if errors.Is(rankCmds[i].Err(), redis.Nil) && len(connsBySale[i]) > 0 {
+				// No table: no leader, or Redis lost the sale (even from the
+				// set the admitters walk). Reading the sale writes its live
+				// copy back if it is missing, so a leader comes and the
+				// waiters here are put back, even if no request comes.
+				_, _ = h.store.Get(ctx, id)
+			}
 			continue
 		}
 		h.mu.Lock()
