@@ -60,13 +60,26 @@ func BenchmarkReserveStep(b *testing.B) {
 
 // BenchmarkOrdersCreate is the durable write alone: Orders.Create (group
 // commit with the unit guard) from parallel callers, holds off.
-func BenchmarkOrdersCreate(b *testing.B) {
+func BenchmarkOrdersCreate(b *testing.B) { benchOrdersCreate(b, 0) }
+
+// BenchmarkOrdersCreateHeld is the same with holds on: held orders with
+// their hold's expiry, counted in the sale's held units.
+func BenchmarkOrdersCreateHeld(b *testing.B) { benchOrdersCreate(b, 300) }
+
+func benchOrdersCreate(b *testing.B, hold int) {
 	rdb, ks := testenv.Redis(b)
 	_, db := testenv.MySQL(b)
 	st := sale.NewStore(db, rdb, ks)
-	id := benchSale(b, db, st, 0)
+	id := benchSale(b, db, st, hold)
 	orders := checkout.NewOrders(db, slog.New(slog.NewTextHandler(io.Discard, nil)), 4)
 	defer orders.Close()
+	status := checkout.StatusPaid
+	var expires *time.Time
+	if hold > 0 {
+		status = checkout.StatusHeld
+		t := time.Now().Add(time.Duration(hold) * time.Second).UTC()
+		expires = &t
+	}
 	var n atomic.Int64
 	b.SetParallelism(16) // 32 callers on 2 cores, like a busy checkout node
 	b.ResetTimer()
@@ -76,8 +89,55 @@ func BenchmarkOrdersCreate(b *testing.B) {
 			i := n.Add(1)
 			u := fmt.Sprintf("u%d", i)
 			o := &checkout.Order{ID: "o" + u, SaleID: id, UserID: u, Quantity: 1, AmountCents: 100,
-				Currency: "EUR", Status: checkout.StatusPaid, TicketJTI: "j" + u, CreatedAt: time.Now().UTC()}
+				Currency: "EUR", Status: status, TicketJTI: "j" + u, HoldExpiresAt: expires, CreatedAt: time.Now().UTC()}
 			if _, err := orders.Create(ctx, o); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkGuardedInsert is what the unit guard costs without group commit:
+// per op one transaction of the guarded UPDATE of the sale's row and the
+// INSERT, from the same callers. Every transaction locks the one sale row,
+// so they queue on it: against BenchmarkSingleInsert this is the guard's
+// price, against BenchmarkOrdersCreate what group commit wins back.
+func BenchmarkGuardedInsert(b *testing.B) {
+	_, db := testenv.MySQL(b)
+	for _, q := range []string{`CREATE TABLE bench_orders LIKE orders`,
+		`CREATE TABLE bench_sales (id VARCHAR(64) PRIMARY KEY, stock INT NOT NULL, sold INT NOT NULL, held INT NOT NULL)`,
+		`INSERT INTO bench_sales VALUES ('bench', 100000000, 0, 0)`} {
+		if _, err := db.Exec(q); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := n.Add(1)
+			u := fmt.Sprintf("u%d", i)
+			tx, err := db.Begin()
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := tx.Exec(`UPDATE bench_sales SET sold = sold + 1 WHERE id = 'bench' AND sold + held + 1 <= stock`)
+			if err == nil {
+				if k, _ := res.RowsAffected(); k != 1 {
+					err = fmt.Errorf("guard refused")
+				}
+			}
+			if err == nil {
+				_, err = tx.Exec(`INSERT INTO bench_orders (id, sale_id, user_id, quantity, amount_cents, currency,
+					status, ticket_jti, created_at) VALUES (?, 'bench', ?, 1, 100, 'EUR', 'paid', ?, ?)`,
+					"o"+u, u, "j"+u, time.Now().UTC())
+			}
+			if err == nil {
+				err = tx.Commit()
+			}
+			if err != nil {
+				_ = tx.Rollback()
 				b.Fatal(err)
 			}
 		}
