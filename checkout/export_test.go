@@ -1,5 +1,7 @@
 package checkout
 
+import "context"
+
 // The scripts, for the Lua tests in package checkout_test (which cannot be
 // package checkout: they use testenv, which imports this package).
 var (
@@ -13,3 +15,7 @@ var (
 
 // Shard is the index of the writer a sale's orders go to.
 func (o *Orders) Shard(saleID string) chan *createReq { return o.shard(saleID) }
+
+// ExpireHolds runs one pass of the sweeper's hold expiry (as its loop does
+// each tick), so tests can start several at once.
+func (w *Sweeper) ExpireHolds(ctx context.Context) { w.expireHolds(ctx) }
