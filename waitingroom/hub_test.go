@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 	"time"
 
@@ -189,4 +190,82 @@ func TestHubStateEventDuringTick(t *testing.T) {
 		<-done
 		require.Equal(t, []string{`{"type":"paused"}`}, c.Drain())
 	}
+}
+
+// TestPositionsWhileQueueMoves: 5,000 waiters, 400 of them with sockets on
+// this node; over 40 ticks the head advances by up to 60, 3% of the others
+// leave at random and a block of them in a row (seeded, so the run is
+// stable).
+// Every position frame is never larger than the one before it on the same
+// socket, exact when the waiter is among the first 100, and within 1% of
+// the true position (1 + those ahead, read from Redis) otherwise.
+func TestPositionsWhileQueueMoves(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	const n = 5000
+	e := newHubEnv(t, n)
+	src := rand.New(rand.NewPCG(5, 2026))
+	watched := map[string]*waitingroom.Conn{}
+	for len(watched) < 400 {
+		i := 1 + src.IntN(n)
+		u := fmt.Sprintf("u%03d", i)
+		if watched[u] == nil {
+			watched[u] = e.hub.AddTestConn("s1", u, waitingroom.KindWaiting, float64(i), 0)
+		}
+	}
+	last := map[string]int64{}
+	frames := 0
+	for round := range 40 {
+		if round > 0 {
+			head, err := e.rdb.ZRange(ctx, e.k.Q, 0, int64(src.IntN(60))).Result()
+			require.NoError(t, err)
+			require.NoError(t, e.rdb.ZRem(ctx, e.k.Q, anySlice(head)...).Err())
+			all, err := e.rdb.ZRange(ctx, e.k.Q, 0, -1).Result()
+			require.NoError(t, err)
+			// scattered leaves, and a block of up to 150 in a row somewhere
+			// (uneven gaps are what interpolation between samples gets wrong)
+			var leaving []any
+			from := src.IntN(len(all))
+			for i, u := range all {
+				if watched[u] == nil && (src.IntN(100) < 3 || (i >= from && i < from+src.IntN(150))) {
+					leaving = append(leaving, u)
+				}
+			}
+			if len(leaving) > 0 {
+				require.NoError(t, e.rdb.ZRem(ctx, e.k.Q, leaving...).Err())
+			}
+		}
+		e.ranks(t)
+		e.hub.Tick(ctx)
+		for u, c := range watched {
+			for _, f := range decode(t, c.Drain()) {
+				frames++
+				pos := int64(f["position"].(float64))
+				rank, err := e.rdb.ZRank(ctx, e.k.Q, u).Result()
+				if err == redis.Nil {
+					continue // admitted in this round; no position for it any more
+				}
+				require.NoError(t, err)
+				want := rank + 1
+				if prev, ok := last[u]; ok {
+					require.LessOrEqual(t, pos, prev, "%s's position rose", u)
+				}
+				last[u] = pos
+				if want <= 100 {
+					require.Equal(t, want, pos, "%s: exact among the first 100", u)
+				} else {
+					require.LessOrEqual(t, abs(pos-want)*100, want, "%s: position %d, true %d", u, pos, want)
+				}
+			}
+		}
+	}
+	require.Greater(t, frames, 4000, "frames checked")
+}
+
+func anySlice(s []string) []any {
+	out := make([]any, len(s))
+	for i, v := range s {
+		out[i] = v
+	}
+	return out
 }
