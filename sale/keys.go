@@ -1,5 +1,11 @@
 package sale
 
+import (
+	"crypto/sha1"
+	"encoding/binary"
+	"strconv"
+)
+
 // Keyspace builds every Redis key. One sale's keys share the hash tag {sale}
 // so Redis Cluster keeps them on one slot and one Lua script may touch them
 // all. Tests give each run its own Prefix.
@@ -22,7 +28,7 @@ type Keys struct {
 	Cfg     string // hash: live settings and stored state, with a version
 	Q       string // zset: waiting users by place
 	Lane    string // zset: skipped users who came back, by original place
-	Seen    string // hash: user → last presence (Redis ms)
+	Seen    string // prefix of the presence hashes: user → last presence (Redis ms); see SeenKey
 	Skipped string // hash: user → "place:skipped-at-ms"
 	Expired string // set: users whose ticket expired unused
 	Adm     string // zset: live tickets, user → exp (ms): the lease set
@@ -47,7 +53,7 @@ type Keys struct {
 func (ks Keyspace) Sale(id string) Keys {
 	p := ks.prefix() + ":{" + id + "}:"
 	return Keys{
-		Cfg: p + "cfg", Q: p + "q", Lane: p + "lane", Seen: p + "seen", Skipped: p + "skipped",
+		Cfg: p + "cfg", Q: p + "q", Lane: p + "lane", Seen: p + "seen:", Skipped: p + "skipped",
 		Expired: p + "expired", Adm: p + "adm", Tix: p + "tix", Units: p + "units",
 		Buyers: p + "buyers", JTI: p + "jti", Pending: p + "pending", Holds: p + "holds",
 		Orders: p + "orders", Lease: p + "lease", Fence: p + "fence", Bucket: p + "bucket",
@@ -56,12 +62,25 @@ func (ks Keyspace) Sale(id string) Keys {
 	}
 }
 
+// SeenBuckets is how many hashes a sale's presence is spread over. Small
+// hashes keep Redis's compact listpack encoding (up to 128 fields by
+// default): a million waiters cost about 50 B each in presence instead of
+// about 100 B in one big hash. prelude.lua's seen_key is the same rule.
+const SeenBuckets = 8192
+
+// SeenKey is the presence hash that holds user: bucket = the first two
+// bytes of SHA-1(user) modulo SeenBuckets.
+func (k Keys) SeenKey(user string) string {
+	h := sha1.Sum([]byte(user))
+	return k.Seen + strconv.Itoa(int(binary.BigEndian.Uint16(h[:2]))%SeenBuckets)
+}
+
 // Idem is the key of a stored Idempotency-Key reply.
 func (k Keys) Idem(user, key string) string { return k.idem + user + ":" + key }
 
 // All lists every fixed key of the sale (for deletion in tests and tools).
 func (k Keys) All() []string {
-	return []string{k.Cfg, k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units,
+	return []string{k.Cfg, k.Q, k.Lane, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units,
 		k.Buyers, k.JTI, k.Pending, k.Holds, k.Orders, k.Lease, k.Fence, k.Bucket, k.Ev,
 		k.Stats, k.Ranks, k.Rebuild}
 }

@@ -50,3 +50,9 @@ end
 
 -- Note: write "0 - x", never "-x": Lua prints -(0) as "-0", which Redis's
 -- HINCRBY refuses as not an integer.
+
+-- seen_key is the presence hash of a user under prefix: one of 8192 small
+-- hashes by the first two bytes of SHA-1(user) (sale.Keys.SeenKey in Go).
+local function seen_key(prefix, user)
+  return prefix .. (tonumber(string.sub(redis.sha1hex(user), 1, 4), 16) % 8192)
+end

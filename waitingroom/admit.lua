@@ -4,7 +4,7 @@
 -- beyond max_active live tickets, and only while a unit is unreserved: each
 -- admission reserves min(per_user_limit, unreserved) units, so every admitted
 -- shopper can buy. Absent shoppers at the head are skipped.
--- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen (hash: user → ms), KEYS[5] skipped,
+-- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] prefix of the presence hashes (seen_key), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] units, KEYS[10] bucket,
 -- KEYS[11] lease, KEYS[12] stats, KEYS[13] ev
 -- ARGV[1] the caller's lease value "holder|fence", ARGV[2] most admissions
@@ -43,7 +43,15 @@ if expired > 0 then redis.call('HINCRBY', KEYS[12], 'tickets_expired_total', exp
 
 -- 2. A final sale ends its queue.
 if state == 'closed' or state == 'sold_out' then
-  redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+  if redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3]) > 0 then
+    -- once: the queue's end takes every presence hash with it
+    redis.call('DEL', KEYS[2], KEYS[3])
+    for b = 0, 8191, 512 do
+      local keys = {}
+      for i = b, b + 511 do keys[#keys + 1] = KEYS[4] .. i end
+      redis.call('DEL', unpack(keys))
+    end
+  end
   return {'ok', state, 0, 0, expired, 0, redis.call('ZCARD', KEYS[7]), 0}
 end
 
@@ -86,11 +94,11 @@ if state == 'open' and unreserved > 0 then
       head = redis.call('ZRANGE', KEYS[2], 0, 0, 'WITHSCORES')
       if #head == 0 then break end
       user, from = head[1], KEYS[2]
-      local seen = tonumber(redis.call('HGET', KEYS[4], user) or '0')
+      local seen = tonumber(redis.call('HGET', seen_key(KEYS[4], user), user) or '0')
       if seen < now - abandon then
         -- absent: skipped, keeping the place for a comeback
         redis.call('ZREM', KEYS[2], user)
-        redis.call('HDEL', KEYS[4], user)
+        redis.call('HDEL', seen_key(KEYS[4], user), user)
         redis.call('HSET', KEYS[5], user, head[2] .. ':' .. now)
         skipped = skipped + 1
         user = nil
@@ -104,7 +112,7 @@ if state == 'open' and unreserved > 0 then
       admitted = admitted + 1
       local jti = ARGV[3] .. string.format('%x', admitted)
       redis.call('ZREM', from, user)
-      redis.call('HDEL', KEYS[4], user) -- presence only matters while waiting
+      redis.call('HDEL', seen_key(KEYS[4], user), user) -- presence only matters while waiting
       redis.call('HSET', KEYS[8], user, jti .. '|' .. iat .. '|' .. exp .. '|' .. r)
       redis.call('ZADD', KEYS[7], exp * 1000, user)
       event('adm', user, jti .. '|' .. iat .. '|' .. exp)

@@ -204,7 +204,7 @@ func TestAdmitSkipsAbsent(t *testing.T) {
 	require.EqualValues(t, 2, hint(t, e.rdb, e.k.Stats, "skipped_total"))
 	require.EqualValues(t, 3, hint(t, e.rdb, e.k.Stats, "admitted_total"))
 	// presence is for waiters: neither the admitted nor the skipped keep an entry
-	require.Zero(t, e.rdb.HLen(ctx, e.k.Seen).Val(), "presence left: %v", e.rdb.HGetAll(ctx, e.k.Seen).Val())
+	require.Empty(t, seenAll(t, e.rdb, e.k), "presence left")
 }
 
 func TestAdmitMaxActive(t *testing.T) {
@@ -245,7 +245,7 @@ func TestAdmitReservesUnits(t *testing.T) {
 	require.Equal(t, []string{"u4"}, e.queue(t), "no unit left unreserved: u4 waits")
 
 	// all reserved: nobody admitted, nobody skipped, even an absent head
-	require.NoError(t, e.rdb.HDel(ctx, e.k.Seen, "u4").Err())
+	require.NoError(t, e.rdb.HDel(ctx, e.k.SeenKey("u4"), "u4").Err())
 	res = e.admit(t)
 	require.Equal(t, waitingroom.AdmitResult{State: sale.Open, QueueLen: 1, Active: 3, Unreserved: 0}, res)
 	require.Equal(t, []string{"u4"}, e.queue(t))
@@ -356,7 +356,8 @@ func TestAdmitFinalSaleEndsQueue(t *testing.T) {
 			require.NoError(t, e.rdb.ZAdd(ctx, e.k.Lane, redisZ(0.5, "back")).Err())
 			res := e.admit(t)
 			require.Equal(t, waitingroom.AdmitResult{State: tc.want}, res)
-			require.Zero(t, e.rdb.Exists(ctx, e.k.Q, e.k.Lane, e.k.Tix, e.k.Adm, e.k.Seen).Val(), "the queue and its presence are gone, nobody admitted")
+			require.Zero(t, e.rdb.Exists(ctx, e.k.Q, e.k.Lane, e.k.Tix, e.k.Adm).Val(), "the queue is gone, nobody admitted")
+			require.Empty(t, seenAll(t, e.rdb, e.k), "and its presence")
 		})
 	}
 }

@@ -168,11 +168,11 @@ func ptr[T any](v T) *T { return &v }
 
 func redisZ(score float64, member string) redis.Z { return redis.Z{Score: score, Member: member} }
 
-// seenAt is a user's last presence (Redis ms) in the seen hash, and whether
-// there is one.
+// seenAt is a user's last presence (Redis ms) in their presence hash, and
+// whether there is one.
 func seenAt(t testing.TB, rdb redis.UniversalClient, k sale.Keys, user string) (float64, bool) {
 	t.Helper()
-	v, err := rdb.HGet(context.Background(), k.Seen, user).Result()
+	v, err := rdb.HGet(context.Background(), k.SeenKey(user), user).Result()
 	if err == redis.Nil {
 		return 0, false
 	}
@@ -182,12 +182,27 @@ func seenAt(t testing.TB, rdb redis.UniversalClient, k sale.Keys, user string) (
 	return float64(ms), true
 }
 
-// markSeen writes users' presence at ms straight into the seen hash.
+// markSeen writes users' presence at ms straight into their presence hashes.
 func markSeen(t testing.TB, rdb redis.UniversalClient, k sale.Keys, ms int64, users ...string) {
 	t.Helper()
-	args := make([]any, 0, 2*len(users))
 	for _, u := range users {
-		args = append(args, u, ms)
+		require.NoError(t, rdb.HSet(context.Background(), k.SeenKey(u), u, ms).Err())
 	}
-	require.NoError(t, rdb.HSet(context.Background(), k.Seen, args...).Err())
+}
+
+// seenAll reads every presence entry of a sale: user → ms.
+func seenAll(t testing.TB, rdb redis.UniversalClient, k sale.Keys) map[string]string {
+	t.Helper()
+	ctx := context.Background()
+	out := map[string]string{}
+	iter := rdb.Scan(ctx, 0, k.Seen+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		m, err := rdb.HGetAll(ctx, iter.Val()).Result()
+		require.NoError(t, err)
+		for u, v := range m {
+			out[u] = v
+		}
+	}
+	require.NoError(t, iter.Err())
+	return out
 }

@@ -1,7 +1,7 @@
 -- join: join the queue, or read a user's state (status), for a batch of users
 -- in one call. A user's own state wins (purchased, admitted, expired), then
 -- their place in the queue, then the sale's end.
--- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] seen (hash: user → ms), KEYS[5] skipped,
+-- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] prefix of the presence hashes (seen_key), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] buyers, KEYS[10] stats,
 -- KEYS[11] units
 -- ARGV: triplets of op ("j" join, "s" status, "l" leave, "r" requeue), user,
@@ -35,7 +35,7 @@ local twoTo52 = 4503599627370496 -- arrivals after a prequeue's start queue behi
 -- the lane is usually empty).
 local q_n = redis.call('ZCARD', KEYS[2])
 local lane_n = redis.call('ZCARD', KEYS[3])
-local present = {} -- user, now, user, now, ...: one HSET at the end
+local present = {} -- user, now, user, now, ...: written at the end
 
 -- expire_ticket ends an admission whose ticket expired unused: its
 -- reservation returns and its capacity frees.
@@ -149,7 +149,7 @@ local function leave(user)
   local fromq, fromlane = redis.call('ZREM', KEYS[2], user), redis.call('ZREM', KEYS[3], user)
   q_n, lane_n = q_n - fromq, lane_n - fromlane
   local a = fromq + fromlane
-  redis.call('HDEL', KEYS[4], user)
+  redis.call('HDEL', seen_key(KEYS[4], user), user)
   if a == 0 then return {'not_in_queue'} end
   return {'left'}
 end
@@ -175,5 +175,5 @@ for i = 1, #ARGV, 3 do
 end
 if joins > 0 then redis.call('HINCRBY', KEYS[10], 'joins_total', joins) end
 if requeued > 0 then redis.call('HINCRBY', KEYS[10], 'requeued_total', requeued) end
-if #present > 0 then redis.call('HSET', KEYS[4], unpack(present)) end
+for i = 1, #present, 2 do redis.call('HSET', seen_key(KEYS[4], present[i]), present[i], present[i + 1]) end
 return out

@@ -124,9 +124,10 @@ func TestJoinStatusNotInQueue(t *testing.T) {
 	st, err := q.Status(ctx, "s1", "zed")
 	require.NoError(t, err)
 	require.Equal(t, waitingroom.UserState{Kind: waitingroom.KindNotInQueue}, st)
-	n, err := rdb.Exists(ctx, k.Q, k.Seen, k.Lane, k.Stats).Result()
+	n, err := rdb.Exists(ctx, k.Q, k.SeenKey("zed"), k.Lane, k.Stats).Result()
 	require.NoError(t, err)
 	require.Zero(t, n, "a status call of a stranger writes nothing")
+	require.Empty(t, seenAll(t, rdb, k))
 }
 
 func TestJoinQueueNotOpen(t *testing.T) {
