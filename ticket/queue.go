@@ -27,10 +27,23 @@ func (i *Issuer) mac(data []byte) []byte {
 	return sum
 }
 
+// QueuePlace is where a shopper waits, as their queue token remembers it:
+// the place (the queue score, in decimal) in the generation Gen of the
+// sale's keys in Redis. After Redis loses the queue, it puts them back there.
+type QueuePlace struct {
+	Place string
+	Gen   string
+}
+
 // QueueToken signs a queue token for (sale, user), valid until exp.
 func (i *Issuer) QueueToken(sale, user string, now, exp time.Time) string {
+	return i.QueueTokenAt(sale, user, QueuePlace{}, now, exp)
+}
+
+// QueueTokenAt signs a queue token that also remembers the shopper's place.
+func (i *Issuer) QueueTokenAt(sale, user string, at QueuePlace, now, exp time.Time) string {
 	payload, err := json.Marshal(&Claims{Issuer: i.issuer, Subject: user, Audience: sale, Use: UseQueue,
-		IssuedAt: now.Unix(), ExpiresAt: exp.Unix()})
+		IssuedAt: now.Unix(), ExpiresAt: exp.Unix(), Place: at.Place, Gen: at.Gen})
 	if err != nil {
 		panic(fmt.Sprintf("encode queue token: %v", err)) // a fixed struct of strings and ints
 	}
@@ -47,38 +60,45 @@ func (i *Issuer) QueueToken(sale, user string, now, exp time.Time) string {
 
 // VerifyQueueToken checks a queue token for the sale and returns its user.
 func (i *Issuer) VerifyQueueToken(token, sale string, now time.Time) (string, error) {
+	user, _, err := i.VerifyQueueTokenAt(token, sale, now)
+	return user, err
+}
+
+// VerifyQueueTokenAt checks a queue token for the sale and returns its user
+// and the place it remembers (empty for a token made without one).
+func (i *Issuer) VerifyQueueTokenAt(token, sale string, now time.Time) (string, QueuePlace, error) {
 	head, rest, ok := strings.Cut(token, ".")
 	if !ok || head != queueHeader {
-		return "", fmt.Errorf("%w: not a queue token", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: not a queue token", ErrInvalid)
 	}
 	body, sig, ok := strings.Cut(rest, ".")
 	if !ok {
-		return "", fmt.Errorf("%w: malformed", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: malformed", ErrInvalid)
 	}
 	got, err := base64.RawURLEncoding.DecodeString(sig)
 	if err != nil || !hmac.Equal(got, i.mac([]byte(token[:len(head)+1+len(body)]))) {
-		return "", fmt.Errorf("%w: bad signature", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: bad signature", ErrInvalid)
 	}
 	payload, err := base64.RawURLEncoding.DecodeString(body)
 	if err != nil {
-		return "", fmt.Errorf("%w: malformed payload", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: malformed payload", ErrInvalid)
 	}
 	var c Claims
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if err := dec.Decode(&c); err != nil {
-		return "", fmt.Errorf("%w: malformed payload", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: malformed payload", ErrInvalid)
 	}
 	switch {
 	case c.Use != UseQueue:
-		return "", fmt.Errorf("%w: not a queue token", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: not a queue token", ErrInvalid)
 	case c.Issuer != i.issuer:
-		return "", fmt.Errorf("%w: issuer %q", ErrInvalid, c.Issuer)
+		return "", QueuePlace{}, fmt.Errorf("%w: issuer %q", ErrInvalid, c.Issuer)
 	case c.Audience != sale:
-		return "", ErrWrongSale
+		return "", QueuePlace{}, ErrWrongSale
 	case c.Subject == "":
-		return "", fmt.Errorf("%w: no subject", ErrInvalid)
+		return "", QueuePlace{}, fmt.Errorf("%w: no subject", ErrInvalid)
 	case now.Unix() >= c.ExpiresAt:
-		return "", ErrExpired
+		return "", QueuePlace{}, ErrExpired
 	}
-	return c.Subject, nil
+	return c.Subject, QueuePlace{Place: c.Place, Gen: c.Gen}, nil
 }

@@ -43,6 +43,9 @@ type Claims struct {
 	IssuedAt  int64  `json:"iat"`
 	NotBefore int64  `json:"nbf,omitempty"`
 	ExpiresAt int64  `json:"exp"`
+	// A queue token's only: where its shopper waits (see QueuePlace).
+	Place string `json:"plc,omitempty"`
+	Gen   string `json:"gen,omitempty"`
 }
 
 // The jwt.Claims interface; validation is done by hand, in the contract's

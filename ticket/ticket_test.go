@@ -304,6 +304,24 @@ func TestVerifyQueueToken(t *testing.T) {
 	other, _ := keyPEM(t, 2)
 	_, err = issuer(t, other).VerifyQueueToken(qt, "phone-drop", fixedNow)
 	require.ErrorIs(t, err, ticket.ErrInvalid, "another ticket key derives another queue key")
+
+	// a token that remembers its shopper's place gives it back, signed
+	_, at, err := iss.VerifyQueueTokenAt(qt, "phone-drop", fixedNow)
+	require.NoError(t, err)
+	require.Equal(t, ticket.QueuePlace{}, at, "a token made without a place has none")
+	placed := iss.QueueTokenAt("phone-drop", "alice", ticket.QueuePlace{Place: "4503599627370517", Gen: "a1b2"}, fixedNow, exp)
+	user, at, err = iss.VerifyQueueTokenAt(placed, "phone-drop", fixedNow)
+	require.NoError(t, err)
+	require.Equal(t, "alice", user)
+	require.Equal(t, ticket.QueuePlace{Place: "4503599627370517", Gen: "a1b2"}, at)
+	head, rest, _ := strings.Cut(placed, ".")
+	body, sig, _ := strings.Cut(rest, ".")
+	claims, err := base64.RawURLEncoding.DecodeString(body)
+	require.NoError(t, err)
+	moved := strings.Replace(string(claims), "4503599627370517", "1", 1)
+	forged := head + "." + base64.RawURLEncoding.EncodeToString([]byte(moved)) + "." + sig
+	_, _, err = iss.VerifyQueueTokenAt(forged, "phone-drop", fixedNow)
+	require.ErrorIs(t, err, ticket.ErrInvalid, "a shopper cannot move their place forward")
 }
 
 // FuzzVerifyTicket: whatever the token, VerifyTicket does not panic, fails

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -152,8 +153,9 @@ func userToken(r *http.Request) string {
 const queueCookie = "fs_qt"
 
 // shopper authenticates a status, ws or leave call: a queue token of this
-// sale (header, cookie, or ?qt= when allowQuery), else a user token.
-func (s *Server) shopper(r *http.Request, saleID string, allowQuery bool) (string, error) {
+// sale (header, cookie, or ?qt= when allowQuery), else a user token. With a
+// queue token it also returns the place the token remembers.
+func (s *Server) shopper(r *http.Request, saleID string, allowQuery bool) (string, ticket.QueuePlace, error) {
 	now := time.Now()
 	var candidates []string
 	if t := api.Bearer(r); t != "" {
@@ -168,16 +170,16 @@ func (s *Server) shopper(r *http.Request, saleID string, allowQuery bool) (strin
 		candidates = append(candidates, c.Value)
 	}
 	for _, t := range candidates {
-		if user, err := s.issuer.VerifyQueueToken(t, saleID, now); err == nil {
-			return user, nil
+		if user, at, err := s.issuer.VerifyQueueTokenAt(t, saleID, now); err == nil {
+			return user, at, nil
 		}
 	}
 	if t := userToken(r); t != "" {
 		if user, err := s.ident.Verify(r.Context(), t); err == nil {
-			return user, nil
+			return user, ticket.QueuePlace{}, nil
 		}
 	}
-	return "", api.ErrUnauthorized
+	return "", ticket.QueuePlace{}, api.ErrUnauthorized
 }
 
 func (s *Server) user(r *http.Request) (string, error) {
@@ -264,7 +266,11 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	if sl.EndsAt != nil {
 		exp = *sl.EndsAt
 	}
-	qt := s.issuer.QueueToken(saleID, user, now, exp)
+	var at ticket.QueuePlace
+	if st.Kind == KindWaiting || st.Kind == KindLane || st.Kind == KindPrequeue {
+		at = ticket.QueuePlace{Place: strconv.FormatFloat(st.Place, 'f', 0, 64), Gen: st.Gen}
+	}
+	qt := s.issuer.QueueTokenAt(saleID, user, at, now, exp)
 	http.SetCookie(w, &http.Cookie{Name: queueCookie, Value: qt, Path: "/api/v1/sales/" + saleID,
 		Expires: exp, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
 	body := s.hub.view(sl, user, st, s.etaFor(saleID, st), false, now)
@@ -304,7 +310,7 @@ var (
 
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
-	user, err := s.shopper(r, saleID, false)
+	user, at, err := s.shopper(r, saleID, false)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -314,7 +320,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	st, err := s.queue.Status(r.Context(), saleID, user)
+	st, err := s.queue.StatusAt(r.Context(), saleID, user, at)
 	if err != nil {
 		s.fail(w, r, s.queueErr(saleID, err))
 		return
@@ -335,7 +341,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
-	user, err := s.shopper(r, saleID, false)
+	user, _, err := s.shopper(r, saleID, false)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -393,7 +399,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		refuse(CloseOrigin, "origin not allowed")
 		return
 	}
-	user, err := s.shopper(r, saleID, true)
+	user, at, err := s.shopper(r, saleID, true)
 	if err != nil {
 		refuse(CloseBadToken, "bad or missing token")
 		return
@@ -417,7 +423,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	defer s.hub.remove(c)
 	go c.writeLoop()
 
-	st, err := s.queue.Status(ctx, saleID, user)
+	st, err := s.queue.StatusAt(ctx, saleID, user, at)
 	now := time.Now()
 	switch {
 	case err != nil:

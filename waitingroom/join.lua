@@ -13,8 +13,9 @@
 -- Returns {"nostate"} when the sale's live copy or units are missing; else one reply per
 -- user, each a list:
 --   {"purchased", order} {"admitted", jti, iat, exp} {"expired"}
---   {"waiting", position, queue_length, place} {"prequeue", place}
---   {"lane", position, queue_length, place} (back from a skip: admitted next)
+--   {"waiting", position, queue_length, place, gen} {"prequeue", place, gen}
+--   {"lane", position, queue_length, place, gen} (back from a skip: admitted next)
+--   (gen: the generation of the sale's keys, for the shopper's queue token)
 --   {"closed"} {"sold_out"} {"not_open"} {"not_in_queue"} {"left"}
 --   {"restoring"} (Redis lost the queue and nodes are putting it back: a
 --   newcomer waits, so that nobody lands ahead of a waiter being put back)
@@ -51,15 +52,17 @@ local function queue_len()
   return q_n + lane_n
 end
 
+local gen = cfg.gen or ''
+
 local function waiting(user)
   if lane_n > 0 then
     local r = redis.call('ZRANK', KEYS[3], user)
-    if r then return {'lane', r + 1, queue_len(), redis.call('ZSCORE', KEYS[3], user)} end
+    if r then return {'lane', r + 1, queue_len(), redis.call('ZSCORE', KEYS[3], user), gen} end
   end
   local r = redis.call('ZRANK', KEYS[2], user)
   if r == false then return nil end
-  if prequeue then return {'prequeue', redis.call('ZSCORE', KEYS[2], user)} end
-  return {'waiting', r + 1, queue_len(), redis.call('ZSCORE', KEYS[2], user)}
+  if prequeue then return {'prequeue', redis.call('ZSCORE', KEYS[2], user), gen} end
+  return {'waiting', r + 1, queue_len(), redis.call('ZSCORE', KEYS[2], user), gen}
 end
 
 -- own_state answers purchased, admitted or expired; with rejoin (a join) it
@@ -116,8 +119,8 @@ local function join(user, rnd)
   redis.call('ZADD', KEYS[2], score, user)
   q_n = q_n + 1
   joins = joins + 1
-  if prequeue then return {'prequeue', score} end
-  return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score}
+  if prequeue then return {'prequeue', score, gen} end
+  return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score, gen}
 end
 
 -- status answers a user's state. With back ("place|gen": a requeue) it puts
@@ -130,7 +133,7 @@ local function status(user, back)
   local w = waiting(user)
   if w then return w end
   local place, old = string.match(back or '', '^(%d+)|(.*)$')
-  if place and old ~= (cfg.gen or '') then
+  if place and old ~= gen then
     q_n = q_n + redis.call('ZADD', KEYS[2], 'NX', place, user)
     requeued = requeued + 1
     -- arrivals after this one queue behind it

@@ -14,6 +14,7 @@ import (
 
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/startstop"
+	"github.com/flashsale/flashsale/ticket"
 )
 
 //go:embed join.lua
@@ -56,6 +57,7 @@ type UserState struct {
 	Position int64
 	QueueLen int64
 	Place    float64 // the user's score in the queue
+	Gen      string  // the generation of the sale's keys the place is in
 	OrderID  string
 	JTI      string
 	IssuedAt int64
@@ -78,6 +80,7 @@ type queueReq struct {
 	sale string
 	op   string
 	user string
+	arg  string // a requeue's "place|gen"
 	done chan queueRes
 }
 
@@ -125,8 +128,21 @@ func (q *Queue) Leave(ctx context.Context, saleID, user string) (UserState, erro
 	return q.do(ctx, saleID, opLeave, user)
 }
 
-func (q *Queue) do(ctx context.Context, saleID, op, user string) (UserState, error) {
+// StatusAt is Status for a shopper whose queue token remembers their place:
+// if Redis lost the queue since (the generation differs) and they are
+// nowhere, they are put back at that place.
+func (q *Queue) StatusAt(ctx context.Context, saleID, user string, at ticket.QueuePlace) (UserState, error) {
+	if at.Place == "" {
+		return q.do(ctx, saleID, opStatus, user)
+	}
+	return q.do(ctx, saleID, opRequeue, user, at.Place+"|"+at.Gen)
+}
+
+func (q *Queue) do(ctx context.Context, saleID, op, user string, arg ...string) (UserState, error) {
 	r := &queueReq{ctx: ctx, sale: saleID, op: op, user: user, done: make(chan queueRes, 1)}
+	if len(arg) > 0 {
+		r.arg = arg[0]
+	}
 	select {
 	case q.reqs <- r:
 	case <-ctx.Done():
@@ -184,11 +200,11 @@ func (q *Queue) run(ctx context.Context, batch []*queueReq) {
 		reqs := bySale[id]
 		args := make([]any, 0, 3*len(reqs))
 		for _, r := range reqs {
-			rnd := ""
+			arg := r.arg
 			if r.op == opJoin {
-				rnd = randomPlace()
+				arg = randomPlace()
 			}
-			args = append(args, r.op, r.user, rnd)
+			args = append(args, r.op, r.user, arg)
 		}
 		argsBySale[i] = args
 	}
@@ -286,8 +302,10 @@ func parseUserState(f []any) (UserState, error) {
 	case KindWaiting, KindLane:
 		st.Position, st.QueueLen = i64(1), i64(2)
 		st.Place, _ = strconv.ParseFloat(str(3), 64)
+		st.Gen = str(4)
 	case KindPrequeue:
 		st.Place, _ = strconv.ParseFloat(str(1), 64)
+		st.Gen = str(2)
 	case KindExpired, KindClosed, KindSoldOut, KindNotOpen, KindNotInQueue, KindLeft, KindRestoring:
 	default:
 		return st, fmt.Errorf("join script: unknown reply %q", st.Kind)

@@ -1,9 +1,13 @@
 package waitingroom_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"net/http"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -190,4 +194,64 @@ func TestHubRequeueWaitsForState(t *testing.T) {
 	got, ok := zscore(t, e.rdb, e.k.Q, "w9")
 	require.True(t, ok, "put back once the units are there")
 	require.Equal(t, 9.0, got)
+}
+
+// TestPollersPutBackByTheirToken: shoppers who only poll (no socket) are
+// put back after Redis loses the sale's keys by the place their queue
+// token remembers, at their first poll after the rebuild, in their old
+// order.
+func TestPollersPutBackByTheirToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testenv.Start(t)
+	saleID := pausedSale(t, s, map[string]any{"stock": 50})
+	tokens := map[string]string{}
+	places := map[string]float64{}
+	for i := range 5 {
+		u := fmt.Sprintf("poller%d-%s", i, testenv.RandomID())
+		jb := join(t, s, saleID, u)
+		tokens[u] = jb["queue_token"].(string)
+		require.EqualValues(t, i+1, jb["position"])
+	}
+	k := s.Keys.Sale(saleID)
+	for u := range tokens {
+		sc, ok := zscore(t, s.Redis, k.Q, u)
+		require.True(t, ok)
+		places[u] = sc
+	}
+	// the loss: every key of the deployment's prefix
+	keys, err := s.Redis.Keys(ctx, s.Keys.Prefix+":*").Result()
+	require.NoError(t, err)
+	require.NoError(t, s.Redis.Del(ctx, keys...).Err())
+
+	// each poller polls until answered (503 while the sale is rebuilt)
+	for u, qt := range tokens {
+		var body map[string]any
+		testenv.Eventually(t, 15*time.Second, func() bool {
+			r := s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", qt, nil)
+			require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, r.Status, "%s", r.Body)
+			if r.Status == http.StatusOK {
+				body = r.JSON(t)
+			}
+			return r.Status == http.StatusOK
+		}, "%s's status after the loss", u)
+		require.Equal(t, "waiting", body["state"], "%v", body)
+		sc, ok := zscore(t, s.Redis, k.Q, u)
+		require.True(t, ok, "%s is back", u)
+		require.Equal(t, places[u], sc, "%s is back at their own place", u)
+	}
+	for u := range tokens {
+		r := s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", tokens[u], nil)
+		require.Equal(t, http.StatusOK, r.Status)
+		require.EqualValues(t, slices.Index(sortedByPlace(places), u)+1, r.JSON(t)["position"], "%s's position", u)
+	}
+}
+
+func sortedByPlace(places map[string]float64) []string {
+	users := make([]string, 0, len(places))
+	for u := range places {
+		users = append(users, u)
+	}
+	slices.SortFunc(users, func(a, b string) int { return cmp.Compare(places[a], places[b]) })
+	return users
 }
