@@ -310,7 +310,7 @@ func BenchmarkWaiterMemory(b *testing.B) {
 // the rate in the 10 s after. Use -count for several runs.
 func BenchmarkFailover(b *testing.B) {
 	benchOnly(b)
-	f := runFailover(b)
+	f := runFailover(b, 3)
 	b.ReportMetric(float64(f.gapMS)/1000, "gap-s")
 	b.ReportMetric(f.windowRate, "admitted/s-after")
 }
