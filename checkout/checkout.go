@@ -28,11 +28,14 @@ var (
 	undoLua string
 	//go:embed settle.lua
 	settleLua string
+	//go:embed compensating.lua
+	compensatingLua string
 
-	reserveScript  = sale.NewScript(reserveLua)
-	finalizeScript = sale.NewScript(finalizeLua)
-	undoScript     = sale.NewScript(undoLua)
-	settleScript   = sale.NewScript(settleLua)
+	reserveScript      = sale.NewScript(reserveLua)
+	finalizeScript     = sale.NewScript(finalizeLua)
+	undoScript         = sale.NewScript(undoLua)
+	settleScript       = sale.NewScript(settleLua)
+	compensatingScript = sale.NewScript(compensatingLua)
 )
 
 // The checkout's answers, as the contract names them.
@@ -127,7 +130,7 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 	cancel()
 	if errors.Is(err, errNotSent) {
 		// It cannot commit: no tombstone needed, only the Redis step undone.
-		if uerr := s.undo(context.WithoutCancel(ctx), ord.SaleID, ord.ID); uerr != nil {
+		if _, uerr := s.undo(context.WithoutCancel(ctx), ord.SaleID, ord.ID); uerr != nil {
 			s.cfg.Logger.Error("checkout: undo in Redis failed; reconciliation will", "order", ord.ID, "err", uerr)
 		}
 		if errors.Is(err, ErrBreakerOpen) {
@@ -225,9 +228,16 @@ func (s *Service) duplicateAnswer(ctx context.Context, ord *Order) error {
 // It runs on a detached context and retries until MySQL answers (bounded);
 // until it finishes the order stays pending in Redis, so the ticket is not
 // used up (a retry answers 503) and reconciliation finishes the job if this
-// process dies.
+// process dies. The pending mark first notes that the order was given up
+// (compensating.lua), so that reconciliation, which may meet the mark
+// meanwhile (a MySQL outage outlasting the sweepers' PendingAge) or after
+// this loop gave up, cancels the order as this loop would, and never
+// finalizes an order whose shopper got 503.
 func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
 	refused := errors.Is(cause, ErrGuard) || errors.Is(cause, ErrDuplicate)
+	if !refused {
+		s.noteCompensating(ctx, ord)
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -235,12 +245,20 @@ func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
 		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			var err error
+			var cancelled bool
 			if !refused { // a refused transaction rolled back: nothing to undo in MySQL
-				_, err = s.orders.Compensate(ctx, ord)
+				cancelled, err = s.orders.Compensate(ctx, ord)
 			}
 			if err == nil {
-				if err := s.undo(ctx, ord.SaleID, ord.ID); err != nil {
+				undone, err := s.undo(ctx, ord.SaleID, ord.ID)
+				if err != nil {
 					s.cfg.Logger.Error("checkout: undo in Redis failed; reconciliation will", "order", ord.ID, "err", err)
+				}
+				if err == nil && cancelled && !undone {
+					// The order had committed and reconciliation finalized it
+					// (it read the mark before the note): Redis counts an
+					// order MySQL just cancelled.
+					s.repairAfterCompensation(ctx, ord)
 				}
 				return
 			}
@@ -260,11 +278,42 @@ func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
 	}
 }
 
-func (s *Service) undo(ctx context.Context, saleID, orderID string) error {
+// noteCompensating marks the order's pending mark as given up (best
+// effort: with Redis down, reconciliation may finalize an order that this
+// compensation then cancels, and repairAfterCompensation mends Redis).
+func (s *Service) noteCompensating(ctx context.Context, ord *Order) {
+	k := s.keys.Sale(ord.SaleID)
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	if err := compensatingScript.Run(ctx, s.rdb, []string{k.Pending}, ord.ID).Err(); err != nil {
+		s.cfg.Logger.Warn("checkout: note a compensation on the pending mark", "order", ord.ID, "err", err)
+	}
+}
+
+// repairAfterCompensation makes Redis agree with MySQL for the sale of an
+// order a compensation cancelled after reconciliation had finalized it.
+func (s *Service) repairAfterCompensation(ctx context.Context, ord *Order) {
+	s.cfg.Logger.Warn("checkout: a compensated order had been finalized by reconciliation; repairing the sale",
+		"sale", ord.SaleID, "order", ord.ID)
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	sl, err := s.sales.Load(rctx, ord.SaleID)
+	if err == nil {
+		_, err = s.compare(rctx, sl, true)
+	}
+	if err != nil {
+		s.cfg.Logger.Error("checkout: repair after a compensation; run flashsale reconcile --repair", "sale", ord.SaleID, "err", err)
+	}
+}
+
+// undo runs undo.lua; it reports whether the order was pending (and is now
+// undone).
+func (s *Service) undo(ctx context.Context, saleID, orderID string) (bool, error) {
 	k := s.keys.Sale(saleID)
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 	defer cancel()
-	return undoScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Buyers, k.JTI, k.Pending}, orderID).Err()
+	n, err := undoScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Buyers, k.JTI, k.Pending}, orderID).Int()
+	return n == 1, err
 }
 
 // finalize ends the admission once the order is durable. A failure here

@@ -97,17 +97,18 @@ func (s *Service) Reconcile(ctx context.Context, saleID string, repair bool) (*R
 	return rep, err
 }
 
-// pendingMark is a pending order's mark: "user|qty|jti|fromTicket|kind|ms".
+// pendingMark is a pending order's mark: "user|qty|jti|fromTicket|kind|ms",
+// with "|c" when its request gave the order up (compensating.lua).
 type pendingMark struct {
 	user, jti, kind string
 	qty             int
 	atMs            int64
-	fields          []string
+	compensating    bool
 }
 
 func parsePending(rec string) (pendingMark, bool) {
 	f := strings.Split(rec, "|")
-	if len(f) != 6 {
+	if len(f) != 6 && (len(f) != 7 || f[6] != "c") {
 		return pendingMark{}, false
 	}
 	qty, err1 := strconv.Atoi(f[1])
@@ -115,7 +116,7 @@ func parsePending(rec string) (pendingMark, bool) {
 	if err1 != nil || err2 != nil {
 		return pendingMark{}, false
 	}
-	return pendingMark{user: f[0], qty: qty, jti: f[2], kind: f[4], atMs: at, fields: f}, true
+	return pendingMark{user: f[0], qty: qty, jti: f[2], kind: f[4], atMs: at, compensating: len(f) == 7}, true
 }
 
 // repairPending settles every pending mark now by what MySQL says.
@@ -141,7 +142,7 @@ func (s *Service) repairPending(ctx context.Context, saleID string) ([]Differenc
 		if err != nil {
 			return diffs, err
 		}
-		if err := s.reconcileOne(ctx, saleID, id, m.fields); err != nil {
+		if err := s.reconcileOne(ctx, saleID, id, m); err != nil {
 			return append(diffs, d), err
 		}
 		d.Repaired = true
@@ -154,6 +155,10 @@ func (s *Service) repairPending(ctx context.Context, saleID string) ([]Differenc
 func (s *Service) describePending(ctx context.Context, id string, m pendingMark, nowMs int64) (Difference, error) {
 	head := fmt.Sprintf("order %s of user %s (%d unit(s), %s, %.1f s old) is pending in Redis", id, m.user, m.qty, m.kind,
 		float64(nowMs-m.atMs)/1000)
+	if m.compensating {
+		return Difference{Kind: "pending", Detail: head + "; its request gave it up (answered 503): cancel it in MySQL " +
+			"if it committed (a tombstone if not) and return its units"}, nil
+	}
 	var status string
 	err := s.orders.db.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ?`, id).Scan(&status)
 	switch {

@@ -3,8 +3,6 @@ package checkout
 import (
 	"context"
 	"errors"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale/sale"
@@ -15,10 +13,17 @@ import (
 type SweeperConfig struct {
 	// Every is how often due holds are expired; default 1 s.
 	Every time.Duration
-	// ReconcileEvery is how often pending orders are reconciled; default 10 s.
+	// ReconcileEvery is how often pending orders are looked for; default
+	// 10 s, at most PendingAge. A pass also runs when the oldest pending
+	// order it left becomes PendingAge old.
 	ReconcileEvery time.Duration
 	// PendingAge is how old a pending order must be before reconciliation
-	// touches it: past the request's own write and compensation. Default 150 s.
+	// settles it. A checkout's request decides its order within its MySQL
+	// write timeout (4 s) and compensates right after; settling a pending
+	// order earlier is still safe (a 201 is only answered once the order
+	// is durable, and a tombstone makes a write still on its way fail, so
+	// its shopper gets 503 and keeps the ticket), but turns slow checkouts
+	// into 503s. Default 15 s.
 	PendingAge time.Duration
 }
 
@@ -41,24 +46,32 @@ func NewSweeper(cfg SweeperConfig, svc *Service) *Sweeper {
 		cfg.ReconcileEvery = 10 * time.Second
 	}
 	if cfg.PendingAge <= 0 {
-		cfg.PendingAge = 150 * time.Second
+		cfg.PendingAge = DefaultPendingAge
 	}
+	cfg.ReconcileEvery = min(cfg.ReconcileEvery, cfg.PendingAge)
 	return &Sweeper{cfg: cfg, svc: svc}
 }
+
+// DefaultPendingAge is SweeperConfig.PendingAge's default.
+const DefaultPendingAge = 15 * time.Second
 
 // Start runs the sweeper until ctx ends or Stop.
 func (w *Sweeper) Start(ctx context.Context) {
 	w.Go(ctx, func(ctx context.Context) {
 		t := time.NewTicker(w.cfg.Every)
 		defer t.Stop()
-		var lastReconcile time.Time
+		var nextReconcile time.Time // at once, then every ReconcileEvery or when a mark is due
 		for {
 			w.expireHolds(ctx)
-			if time.Since(lastReconcile) >= w.cfg.ReconcileEvery {
-				if _, err := w.svc.ReconcilePending(ctx, w.cfg.PendingAge); err != nil && ctx.Err() == nil {
+			if now := time.Now(); !now.Before(nextReconcile) {
+				nextReconcile = now.Add(w.cfg.ReconcileEvery)
+				_, due, err := w.svc.reconcilePending(ctx, w.cfg.PendingAge)
+				if err != nil && ctx.Err() == nil {
 					w.svc.cfg.Logger.Warn("checkout: reconcile pending orders", "err", err)
 				}
-				lastReconcile = time.Now()
+				if due > 0 && now.Add(due).Before(nextReconcile) {
+					nextReconcile = now.Add(due)
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -99,53 +112,87 @@ func (w *Sweeper) expireHolds(ctx context.Context) {
 // age: one MySQL has is finalized; one it lacks is compensated (a tombstone,
 // so a late write cannot land) and undone. It returns how many it settled.
 func (s *Service) ReconcilePending(ctx context.Context, age time.Duration) (int, error) {
+	n, _, err := s.reconcilePending(ctx, age)
+	return n, err
+}
+
+// reconcilePending is ReconcilePending that also says how long until the
+// first mark it left becomes age old (0 when it left none).
+func (s *Service) reconcilePending(ctx context.Context, age time.Duration) (n int, due time.Duration, err error) {
 	ids, err := s.rdb.SMembers(ctx, s.keys.Sales()).Result()
 	if err != nil {
-		return 0, &sale.StoreError{Store: "Redis", Err: err}
+		return 0, 0, &sale.StoreError{Store: "Redis", Err: err}
 	}
-	n := 0
 	for _, saleID := range ids {
 		k := s.keys.Sale(saleID)
 		pending, err := s.rdb.HGetAll(ctx, k.Pending).Result()
 		if err != nil {
-			return n, &sale.StoreError{Store: "Redis", Err: err}
+			return n, due, &sale.StoreError{Store: "Redis", Err: err}
+		}
+		if len(pending) == 0 {
+			continue
 		}
 		nowMs, err := s.redisNow(ctx)
 		if err != nil {
-			return n, err
+			return n, due, err
 		}
 		for orderID, rec := range pending {
-			f := strings.Split(rec, "|")
-			if len(f) != 6 {
+			m, ok := parsePending(rec)
+			if !ok {
 				continue
 			}
-			at, _ := strconv.ParseInt(f[5], 10, 64)
-			if nowMs-at < age.Milliseconds() {
+			if left := time.Duration(m.atMs+age.Milliseconds()-nowMs) * time.Millisecond; left > 0 {
+				if due == 0 || left < due {
+					due = left
+				}
 				continue
 			}
-			if err := s.reconcileOne(ctx, saleID, orderID, f); err != nil {
-				return n, err
+			if err := s.reconcileOne(ctx, saleID, orderID, m); err != nil {
+				return n, due, err
 			}
 			n++
 		}
 	}
-	return n, nil
+	return n, due, nil
 }
 
-func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, f []string) error {
+// reconcileOne settles one pending order by what MySQL has.
+func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, m pendingMark) error {
+	markOrder := func() (*Order, error) {
+		sl, err := s.sales.Load(ctx, saleID)
+		if err != nil {
+			return nil, err
+		}
+		qty := max(m.qty, 1)
+		return &Order{ID: orderID, SaleID: saleID, UserID: m.user, Quantity: qty,
+			AmountCents: sl.PriceCents * int64(qty), Currency: sl.Currency, CreatedAt: time.Now().UTC()}, nil
+	}
+	if m.compensating {
+		// Its request gave it up and answered 503: it must not live, even
+		// if its write committed (as the request's own compensation would).
+		ord, err := markOrder()
+		if err != nil {
+			return err
+		}
+		if _, err := s.orders.Compensate(ctx, ord); err != nil {
+			return &sale.StoreError{Store: "MySQL", Err: err}
+		}
+		if _, err := s.undo(ctx, saleID, orderID); err != nil {
+			return &sale.StoreError{Store: "Redis", Err: err}
+		}
+		s.cfg.Logger.Warn("reconcile: compensated an order its request gave up", "sale", saleID, "order", orderID)
+		return nil
+	}
 	ord, err := s.orders.Get(ctx, orderID)
 	if errors.Is(err, ErrNoOrder) {
 		// Not in MySQL now: a tombstone makes sure it never will be. Its
 		// write may still land first (its request is alive): then the
 		// tombstone finds the order, which is finalized, not cancelled,
 		// since its request may answer 201.
-		qty, _ := strconv.Atoi(f[1])
-		sl, err := s.sales.Load(ctx, saleID)
+		tomb, err := markOrder()
 		if err != nil {
 			return err
 		}
-		tomb := &Order{ID: orderID, SaleID: saleID, UserID: f[0], Quantity: max(qty, 1),
-			AmountCents: sl.PriceCents * int64(max(qty, 1)), Currency: sl.Currency, CreatedAt: time.Now().UTC()}
 		if ord, err = s.orders.Tombstone(ctx, tomb); err != nil {
 			return &sale.StoreError{Store: "MySQL", Err: err}
 		}
@@ -159,7 +206,7 @@ func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, f []
 		// failed, so the confirm's settle.lua found no hold): finalize just
 		// made it a hold in Redis; move its units on to sold, or they stay
 		// held in Redis for ever (no MySQL hold is left to expire).
-		if ord.Status == StatusPaid && f[4] == StatusHeld {
+		if ord.Status == StatusPaid && m.kind == StatusHeld {
 			s.settleRedis(ctx, ord, StatusPaid)
 		}
 		s.cfg.Logger.Warn("reconcile: finalized an order MySQL had", "sale", saleID, "order", orderID)
@@ -167,7 +214,7 @@ func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, f []
 	}
 	// MySQL has it cancelled or expired (a tombstone, a compensation, or a
 	// hold settled before Redis heard of it): its units return.
-	if err := s.undo(ctx, saleID, orderID); err != nil {
+	if _, err := s.undo(ctx, saleID, orderID); err != nil {
 		return &sale.StoreError{Store: "Redis", Err: err}
 	}
 	s.cfg.Logger.Warn("reconcile: undid an order MySQL does not keep", "sale", saleID, "order", orderID)

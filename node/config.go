@@ -48,9 +48,19 @@ type Config struct {
 	// DebugListen, when set, serves net/http/pprof on this address (keep it
 	// private: profiles show internals).
 	DebugListen string
+	// ReconcilePendingAfter is how old an order left pending in Redis (its
+	// process died between the Redis step and MySQL) must be before the
+	// checkout's sweeper settles it by what MySQL has. Default (0) 15 s; at
+	// least MinReconcilePendingAfter.
+	ReconcilePendingAfter time.Duration
 
 	rolesFlag, originsFlag *string // raw list flags, read by Finish
 }
+
+// MinReconcilePendingAfter is the least --reconcile-pending-after: past the
+// checkout's MySQL write timeout (4 s), so the sweeper never settles an
+// order whose request is still deciding it.
+const MinReconcilePendingAfter = 5 * time.Second
 
 // Roles a process can run.
 const (
@@ -87,6 +97,8 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.BoolVar(&c.Dev, "dev", envBool("dev"), "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale")
 	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", envDuration("shutdown-delay", 0), "time /readyz answers 503 before shutdown")
 	fs.BoolVar(&c.SampleSale, "sample-sale", envBoolDef("sample-sale", true), "with --dev, create the demo sale")
+	fs.DurationVar(&c.ReconcilePendingAfter, "reconcile-pending-after", envDuration("reconcile-pending-after", 0),
+		"age at which an order left pending in Redis by a dead process is settled by what MySQL has (0: 15s)")
 	c.rolesFlag, c.originsFlag = &roles, &origins
 }
 
@@ -181,6 +193,10 @@ func (c *Config) Validate() error {
 		if c.TicketKey == "" {
 			errs = append(errs, errors.New("--ticket-key is required: an Ed25519 PEM file (openssl genpkey -algorithm ed25519 -out ticket.pem), or run with --dev"))
 		}
+	}
+	if c.ReconcilePendingAfter != 0 && c.ReconcilePendingAfter < MinReconcilePendingAfter {
+		errs = append(errs, fmt.Errorf("--reconcile-pending-after: at least %s (a checkout waits up to 4 s for MySQL; "+
+			"settling its order sooner turns slow checkouts into 503s), or 0 for the default", MinReconcilePendingAfter))
 	}
 	if c.IdentitySecret != "" && c.IdentityJWKSURL != "" {
 		errs = append(errs, errors.New("--identity-secret and --identity-jwks-url: give one, not both"))

@@ -129,7 +129,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
 			Dev: cfg.Dev, OnNoState: n.Checkout.OnNoState}, n.Checkout, n.Issuer, n.Ident).Register(mux)
-		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{}, n.Checkout)
+		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{PendingAge: cfg.ReconcilePendingAfter}, n.Checkout)
 	}
 	if cfg.Has(RoleAdmitter) {
 		n.Admitter = waitingroom.NewAdmitter(waitingroom.AdmitterConfig{Logger: log, Metrics: wm,
