@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,6 +53,11 @@ var (
 // ErrNoState is a sale whose live state is missing from Redis.
 var ErrNoState = errors.New("the sale's live state is missing from Redis")
 
+// ErrStale is a sale whose live state was last checked against MySQL on
+// another Redis server process: Redis restarted or failed over since, and
+// may have lost its last writes. Checkouts wait for Revalidate.
+var ErrStale = errors.New("the sale's live state is from before a Redis restart and not checked against MySQL yet")
+
 // Config configures the checkout.
 type Config struct {
 	Logger *slog.Logger
@@ -69,6 +75,9 @@ type Service struct {
 	keys   sale.Keyspace
 	sales  *sale.Store
 	orders *Orders
+	// revalidating holds the sales a Revalidate started by a checkout is
+	// running for, so a storm of stale answers starts one.
+	revalidating sync.Map
 }
 
 // NewService returns the checkout service.
@@ -115,6 +124,10 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 		return nil, &sale.StoreError{Store: "Redis", Err: err}
 	}
 	if err := reserveReply(v, ord); err != nil {
+		if errors.Is(err, ErrStale) {
+			s.revalidateSoon(p.SaleID)
+			return nil, api.Unavailable("the sale's live state (being checked against MySQL after a Redis restart)")
+		}
 		return nil, err
 	}
 	if ord.Status == StatusHeld {
@@ -161,6 +174,22 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 	return ord, nil
 }
 
+// revalidateSoon runs Revalidate for a sale in the background, once at a
+// time per sale in this process.
+func (s *Service) revalidateSoon(saleID string) {
+	if _, running := s.revalidating.LoadOrStore(saleID, true); running {
+		return
+	}
+	go func() {
+		defer s.revalidating.Delete(saleID)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if err := s.Revalidate(ctx, saleID); err != nil {
+			s.cfg.Logger.Error("checkout: revalidate a sale after a Redis restart", "sale", saleID, "err", err)
+		}
+	}()
+}
+
 // mysqlDown is the answer while the MySQL breaker is open.
 func (s *Service) mysqlDown() *api.Error {
 	return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
@@ -189,6 +218,8 @@ func reserveReply(v []any, ord *Order) error {
 		return nil
 	case "nostate":
 		return ErrNoState
+	case "stale":
+		return ErrStale
 	case "closed":
 		return ErrSaleClosed
 	case "used":
@@ -299,7 +330,7 @@ func (s *Service) repairAfterCompensation(ctx context.Context, ord *Order) {
 	defer cancel()
 	sl, err := s.sales.Load(rctx, ord.SaleID)
 	if err == nil {
-		_, err = s.compare(rctx, sl, true)
+		_, err = s.compare(rctx, sl, true, "")
 	}
 	if err != nil {
 		s.cfg.Logger.Error("checkout: repair after a compensation; run flashsale reconcile --repair", "sale", ord.SaleID, "err", err)

@@ -27,12 +27,13 @@ var (
 // restart without persistence, a failover to an empty replica): settings,
 // buyers, used tickets, holds and units, from MySQL's orders, once, under a
 // lock. The units are written last and only if still missing, so a live
-// sale's units are never re-seeded over state that exists.
+// sale's units are never re-seeded over state that exists. The rebuilt
+// state is stamped as checked on this Redis server process, with the time
+// of the restore: an order whose write lands in MySQL after the rebuild read
+// it is put back by the sweepers' second check (see check.lua).
 func (s *Service) Rebuild(ctx context.Context, saleID string) error {
 	k := s.keys.Sale(saleID)
-	token := make([]byte, 8)
-	_, _ = rand.Read(token)
-	tok := hex.EncodeToString(token)
+	tok := lockToken()
 	ok, err := s.rdb.SetNX(ctx, k.Rebuild, tok, 30*time.Second).Result()
 	if err != nil || !ok {
 		return err // another node is rebuilding
@@ -92,9 +93,19 @@ func (s *Service) Rebuild(ctx context.Context, saleID string) error {
 		return &sale.StoreError{Store: "Redis", Err: err}
 	}
 	if written == 1 {
+		if err := stampScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units}, "restored").Err(); err != nil {
+			return &sale.StoreError{Store: "Redis", Err: err}
+		}
 		s.cfg.Logger.Warn("rebuilt a sale's live state from MySQL", "sale", saleID, "sold", sold, "held", held)
 	}
 	return nil
+}
+
+// lockToken is a random owner token for a lock (released with unlock.lua).
+func lockToken() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // OnNoState is Rebuild for the hooks of the other roles, logging failures.

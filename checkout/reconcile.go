@@ -18,8 +18,15 @@ import (
 
 var (
 	//go:embed reconcile.lua
-	reconcileLua    string
+	reconcileLua string
+	//go:embed check.lua
+	checkLua string
+	//go:embed stamp.lua
+	stampLua string
+
 	reconcileScript = sale.NewScript(reconcileLua)
+	checkScript     = sale.NewScript(checkLua)
+	stampScript     = sale.NewScript(stampLua)
 )
 
 // Report is what Reconcile found in one sale.
@@ -38,7 +45,7 @@ func (r *Report) Consistent() bool { return len(r.Remaining) == 0 }
 
 // Difference is one disagreement between Redis and MySQL.
 type Difference struct {
-	// Kind is pending, state, sale_row, units, buyer, ticket or hold.
+	// Kind is pending, state, stale, sale_row, units, buyer, ticket or hold.
 	Kind string
 	// Detail says, in a plain line, what Redis has, what MySQL has and what
 	// a repair does.
@@ -65,6 +72,9 @@ const reconcileAttempts = 20
 //
 //   - pending marks first, whatever their age: finalized when MySQL has the
 //     order, else compensated (a tombstone) and undone;
+//   - a sale stamped by another Redis server process (Redis restarted or
+//     failed over since: see Revalidate) is stale: the repair below stamps
+//     it again, which lets checkouts in;
 //   - a sale whose units are gone is rebuilt (Rebuild);
 //   - a sales row whose sold/held disagree with its orders is recounted;
 //   - then, in one guarded step (reconcile.lua), buyers, used tickets and
@@ -81,20 +91,113 @@ func (s *Service) Reconcile(ctx context.Context, saleID string, repair bool) (*R
 	}
 	rep := &Report{SaleID: saleID}
 	if !repair {
-		rep.Differences, err = s.compare(ctx, sl, false)
+		rep.Differences, err = s.compare(ctx, sl, false, "")
 		rep.Remaining = rep.Differences
 		return rep, err
 	}
 	if rep.Differences, err = s.repairPending(ctx, saleID); err != nil {
 		return rep, err
 	}
-	more, err := s.compare(ctx, sl, true)
+	more, err := s.compare(ctx, sl, true, "")
 	rep.Differences = append(rep.Differences, more...)
 	if err != nil {
 		return rep, err
 	}
-	rep.Remaining, err = s.compare(ctx, sl, false)
+	rep.Remaining, err = s.compare(ctx, sl, false, "")
 	return rep, err
+}
+
+// Revalidate makes a sale's live state agree with MySQL after Redis came
+// back from a restart or a failover that may have lost its last writes (the
+// sale is stamped with another server process's run id: reserve.lua sells
+// nothing meanwhile), and stamps it, which lets checkouts in again. It runs
+// under the sale's rebuild lock (another node holding it is doing the same
+// work): every pending mark is settled first, whatever its age, since none
+// is newer than the restart, then Redis is repaired from MySQL in the
+// guarded step, which notes the time of the restore so that the sweepers
+// check the sale once more after the orders in flight meanwhile have landed
+// in MySQL. A sale whose keys are gone is rebuilt instead.
+func (s *Service) Revalidate(ctx context.Context, saleID string) error {
+	k := s.keys.Sale(saleID)
+	tok := lockToken()
+	ok, err := s.rdb.SetNX(ctx, k.Rebuild, tok, 30*time.Second).Result()
+	if err != nil {
+		return &sale.StoreError{Store: "Redis", Err: err}
+	}
+	if !ok {
+		return nil
+	}
+	missing, err := func() (missing bool, err error) {
+		defer unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{k.Rebuild}, tok) //nolint:errcheck
+		state, _, err := s.check(ctx, saleID, 0)
+		if err != nil || state != "stale" {
+			return state == "missing", err
+		}
+		diffs, err := s.repairPending(ctx, saleID)
+		if err != nil {
+			return false, err
+		}
+		sl, err := s.sales.Load(ctx, saleID)
+		if err != nil {
+			return false, err
+		}
+		more, err := s.compare(ctx, sl, true, "restored")
+		if err != nil {
+			return false, err
+		}
+		s.cfg.Logger.Warn("revalidated a sale's live state from MySQL after a Redis restart", "sale", saleID,
+			"differences", len(diffs)+len(more))
+		return false, nil
+	}()
+	if missing {
+		return s.Rebuild(ctx, saleID)
+	}
+	return err
+}
+
+// recheck is the second check of a sale whose state was restored from
+// MySQL (rebuilt or revalidated) at restored: an order whose Redis step
+// Redis lost and whose write landed in MySQL after the restore read it is
+// put back. It clears the note if it is still restored.
+func (s *Service) recheck(ctx context.Context, saleID, restored string) error {
+	sl, err := s.sales.Load(ctx, saleID)
+	if err != nil {
+		return err
+	}
+	diffs, err := s.compare(ctx, sl, true, restored)
+	if err != nil {
+		return err
+	}
+	if len(diffs) > 0 {
+		s.cfg.Logger.Warn("reconcile: the second check after a restore from MySQL repaired the sale", "sale", saleID,
+			"differences", len(diffs))
+	}
+	return nil
+}
+
+// check runs check.lua: where the sale's state stands on the Redis server
+// that holds it (missing, new, stale, recheck or ok), and the time of its
+// last restore from MySQL ("" when none). recheckAfter is check.lua's
+// ARGV[1].
+func (s *Service) check(ctx context.Context, saleID string, recheckAfter time.Duration) (state, restored string, err error) {
+	k := s.keys.Sale(saleID)
+	v, err := checkScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units}, recheckAfter.Milliseconds()).StringSlice()
+	if err != nil {
+		return "", "", &sale.StoreError{Store: "Redis", Err: err}
+	}
+	return checkReply(v)
+}
+
+// checkReply maps check.lua's reply.
+func checkReply(v []string) (state, restored string, err error) {
+	if len(v) != 2 {
+		return "", "", fmt.Errorf("check script: unexpected reply %q", v)
+	}
+	switch v[0] {
+	case "missing", "new", "stale", "recheck", "ok":
+		return v[0], v[1], nil
+	}
+	return "", "", fmt.Errorf("check script: unexpected reply %q", v)
 }
 
 // pendingMark is a pending order's mark: "user|qty|jti|fromTicket|kind|ms",
@@ -184,6 +287,11 @@ type redisView struct {
 	pendingUsers  map[string]bool
 	pendingTicket map[string]bool
 }
+
+// staleDifference is a sale stamped by another Redis server process.
+var staleDifference = Difference{Kind: "stale", Detail: "the sale's live state was last checked against MySQL on " +
+	"another Redis server process (Redis restarted or failed over since, and may have lost its last writes): " +
+	"checkouts answer 503 until a repair checks it again"}
 
 func (s *Service) readRedis(ctx context.Context, k sale.Keys) (*redisView, error) {
 	pipe := s.rdb.TxPipeline()
@@ -278,9 +386,12 @@ func (s *Service) readMySQL(ctx context.Context, saleID string) (*mysqlView, err
 
 // compare checks a sale once Redis holds still long enough to compare, and
 // with fix repairs what it finds: the sales row first (inside MySQL), then
-// Redis in one guarded step. With fix, pending marks are not differences:
-// repairPending settled those it found, and any left are orders in flight.
-func (s *Service) compare(ctx context.Context, sl *sale.Sale, fix bool) ([]Difference, error) {
+// Redis in one guarded step, which also stamps the sale as checked on this
+// Redis server process (it runs for that alone when the sale is stale, or
+// to note or clear restored: reconcile.lua's ARGV[7]). With fix, pending
+// marks are not differences: repairPending settled those it found, and any
+// left are orders in flight.
+func (s *Service) compare(ctx context.Context, sl *sale.Sale, fix bool, restored string) ([]Difference, error) {
 	k := s.keys.Sale(sl.ID)
 	var out []Difference
 	if fix {
@@ -321,11 +432,18 @@ func (s *Service) compare(ctx context.Context, sl *sale.Sale, fix bool) ([]Diffe
 			return append(out, Difference{Kind: "state",
 				Detail: "the sale's units are missing in Redis (its live state is gone): rebuild from MySQL"}), nil
 		}
+		state, _, err := s.check(ctx, sl.ID, 0)
+		if err != nil {
+			return out, err
+		}
 		mv, err := s.readMySQL(ctx, sl.ID)
 		if err != nil {
 			return out, err
 		}
 		diffs, ops, sold, held := diff(sl, rv, mv, !fix)
+		if state == "stale" {
+			diffs = append([]Difference{staleDifference}, diffs...)
+		}
 		if !fix {
 			// Report only what a still moment saw: units unchanged since
 			// the Redis read.
@@ -338,12 +456,13 @@ func (s *Service) compare(ctx context.Context, sl *sale.Sale, fix bool) ([]Diffe
 			}
 			continue
 		}
-		if len(diffs) == 0 {
+		if len(diffs) == 0 && restored == "" {
 			return out, nil
 		}
-		args := []any{rv.units["remaining"], rv.units["held"], rv.units["sold"], sl.StockTotal, sold, held}
+		args := []any{rv.units["remaining"], rv.units["held"], rv.units["sold"], sl.StockTotal, sold, held, restored}
 		args = append(args, ops...)
-		res, err := reconcileScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Buyers, k.JTI, k.Holds, k.Orders}, args...).Text()
+		res, err := reconcileScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Buyers, k.JTI, k.Holds, k.Orders, k.Cfg},
+			args...).Text()
 		if err != nil {
 			return append(out, diffs...), &sale.StoreError{Store: "Redis", Err: err}
 		}
@@ -352,7 +471,9 @@ func (s *Service) compare(ctx context.Context, sl *sale.Sale, fix bool) ([]Diffe
 			for i := range diffs {
 				diffs[i].Repaired = true
 			}
-			s.cfg.Logger.Warn("reconcile: repaired a sale's live state from MySQL", "sale", sl.ID, "differences", len(diffs))
+			if len(diffs) > 0 {
+				s.cfg.Logger.Warn("reconcile: repaired a sale's live state from MySQL", "sale", sl.ID, "differences", len(diffs))
+			}
 			return append(out, diffs...), nil
 		case "changed":
 		default:

@@ -5,13 +5,18 @@
 -- the ticket, and leave a pending mark until MySQL has the order. (The
 -- order is counted in orders_total by finalize, once MySQL has it: an order
 -- the guard refuses or that is compensated never existed.)
+-- Before all that: a sale stamped (cfg field rid) with the run id of
+-- another Redis server process than this one came back from a restart or a
+-- failover that may have lost its last writes; it sells nothing until its
+-- state has been checked against MySQL again (Service.Revalidate).
 -- KEYS[1] cfg, KEYS[2] units, KEYS[3] tix, KEYS[4] buyers, KEYS[5] jti,
 -- KEYS[6] pending
 -- ARGV[1] user, ARGV[2] ticket jti, ARGV[3] quantity, ARGV[4] order id
--- Returns {"nostate"} {"closed"} {"used"} {"inflight", order} {"bought", order}
--- {"sold_out"}, or {"ok", kind} where kind is "held" or "sold".
+-- Returns {"nostate"} {"stale"} {"closed"} {"used"} {"inflight", order}
+-- {"bought", order} {"sold_out"}, or {"ok", kind} where kind is "held" or "sold".
 local cfg = hmap(KEYS[1])
 if cfg == nil or redis.call('EXISTS', KEYS[2]) == 0 then return {'nostate'} end
+if cfg.rid and cfg.rid ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return {'stale'} end
 local now = now_ms()
 if eff_state(cfg, now) == 'closed' then return {'closed'} end
 local user, jti, qty, order = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]

@@ -5,20 +5,24 @@ import (
 	"errors"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/startstop"
 )
 
 // SweeperConfig configures the background work of the checkout role.
 type SweeperConfig struct {
-	// Every is how often due holds are expired; default 1 s.
+	// Every is how often due holds are expired and the sales' stamps
+	// checked (see Sweeper); default 1 s.
 	Every time.Duration
 	// ReconcileEvery is how often pending orders are looked for; default
 	// 10 s, at most PendingAge. A pass also runs when the oldest pending
 	// order it left becomes PendingAge old.
 	ReconcileEvery time.Duration
 	// PendingAge is how old a pending order must be before reconciliation
-	// settles it. A checkout's request decides its order within its MySQL
+	// settles it, and how long after a restore from MySQL a sale is checked
+	// once more. A checkout's request decides its order within its MySQL
 	// write timeout (4 s) and compensates right after; settling a pending
 	// order earlier is still safe (a 201 is only answered once the order
 	// is durable, and a tombstone makes a write still on its way fail, so
@@ -27,10 +31,13 @@ type SweeperConfig struct {
 	PendingAge time.Duration
 }
 
-// Sweeper expires holds whose time is up (every node may run one: MySQL's
-// conditional update lets exactly one expire each hold) and reconciles
-// orders left pending by a process that died between the Redis step and
-// MySQL.
+// Sweeper is the background work of a checkout node: it expires holds whose
+// time is up (every node may run one: MySQL's conditional update lets
+// exactly one expire each hold), reconciles orders left pending by a
+// process that died between the Redis step and MySQL, and keeps the sales'
+// stamps (see stamp.lua): it stamps new sales, revalidates sales whose
+// Redis restarted or failed over, and checks a sale restored from MySQL
+// once more PendingAge later.
 type Sweeper struct {
 	cfg SweeperConfig
 	svc *Service
@@ -63,6 +70,7 @@ func (w *Sweeper) Start(ctx context.Context) {
 		var nextReconcile time.Time // at once, then every ReconcileEvery or when a mark is due
 		for {
 			w.expireHolds(ctx)
+			w.checkStamps(ctx)
 			if now := time.Now(); !now.Before(nextReconcile) {
 				nextReconcile = now.Add(w.cfg.ReconcileEvery)
 				_, due, err := w.svc.reconcilePending(ctx, w.cfg.PendingAge)
@@ -104,6 +112,48 @@ func (w *Sweeper) expireHolds(ctx context.Context) {
 			if ctx.Err() == nil {
 				w.svc.cfg.Logger.Warn("checkout: expire hold", "order", id, "err", err)
 			}
+		}
+	}
+}
+
+// checkStamps keeps the sales' stamps (check.lua, stamp.lua): a new sale is
+// stamped, a stale one (Redis restarted or failed over) revalidated, and
+// one restored from MySQL PendingAge ago checked once more.
+func (w *Sweeper) checkStamps(ctx context.Context) {
+	s := w.svc
+	ids, err := s.rdb.SMembers(ctx, s.keys.Sales()).Result()
+	if err != nil || len(ids) == 0 {
+		return // Redis down: the reserve step answers 503 meanwhile
+	}
+	cmds := make([]*redis.Cmd, len(ids))
+	err = sale.ExecPipeline(ctx, s.rdb, func(pipe redis.Pipeliner) {
+		for i, id := range ids {
+			k := s.keys.Sale(id)
+			cmds[i] = checkScript.Run(ctx, pipe, []string{k.Cfg, k.Units}, w.cfg.PendingAge.Milliseconds())
+		}
+	})
+	if err != nil {
+		return
+	}
+	for i, id := range ids {
+		v, err := cmds[i].StringSlice()
+		if err != nil {
+			continue
+		}
+		state, restored, err := checkReply(v)
+		switch {
+		case err != nil:
+			s.cfg.Logger.Error("checkout: check a sale's stamp", "sale", id, "err", err)
+		case state == "new":
+			k := s.keys.Sale(id)
+			err = stampScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units}, "new").Err()
+		case state == "stale":
+			err = s.Revalidate(ctx, id)
+		case state == "recheck":
+			err = s.recheck(ctx, id, restored)
+		}
+		if err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("checkout: keep a sale's stamp", "sale", id, "state", state, "err", err)
 		}
 	}
 }

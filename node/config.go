@@ -50,8 +50,9 @@ type Config struct {
 	DebugListen string
 	// ReconcilePendingAfter is how old an order left pending in Redis (its
 	// process died between the Redis step and MySQL) must be before the
-	// checkout's sweeper settles it by what MySQL has. Default (0) 15 s; at
-	// least MinReconcilePendingAfter.
+	// checkout's sweeper settles it by what MySQL has; also how long after
+	// a restore from MySQL a sale is checked once more. Default (0) 15 s;
+	// at least MinReconcilePendingAfter.
 	ReconcilePendingAfter time.Duration
 
 	rolesFlag, originsFlag *string // raw list flags, read by Finish
