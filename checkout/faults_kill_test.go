@@ -289,6 +289,8 @@ func TestRevalidate(t *testing.T) {
 	run := runID(t, s.Redis)
 	eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
 		"the sweeper stamps the new sale")
+	gen := s.Redis.HGet(ctx, k.Cfg, "gen").Val()
+	require.NotEmpty(t, gen)
 
 	tickets := map[string]string{}
 	orders := map[string]string{}
@@ -326,6 +328,7 @@ func TestRevalidate(t *testing.T) {
 	eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
 		"the sale is revalidated and stamped with this run id")
 	requireError(t, buy(t, s, saleID, tickets["dave"], nil), http.StatusUnauthorized, "ticket_used")
+	require.NotEqual(t, gen, s.Redis.HGet(ctx, k.Cfg, "gen").Val(), "a new generation: nodes put back the waiters the lagging queue lacks")
 	got := redisSnapshot(t, s, saleID)
 	got["stats"], want["stats"] = nil, nil // orders_total counts bob's order once more: finalize ran again
 	require.Equal(t, want, got, "Redis is MySQL's again")

@@ -147,7 +147,8 @@ func (s *Service) Revalidate(ctx context.Context, saleID string) error {
 		}
 		s.cfg.Logger.Warn("revalidated a sale's live state from MySQL after a Redis restart", "sale", saleID,
 			"differences", len(diffs)+len(more))
-		return false, nil
+		// the queue came back behind too: nodes put back the waiters it lacks
+		return false, s.sales.Regenerate(ctx, saleID)
 	}()
 	if missing {
 		return s.Rebuild(ctx, saleID)

@@ -24,6 +24,11 @@ var publishLua string
 
 var publishScript = NewScript(publishLua)
 
+//go:embed regen.lua
+var regenLua string
+
+var regenScript = NewScript(regenLua)
+
 // QueryTimeout bounds every MySQL statement of the sale store.
 const QueryTimeout = 5 * time.Second
 
@@ -281,6 +286,16 @@ const EventStreamLen = 100_000
 // next tick and put back the waiters it holds, so that nobody new lands
 // ahead of them.
 const RequeueWindow = 5 * time.Second
+
+// Regenerate gives the sale's live copy in Redis a new generation, as if
+// written anew, after Redis came back behind MySQL (a restart from an old
+// snapshot, a failover to a lagging replica): its queue may lack waiters
+// who joined since, so every node puts back the waiters it holds, shoppers
+// who poll are put back by their token, and newcomers wait meanwhile.
+func (st *Store) Regenerate(ctx context.Context, id string) error {
+	err := regenScript.Run(ctx, st.Redis, []string{st.Keys.Sale(id).Cfg}, newGen(), RequeueWindow.Milliseconds()).Err()
+	return redisErr(err)
+}
 
 // newGen is a random id for one life of a sale's keys in Redis.
 func newGen() string {
