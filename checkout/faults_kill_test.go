@@ -11,7 +11,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/checkout"
-	"github.com/flashsale/flashsale/faults"
 	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/ticket"
@@ -51,25 +50,15 @@ func TestFaultRedisKilled(t *testing.T) {
 }
 
 func redisKilled(t *testing.T, snapshot bool) {
-	r := faults.StartRedis(t)
-	rdb, ks := testenv.RedisOn(t, r.URL)
-	dsn, db := testenv.MySQL(t)
-	keyPath, keys := testenv.KeyFile(t)
-	s := testenv.StartOn(t, rdb, ks, dsn, db, keyPath, keys, testenv.WithRedisURL(r.URL))
+	r, s := onPrivateRedis(t)
+	rdb := s.Redis
 	ctx := context.Background()
 	const stock = 100
 	saleID := newSale(t, s, map[string]any{"stock": stock, "hold_ttl_seconds": 600})
 	k := s.Keys.Sale(saleID)
 
 	// Orders before the snapshot, a third of them paid.
-	early := newShoppers(s, saleID, "early-", 24)
-	checkoutAll(s, saleID, early, 8, nil)
-	for i, sh := range early {
-		require.Equal(t, http.StatusCreated, sh.last().status, "%s", sh.last().body)
-		if i%3 == 0 {
-			require.Equal(t, http.StatusOK, s.Do(t, "POST", "/api/v1/orders/"+sh.last().order+"/confirm", s.ServiceToken, nil).Status)
-		}
-	}
+	early := buyFirst(t, s, saleID, 24, 8, 3)
 	// The sale was checked on this server (the sweeper stamps a new sale
 	// within a second): a restore to a state from before that stamp is the
 	// gap docs/DESIGN-NOTES.md names.

@@ -79,6 +79,32 @@ func unavailable(shoppers []*shopper) []*shopper {
 	return out
 }
 
+// onPrivateRedis starts a node on a redis-server of the test's own, which
+// the test may kill, flush or restart, and a MySQL database of its own.
+func onPrivateRedis(t *testing.T) (*faults.Redis, *testenv.Server) {
+	t.Helper()
+	r := faults.StartRedis(t)
+	rdb, ks := testenv.RedisOn(t, r.URL)
+	dsn, db := testenv.MySQL(t)
+	keyPath, keys := testenv.KeyFile(t)
+	return r, testenv.StartOn(t, rdb, ks, dsn, db, keyPath, keys, testenv.WithRedisURL(r.URL))
+}
+
+// buyFirst has n shoppers check out (workers at a time), each of whom must
+// get a 201, and confirms every paidEvery-th order.
+func buyFirst(t *testing.T, s *testenv.Server, saleID string, n, workers, paidEvery int) []*shopper {
+	t.Helper()
+	early := newShoppers(s, saleID, "early-", n)
+	checkoutAll(s, saleID, early, workers, nil)
+	for i, sh := range early {
+		require.Equal(t, http.StatusCreated, sh.last().status, "%s", sh.last().body)
+		if i%paidEvery == 0 {
+			require.Equal(t, http.StatusOK, s.Do(t, "POST", "/api/v1/orders/"+sh.last().order+"/confirm", s.ServiceToken, nil).Status)
+		}
+	}
+	return early
+}
+
 // requireNoneLost checks invariant 7 on MySQL: every order answered 201 is
 // live, and the shoppers whose last answer was not a 201 have no live
 // order. It returns the live units.
@@ -119,25 +145,15 @@ func TestFaultRedisFlushed(t *testing.T) {
 		t.Skip("runs its own redis-server; skipped with -short")
 	}
 	t.Parallel()
-	r := faults.StartRedis(t)
-	rdb, ks := testenv.RedisOn(t, r.URL)
-	dsn, db := testenv.MySQL(t)
-	keyPath, keys := testenv.KeyFile(t)
-	s := testenv.StartOn(t, rdb, ks, dsn, db, keyPath, keys, testenv.WithRedisURL(r.URL))
+	_, s := onPrivateRedis(t)
+	rdb := s.Redis
 	ctx := context.Background()
 	const stock = 40
 	saleID := newSale(t, s, map[string]any{"stock": stock, "hold_ttl_seconds": 300})
 	k := s.Keys.Sale(saleID)
 
 	// Some orders first, half of them paid.
-	early := newShoppers(s, saleID, "early-", 10)
-	checkoutAll(s, saleID, early, 4, nil)
-	for i, sh := range early {
-		require.Equal(t, http.StatusCreated, sh.last().status, "%s", sh.last().body)
-		if i%2 == 0 {
-			require.Equal(t, http.StatusOK, s.Do(t, "POST", "/api/v1/orders/"+sh.last().order+"/confirm", s.ServiceToken, nil).Status)
-		}
-	}
+	early := buyFirst(t, s, saleID, 10, 4, 2)
 
 	// Redis is flushed after the 5th answer, with checkouts in flight.
 	storm := newShoppers(s, saleID, "storm-", 20)
