@@ -382,3 +382,13 @@ func TestReconcileGivenUpOrder(t *testing.T) {
 	r := buy(t, s, saleID, tok, nil)
 	require.Equal(t, http.StatusCreated, r.Status, "the 503 did not use the ticket up: %s", r.Body)
 }
+
+// TestNewSaleStamped: a sale is stamped with the Redis server's run id when
+// it is created (not only by a sweeper a second later), so a restore from
+// its very first second is noticed too.
+func TestNewSaleStamped(t *testing.T) {
+	t.Parallel()
+	s := testenv.Start(t)
+	saleID := newSale(t, s, map[string]any{"stock": 3})
+	require.Equal(t, runID(t, s.Redis), s.Redis.HGet(context.Background(), s.Keys.Sale(saleID).Cfg, "rid").Val())
+}

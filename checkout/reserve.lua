@@ -16,7 +16,7 @@
 -- {"bought", order} {"sold_out"}, or {"ok", kind} where kind is "held" or "sold".
 local cfg = hmap(KEYS[1])
 if cfg == nil or redis.call('EXISTS', KEYS[2]) == 0 then return {'nostate'} end
-if cfg.rid and cfg.rid ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return {'stale'} end
+if restarted(cfg) then return {'stale'} end
 local now = now_ms()
 if eff_state(cfg, now) == 'closed' then return {'closed'} end
 local user, jti, qty, order = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]

@@ -56,3 +56,12 @@ end
 local function seen_key(prefix, user)
   return prefix .. (tonumber(string.sub(redis.sha1hex(user), 1, 4), 16) % 8192)
 end
+
+-- restarted reports whether a sale's state (its cfg) was last checked
+-- against MySQL on another Redis server process than this one (cfg field
+-- rid, see checkout/stamp.lua): Redis restarted or failed over since and
+-- may have lost its last writes, so nothing may be sold or admitted on it
+-- until it is checked again (checkout's Service.Revalidate).
+local function restarted(cfg)
+  return cfg.rid ~= nil and cfg.rid ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end

@@ -25,7 +25,14 @@ for i = 9, #ARGV do args[#args + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'ver', ver, 'state', ARGV[6], unpack(args))
 if fresh then
   redis.call('HSET', KEYS[1], 'gen', ARGV[7])
-  if ARGV[3] ~= '1' then redis.call('HSET', KEYS[1], 'requeue_until', now_ms() + tonumber(ARGV[8])) end
+  if ARGV[3] ~= '1' then
+    redis.call('HSET', KEYS[1], 'requeue_until', now_ms() + tonumber(ARGV[8]))
+  else
+    -- a new sale's state is complete on this server from the start: stamp
+    -- it (see checkout/stamp.lua), so a restore from before any stamp is
+    -- noticed too
+    redis.call('HSET', KEYS[1], 'rid', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+  end
 end
 if old and old ~= ARGV[6] then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', 'state', 'd', ARGV[6])

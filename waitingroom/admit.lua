@@ -11,11 +11,15 @@
 -- this call, ARGV[3] jti prefix (random, unique per call), ARGV[4] most skips
 -- this call, ARGV[5] event stream max length
 -- Returns {"fenced"} when the caller does not hold the lease, {"nostate"}
--- when the sale's live copy or units are missing, else
+-- when the sale's live copy or units are missing, {"stale"} while it is from
+-- before a Redis restart (see restarted in the prelude), else
 -- {"ok", state, admitted, skipped, expired, queue_length, active, unreserved}.
 if redis.call('GET', KEYS[11]) ~= ARGV[1] then return {'fenced'} end
 local cfg = hmap(KEYS[1])
 if cfg == nil or redis.call('EXISTS', KEYS[9]) == 0 then return {'nostate'} end
+-- Redis came back behind MySQL: its units and queue may be old; admit
+-- nobody until the checkout has checked the sale again
+if restarted(cfg) then return {'stale'} end
 local now = now_ms()
 local state = eff_state(cfg, now)
 local maxlen = ARGV[5]

@@ -373,3 +373,36 @@ func TestAdmitNoState(t *testing.T) {
 	require.Equal(t, []string{"u1"}, e.queue(t))
 	require.Zero(t, e.rdb.Exists(ctx, e.k.Units).Val(), "missing units are never taken as 0 or full")
 }
+
+// TestAdmitAfterRedisRestart: a sale stamped by another Redis server
+// process (Redis restarted or failed over, maybe behind MySQL) admits
+// nobody and takes no newcomer until the checkout has checked it again
+// (and stamped it with this server's run id); waiters keep their status.
+func TestAdmitAfterRedisRestart(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newAdmitEnv(t, map[string]any{"rate": "100"}, 10)
+	e.wait(t, nil, "u1", "u2")
+	info, err := e.rdb.Info(ctx, "server").Result()
+	require.NoError(t, err)
+	_, after, ok := strings.Cut(info, "run_id:")
+	require.True(t, ok)
+	run := strings.TrimSpace(strings.SplitN(after, "\n", 2)[0])
+	require.Len(t, run, 40)
+
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Cfg, "rid", strings.Repeat("0", 40)).Err())
+	_, err = e.a.Admit(ctx, "s1", leaseValue)
+	require.ErrorIs(t, err, waitingroom.ErrStale)
+	require.Equal(t, []string{"u1", "u2"}, e.queue(t), "nobody admitted")
+	st, err := waitingroom.RunJoin(ctx, e.rdb, e.k, "j", "newcomer", "", "s", "u2", "")
+	require.NoError(t, err)
+	require.Equal(t, waitingroom.KindRestoring, st[0].Kind, "a newcomer waits")
+	require.Equal(t, waitingroom.KindWaiting, st[1].Kind, "a waiter's status is answered")
+
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Cfg, "rid", run).Err())
+	res := e.admit(t)
+	require.EqualValues(t, 2, res.Admitted, "checked on this server: admission goes on")
+	st, err = waitingroom.RunJoin(ctx, e.rdb, e.k, "j", "newcomer", "")
+	require.NoError(t, err)
+	require.Equal(t, waitingroom.KindWaiting, st[0].Kind)
+}

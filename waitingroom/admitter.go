@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -256,6 +257,11 @@ func (a *Admitter) Admit(ctx context.Context, saleID, leaseValue string) (AdmitR
 // current one.
 var ErrFenced = fmt.Errorf("admitter: lease lost (fenced)")
 
+// ErrStale is an admit step refused because the sale's live state is from
+// before a Redis restart and not checked against MySQL yet (the checkout's
+// sweeper does that within a second).
+var ErrStale = errors.New("admitter: the sale's live state is from before a Redis restart")
+
 func parseAdmit(cmd *redis.Cmd) (AdmitResult, error) {
 	v, err := cmd.Slice()
 	if err != nil {
@@ -267,6 +273,8 @@ func parseAdmit(cmd *redis.Cmd) (AdmitResult, error) {
 			return AdmitResult{}, ErrFenced
 		case "nostate":
 			return AdmitResult{}, ErrNoState
+		case "stale":
+			return AdmitResult{}, ErrStale
 		}
 	}
 	if len(v) != 8 || v[0] != "ok" {
@@ -293,6 +301,8 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 		a.mu.Unlock()
 		a.cfg.Logger.Info("admitter: lease lost", "sale", id)
 		return
+	case err == ErrStale:
+		return // the checkout's sweeper revalidates the sale; admit at a later tick
 	case err == ErrNoState:
 		if a.cfg.OnNoState != nil {
 			a.once(ctx, id, func(ctx context.Context) { a.cfg.OnNoState(ctx, id) })

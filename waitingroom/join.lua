@@ -28,6 +28,14 @@ local return_window = num(cfg, 'return_window', 0) * 1000
 local prequeue = (cfg.mode == 'prequeue' and now < num(cfg, 'starts', 0))
 local qopens = num(cfg, 'qopens', 0)
 local restoring = now < num(cfg, 'requeue_until', 0)
+-- a newcomer waits while the sale is from before a Redis restart, as while
+-- waiters are put back: the queue may lack some who will be (checked once
+-- per call, and only when a newcomer would get a place)
+local restarted_v
+local function is_restarted()
+  if restarted_v == nil then restarted_v = restarted(cfg) end
+  return restarted_v
+end
 local joins = 0 -- new places made by this call
 local requeued = 0 -- places put back by this call
 local twoTo52 = 4503599627370496 -- arrivals after a prequeue's start queue behind every random place
@@ -108,7 +116,7 @@ local function join(user, rnd)
   local w = waiting(user)
   if w then return w end
   if qopens > 0 and now < qopens then return {'not_open'} end
-  if restoring then return {'restoring'} end
+  if restoring or is_restarted() then return {'restoring'} end
   -- places are passed as strings: Lua prints numbers with 14 digits only
   local score = rnd
   if not prequeue then
