@@ -483,6 +483,7 @@ func (h *Hub) tick(ctx context.Context) {
 				tr.gen = tab.gen
 			} else if tab.gen != tr.gen {
 				lost = tr.gen
+				tr.advance = nil // the head's counters started again with the keys
 			}
 			tr.table = tab
 			tr.advance = append(tr.advance, advSample{at: now, adv: tab.advance})
