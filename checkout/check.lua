@@ -13,6 +13,6 @@ if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then
 local f = redis.call('HMGET', KEYS[1], 'rid', 'restored')
 local rid, restored = f[1], f[2] or ''
 if not rid then return {'new', restored} end
-if rid ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)') then return {'stale', restored} end
+if rid ~= run_id() then return {'stale', restored} end
 if restored ~= '' and now_ms() >= tonumber(restored) + tonumber(ARGV[1]) then return {'recheck', restored} end
 return {'ok', restored}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/node"
+	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/ticket"
 )
@@ -299,7 +300,7 @@ func TestRevalidate(t *testing.T) {
 	pipe := s.Redis.TxPipeline()
 	pipe.HDel(ctx, k.Orders, orders["bob"], orders["dave"])
 	pipe.ZRem(ctx, k.Holds, orders["bob"], orders["dave"])
-	pipe.HSet(ctx, k.Pending, orders["bob"], "bob|1|"+bobJTI+"|0|held|"+itoa(time.Now().UnixMilli()))
+	pipe.HSet(ctx, k.Pending, orders["bob"], sale.Pending{User: "bob", Quantity: 1, JTI: bobJTI, Kind: "held", AtMs: time.Now().UnixMilli()}.Encode())
 	pipe.HDel(ctx, k.Buyers, "dave")
 	pipe.HDel(ctx, k.JTI, daveJTI)
 	pipe.HIncrBy(ctx, k.Units, "held", -1)
@@ -360,8 +361,10 @@ func TestReconcileGivenUpOrder(t *testing.T) {
 	require.Equal(t, []string{"ok", "sold"}, v)
 	_, err = s.Node.Orders.Create(ctx, ord)
 	require.NoError(t, err, "the write commits; its request had stopped waiting")
-	mark := s.Redis.HGet(ctx, k.Pending, ord.ID).Val()
-	require.NoError(t, s.Redis.HSet(ctx, k.Pending, ord.ID, mark+"|c").Err(), "as compensating.lua notes it")
+	mark, ok := sale.ParsePending(s.Redis.HGet(ctx, k.Pending, ord.ID).Val())
+	require.True(t, ok)
+	mark.Compensating = true
+	require.NoError(t, s.Redis.HSet(ctx, k.Pending, ord.ID, mark.Encode()).Err(), "as compensating.lua notes it")
 
 	rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
 	require.NoError(t, err)

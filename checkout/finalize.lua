@@ -8,21 +8,22 @@
 -- Returns 1, or 0 when the order was not pending (finalized or undone).
 local p = redis.call('HGET', KEYS[4], ARGV[1])
 if not p then return 0 end
-local f = split(p, '|')
-local user, qty, jti, kind = f[1], f[2], f[3], f[5]
+local m = pend_dec(p)
+if m == nil then return redis.error_reply('finalize: bad pending mark ' .. p) end
+local user = m.user
 redis.call('HDEL', KEYS[4], ARGV[1])
 local rec = redis.call('HGET', KEYS[2], user)
 if rec then
-  local t = split(rec, '|')
-  if t[1] == jti then
-    redis.call('HINCRBY', KEYS[1], 'reserved', 0 - tonumber(t[4]))
+  local a = adm_dec(rec)
+  if a.jti == m.jti then
+    redis.call('HINCRBY', KEYS[1], 'reserved', 0 - a.r)
     redis.call('HDEL', KEYS[2], user)
     redis.call('ZREM', KEYS[3], user)
   end
 end
-if kind == 'held' then
+if m.kind == 'held' then
   redis.call('ZADD', KEYS[5], ARGV[2], ARGV[1])
-  redis.call('HSET', KEYS[6], ARGV[1], user .. '|' .. qty .. '|held')
+  redis.call('HSET', KEYS[6], ARGV[1], hold_enc(m.qty, user))
 end
 redis.call('HINCRBY', KEYS[8], 'orders_total', 1)
 redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[4], '*', 't', 'order', 'u', user, 'd', ARGV[3])

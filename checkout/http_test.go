@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/ticket"
 )
@@ -363,8 +364,8 @@ func admit(t *testing.T, s *testenv.Server, saleID, user string, r int) string {
 	k := s.Keys.Sale(saleID)
 	now := time.Now().Unix()
 	a := ticket.Admission{Sale: saleID, User: user, JTI: "adm-" + testenv.RandomID(), IssuedAt: now, ExpiresAt: now + 300}
-	rec := a.JTI + "|" + itoa(a.IssuedAt) + "|" + itoa(a.ExpiresAt) + "|" + itoa(int64(r))
-	require.NoError(t, s.Redis.HSet(ctx, k.Tix, user, rec).Err())
+	rec := sale.Admission{JTI: a.JTI, IssuedAt: a.IssuedAt, Expires: a.ExpiresAt, Reserved: r}
+	require.NoError(t, s.Redis.HSet(ctx, k.Tix, user, rec.Encode()).Err())
 	require.NoError(t, s.Redis.ZAdd(ctx, k.Adm, redisZ(float64(a.ExpiresAt*1000), user)).Err())
 	require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "reserved", int64(r)).Err())
 	return s.Issuer.Ticket(a)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -129,16 +128,23 @@ func (e *luaEnv) dump() redisState {
 	now, err := e.rdb.Time(ctx).Result()
 	require.NoError(e.t, err)
 	for id, p := range s.Pending {
-		f := strings.Split(p, "|")
-		require.Len(e.t, f, 6, "pending %s: %q", id, p)
-		ms, err := strconv.ParseInt(f[5], 10, 64)
-		require.NoError(e.t, err, "pending %s: %q", id, p)
-		if d := now.UnixMilli() - ms; d >= 0 && d < 10_000 {
-			f[5] = "NOW"
-			s.Pending[id] = strings.Join(f, "|")
+		m, ok := sale.ParsePending(p)
+		require.True(e.t, ok, "pending %s: %q", id, p)
+		if d := now.UnixMilli() - m.AtMs; d >= 0 && d < 10_000 {
+			m.AtMs = nowMark
+			s.Pending[id] = m.Encode()
 		}
 	}
 	return s
+}
+
+// nowMark stands for "a Redis time within the last 10 s" in a pending
+// mark's time (state reads marks that recent with it).
+const nowMark = -1
+
+// pm is a pending mark.
+func pm(user string, qty int, jti string, fromTicket bool, kind string, atMs int64) string {
+	return sale.Pending{User: user, Quantity: qty, JTI: jti, FromTicket: fromTicket, Kind: kind, AtMs: atMs}.Encode()
 }
 
 // requireUnits checks invariant 1 on a state: remaining + held + sold =
@@ -253,7 +259,7 @@ func TestReserveScript(t *testing.T) {
 			s.Units = units(9, 3, 0, 1, 10)
 			s.JTI = map[string]string{"j1": "o-old"}
 			s.Buyers = map[string]string{"u1": "o-old"}
-			s.Pending = map[string]string{"o-old": "u1|1|j1|0|sold|1000"}
+			s.Pending = map[string]string{"o-old": pm("u1", 1, "j1", false, "sold", 1000)}
 		}, call: call{"u1", "j1", 1}, reply: []string{"inflight", "o-old"}},
 		{name: "user bought already", seed: func(s *redisState) {
 			s.Units = units(9, 3, 0, 1, 10)
@@ -264,7 +270,7 @@ func TestReserveScript(t *testing.T) {
 			s.Units = units(9, 3, 0, 1, 10)
 			s.Buyers = map[string]string{"u1": "o-old"}
 			s.JTI = map[string]string{"j0": "o-old"}
-			s.Pending = map[string]string{"o-old": "u1|1|j0|0|sold|1000"}
+			s.Pending = map[string]string{"o-old": pm("u1", 1, "j0", false, "sold", 1000)}
 		}, call: call{"u1", "j1", 1}, reply: []string{"inflight", "o-old"}},
 		{name: "all of its reservation", call: call{"u1", "j1", 2}, reply: []string{"ok", "sold"},
 			want: func(s *redisState) {
@@ -272,7 +278,7 @@ func TestReserveScript(t *testing.T) {
 				s.Tix["u1"] = "j1|100|400|0"
 				s.Buyers = map[string]string{"u1": "o-new"}
 				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": "u1|2|j1|1|sold|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u1", 2, "j1", true, "sold", nowMark)}
 			}},
 		{name: "part of its reservation", call: call{"u1", "j1", 1}, reply: []string{"ok", "sold"},
 			want: func(s *redisState) {
@@ -280,7 +286,7 @@ func TestReserveScript(t *testing.T) {
 				s.Tix["u1"] = "j1|100|400|1"
 				s.Buyers = map[string]string{"u1": "o-new"}
 				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": "u1|1|j1|1|sold|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u1", 1, "j1", true, "sold", nowMark)}
 			}},
 		{name: "its reservation while none is unreserved", seed: func(s *redisState) { s.Units = units(3, 3, 0, 7, 10) },
 			call: call{"u1", "j1", 2}, reply: []string{"ok", "sold"},
@@ -289,7 +295,7 @@ func TestReserveScript(t *testing.T) {
 				s.Tix["u1"] = "j1|100|400|0"
 				s.Buyers = map[string]string{"u1": "o-new"}
 				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": "u1|2|j1|1|sold|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u1", 2, "j1", true, "sold", nowMark)}
 			}},
 		{name: "more than its reservation, though units are unreserved", call: call{"u2", "j2", 2},
 			reply: []string{"sold_out"}},
@@ -298,7 +304,7 @@ func TestReserveScript(t *testing.T) {
 				s.Units = units(8, 3, 0, 2, 10)
 				s.Buyers = map[string]string{"u3": "o-new"}
 				s.JTI = map[string]string{"j3": "o-new"}
-				s.Pending = map[string]string{"o-new": "u3|2|j3|0|sold|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u3", 2, "j3", false, "sold", nowMark)}
 			}},
 		{name: "no admission record: fewer unreserved than asked", seed: func(s *redisState) { s.Units = units(4, 3, 0, 6, 10) },
 			call: call{"u3", "j3", 2}, reply: []string{"sold_out"}},
@@ -310,7 +316,7 @@ func TestReserveScript(t *testing.T) {
 				s.Units = units(9, 3, 0, 1, 10)
 				s.Buyers = map[string]string{"u1": "o-new"}
 				s.JTI = map[string]string{"j-old": "o-new"}
-				s.Pending = map[string]string{"o-new": "u1|1|j-old|0|sold|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u1", 1, "j-old", false, "sold", nowMark)}
 			}},
 		{name: "hold_ttl > 0: held", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
 			call: call{"u1", "j1", 1}, reply: []string{"ok", "held"},
@@ -319,7 +325,7 @@ func TestReserveScript(t *testing.T) {
 				s.Tix["u1"] = "j1|100|400|1"
 				s.Buyers = map[string]string{"u1": "o-new"}
 				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": "u1|1|j1|1|held|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u1", 1, "j1", true, "held", nowMark)}
 			}},
 		{name: "hold_ttl > 0 from unreserved: held", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
 			call: call{"u3", "j3", 1}, reply: []string{"ok", "held"},
@@ -327,7 +333,7 @@ func TestReserveScript(t *testing.T) {
 				s.Units = units(9, 3, 1, 0, 10)
 				s.Buyers = map[string]string{"u3": "o-new"}
 				s.JTI = map[string]string{"j3": "o-new"}
-				s.Pending = map[string]string{"o-new": "u3|1|j3|0|held|NOW"}
+				s.Pending = map[string]string{"o-new": pm("u3", 1, "j3", false, "held", nowMark)}
 			}},
 	}
 	for _, tt := range tests {
@@ -361,7 +367,7 @@ func finalizeBase() redisState {
 		Adm:     map[string]float64{"u1": 400000, "u2": 400000},
 		Buyers:  map[string]string{"u1": "o1"},
 		JTI:     map[string]string{"j1": "o1"},
-		Pending: map[string]string{"o1": "u1|1|j1|1|sold|1000"},
+		Pending: map[string]string{"o1": pm("u1", 1, "j1", true, "sold", 1000)},
 	}
 }
 
@@ -383,19 +389,19 @@ func TestFinalizeScript(t *testing.T) {
 		{name: "held: a hold is added", holdMs: 1_900_000_000_000, seed: func(s *redisState) {
 			s.Cfg = cfgWith("hold_ttl", "60")
 			s.Units = units(9, 2, 1, 0, 10)
-			s.Pending = map[string]string{"o1": "u1|1|j1|1|held|1000"}
+			s.Pending = map[string]string{"o1": pm("u1", 1, "j1", true, "held", 1000)}
 		}, want: func(s *redisState) {
 			s.Units = units(9, 1, 1, 0, 10)
 			s.Tix = map[string]string{"u2": "j2|100|400|1"}
 			s.Adm = map[string]float64{"u2": 400000}
 			s.Pending = nil
 			s.Holds = map[string]float64{"o1": 1_900_000_000_000}
-			s.Orders = map[string]string{"o1": "u1|1|held"}
+			s.Orders = map[string]string{"o1": sale.HoldRecord("u1", 1)}
 		}},
 		{name: "bought from unreserved units: the user's newer admission stands", seed: func(s *redisState) {
 			s.Tix["u1"] = "j7|200|500|2"
 			s.Units = units(9, 3, 0, 1, 10)
-			s.Pending = map[string]string{"o1": "u1|1|j1|0|sold|1000"}
+			s.Pending = map[string]string{"o1": pm("u1", 1, "j1", false, "sold", 1000)}
 		}, want: func(s *redisState) {
 			s.Pending = nil
 		}},
@@ -481,7 +487,7 @@ func TestUndoScript(t *testing.T) {
 		s.Adm = map[string]float64{"u2": 400000}
 		s.Buyers = map[string]string{"u1": "o1"}
 		s.JTI = map[string]string{"j1": "o1"}
-		s.Pending = map[string]string{"o1": "u1|1|j1|1|sold|1000"}
+		s.Pending = map[string]string{"o1": pm("u1", 1, "j1", true, "sold", 1000)}
 		e.seed(s)
 		require.EqualValues(t, 1, e.undo("o1"))
 		want := s.clone()
@@ -499,7 +505,7 @@ func TestUndoScript(t *testing.T) {
 		s.Units = units(9, 3, 0, 1, 10)
 		s.Buyers = map[string]string{"u3": "o2"}
 		s.JTI = map[string]string{"j3": "o2"}
-		s.Pending = map[string]string{"o1": "u3|1|j3|0|sold|1000"}
+		s.Pending = map[string]string{"o1": pm("u3", 1, "j3", false, "sold", 1000)}
 		e.seed(s)
 		require.EqualValues(t, 1, e.undo("o1"))
 		want := s.clone()
@@ -517,7 +523,7 @@ func settleBase() redisState {
 		Buyers: map[string]string{"u1": "o1", "u2": "o2"},
 		JTI:    map[string]string{"j1": "o1", "j2": "o2"},
 		Holds:  map[string]float64{"o1": 1_900_000_000_000},
-		Orders: map[string]string{"o1": "u1|2|held"},
+		Orders: map[string]string{"o1": sale.HoldRecord("u1", 2)},
 	}
 }
 

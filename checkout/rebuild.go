@@ -79,7 +79,7 @@ func (s *Service) Rebuild(ctx context.Context, saleID string) error {
 		}
 		if status == StatusHeld && hold != nil {
 			pipe.ZAdd(ctx, k.Holds, redis.Z{Score: float64(hold.UnixMilli()), Member: id})
-			pipe.HSet(ctx, k.Orders, id, fmt.Sprintf("%s|%d|held", user, qty))
+			pipe.HSet(ctx, k.Orders, id, sale.HoldRecord(user, qty))
 		}
 	}
 	if err := rows.Err(); err != nil {

@@ -10,7 +10,6 @@ import (
 	"maps"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale/sale"
@@ -201,28 +200,6 @@ func checkReply(v []string) (state, restored string, err error) {
 	return "", "", fmt.Errorf("check script: unexpected reply %q", v)
 }
 
-// pendingMark is a pending order's mark: "user|qty|jti|fromTicket|kind|ms",
-// with "|c" when its request gave the order up (compensating.lua).
-type pendingMark struct {
-	user, jti, kind string
-	qty             int
-	atMs            int64
-	compensating    bool
-}
-
-func parsePending(rec string) (pendingMark, bool) {
-	f := strings.Split(rec, "|")
-	if len(f) != 6 && (len(f) != 7 || f[6] != "c") {
-		return pendingMark{}, false
-	}
-	qty, err1 := strconv.Atoi(f[1])
-	at, err2 := strconv.ParseInt(f[5], 10, 64)
-	if err1 != nil || err2 != nil {
-		return pendingMark{}, false
-	}
-	return pendingMark{user: f[0], qty: qty, jti: f[2], kind: f[4], atMs: at, compensating: len(f) == 7}, true
-}
-
 // repairPending settles every pending mark now by what MySQL says.
 func (s *Service) repairPending(ctx context.Context, saleID string) ([]Difference, error) {
 	k := s.keys.Sale(saleID)
@@ -236,7 +213,7 @@ func (s *Service) repairPending(ctx context.Context, saleID string) ([]Differenc
 	}
 	var diffs []Difference
 	for _, id := range slices.Sorted(maps.Keys(pending)) {
-		m, ok := parsePending(pending[id])
+		m, ok := sale.ParsePending(pending[id])
 		if !ok {
 			// Not a mark any script writes: nothing can settle it.
 			diffs = append(diffs, Difference{Kind: "pending", Detail: fmt.Sprintf("%s: unreadable mark %q; left as is", id, pending[id])})
@@ -256,10 +233,10 @@ func (s *Service) repairPending(ctx context.Context, saleID string) ([]Differenc
 }
 
 // describePending says what a pending mark is and what a repair does to it.
-func (s *Service) describePending(ctx context.Context, id string, m pendingMark, nowMs int64) (Difference, error) {
-	head := fmt.Sprintf("order %s of user %s (%d unit(s), %s, %.1f s old) is pending in Redis", id, m.user, m.qty, m.kind,
-		float64(nowMs-m.atMs)/1000)
-	if m.compensating {
+func (s *Service) describePending(ctx context.Context, id string, m sale.Pending, nowMs int64) (Difference, error) {
+	head := fmt.Sprintf("order %s of user %s (%d unit(s), %s, %.1f s old) is pending in Redis", id, m.User, m.Quantity, m.Kind,
+		float64(nowMs-m.AtMs)/1000)
+	if m.Compensating {
 		return Difference{Kind: "pending", Detail: head + "; its request gave it up (answered 503): cancel it in MySQL " +
 			"if it committed (a tombstone if not) and return its units"}, nil
 	}
@@ -279,7 +256,7 @@ func (s *Service) describePending(ctx context.Context, id string, m pendingMark,
 // redisView is one atomic read of a sale's live state.
 type redisView struct {
 	units         map[string]string // empty when the state is gone
-	pending       map[string]pendingMark
+	pending       map[string]sale.Pending
 	badPending    map[string]string
 	buyers, jti   map[string]string
 	holds         map[string]int64 // order → hold expiry ms
@@ -306,28 +283,26 @@ func (s *Service) readRedis(ctx context.Context, k sale.Keys) (*redisView, error
 	if _, err := pipe.Exec(ctx); err != nil {
 		return nil, &sale.StoreError{Store: "Redis", Err: err}
 	}
-	v := &redisView{units: units.Val(), pending: map[string]pendingMark{}, badPending: map[string]string{},
+	v := &redisView{units: units.Val(), pending: map[string]sale.Pending{}, badPending: map[string]string{},
 		buyers: buyers.Val(), jti: jti.Val(), holds: map[string]int64{}, orders: orders.Val(),
 		pendingUsers: map[string]bool{}, pendingTicket: map[string]bool{}}
 	for id, rec := range pending.Val() {
-		m, ok := parsePending(rec)
+		m, ok := sale.ParsePending(rec)
 		if !ok {
 			v.badPending[id] = rec
 			continue
 		}
 		v.pending[id] = m
-		v.pendingUsers[m.user] = true
-		v.pendingTicket[m.jti] = true
+		v.pendingUsers[m.User] = true
+		v.pendingTicket[m.JTI] = true
 	}
 	for _, z := range holds.Val() {
 		id, _ := z.Member.(string)
 		v.holds[id] = int64(z.Score)
 	}
 	for _, rec := range tix.Val() {
-		f := strings.Split(rec, "|")
-		if len(f) == 4 {
-			r, _ := strconv.Atoi(f[3])
-			v.tixReserved += r
+		if a, ok := sale.ParseAdmission(rec); ok {
+			v.tixReserved += a.Reserved
 		}
 	}
 	return v, nil
@@ -547,12 +522,12 @@ func diff(sl *sale.Sale, rv *redisView, mv *mysqlView, reportPending bool) (diff
 		m := rv.pending[id]
 		if reportPending {
 			add("pending", "order %s of user %s (%d unit(s), %s) is pending in Redis (in flight, or left by a failure): a repair settles it by what MySQL has",
-				id, m.user, m.qty, m.kind)
+				id, m.User, m.Quantity, m.Kind)
 		}
-		if m.kind == StatusHeld {
-			held += m.qty
+		if m.Kind == StatusHeld {
+			held += m.Quantity
 		} else {
-			sold += m.qty
+			sold += m.Quantity
 		}
 	}
 	if reportPending {
@@ -624,7 +599,7 @@ func diff(sl *sale.Sale, rv *redisView, mv *mysqlView, reportPending bool) (diff
 		if o.hold.Valid {
 			ms = o.hold.Time.UnixMilli()
 		}
-		rec := fmt.Sprintf("%s|%d|held", o.user, o.qty)
+		rec := sale.HoldRecord(o.user, o.qty)
 		got, inSet := rv.holds[id]
 		if !inSet || got != ms || rv.orders[id] != rec {
 			add("hold", "order %s: Redis has %s, MySQL holds %d unit(s) of user %s until %s: restore", id,

@@ -46,14 +46,13 @@ local remaining = stock - sold - held
 -- reservations are the live admission records' (as restore.lua counts them)
 local reserved = 0
 for _, rec in ipairs(redis.call('HVALS', KEYS[2])) do
-  local f = split(rec, '|')
-  reserved = reserved + tonumber(f[4])
+  reserved = reserved + adm_dec(rec).r
 end
 if reserved > remaining then reserved = remaining end
 if reserved < 0 then reserved = 0 end
 redis.call('HSET', KEYS[1], 'remaining', remaining, 'reserved', reserved, 'held', held, 'sold', sold, 'stock', stock)
 if redis.call('EXISTS', KEYS[7]) == 1 then
-  redis.call('HSET', KEYS[7], 'rid', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+  redis.call('HSET', KEYS[7], 'rid', run_id())
   if ARGV[7] == 'restored' then
     redis.call('HSET', KEYS[7], 'restored', now_ms())
   elseif ARGV[7] ~= '' and redis.call('HGET', KEYS[7], 'restored') == ARGV[7] then

@@ -9,6 +9,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/checkout"
+	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -113,7 +114,7 @@ func TestReconcile(t *testing.T) {
 		{name: "hold MySQL does not have", kind: "hold", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
 			k := s.Keys.Sale(rs.id)
 			require.NoError(t, s.Redis.ZAdd(ctx, k.Holds, redisZ(1, rs.paid)).Err())
-			require.NoError(t, s.Redis.HSet(ctx, k.Orders, rs.paid, "alice|2|held", "ord_ghost", "x|1|held").Err())
+			require.NoError(t, s.Redis.HSet(ctx, k.Orders, rs.paid, sale.HoldRecord("alice", 2), "ord_ghost", sale.HoldRecord("x", 1)).Err())
 			return nil
 		}},
 		{name: "units off (more remaining than MySQL allows)", kind: "units", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
@@ -143,7 +144,7 @@ func TestReconcile(t *testing.T) {
 				k := s.Keys.Sale(rs.id)
 				require.Equal(t, ord.ID, s.Redis.HGet(ctx, k.Buyers, "erin").Val())
 				require.Equal(t, ord.ID, s.Redis.HGet(ctx, k.JTI, ord.TicketJTI).Val())
-				require.Equal(t, "erin|1|held", s.Redis.HGet(ctx, k.Orders, ord.ID).Val())
+				require.Equal(t, sale.HoldRecord("erin", 1), s.Redis.HGet(ctx, k.Orders, ord.ID).Val())
 				require.Equal(t, map[string]int{"remaining": 6, "reserved": 0, "held": 2, "sold": 2, "stock": 10}, redisUnits(t, s, rs.id))
 			}
 		}},

@@ -38,13 +38,13 @@ local reserved = tonumber(redis.call('HGET', KEYS[2], 'reserved'))
 local fromTicket = 0
 local rec = redis.call('HGET', KEYS[3], user)
 if rec then
-  local f = split(rec, '|')
-  if f[1] == jti then
-    local r = tonumber(f[4])
-    if qty > r then return {'sold_out'} end
+  local a = adm_dec(rec)
+  if a.jti == jti then
+    if qty > a.r then return {'sold_out'} end
     fromTicket = 1
     reserved = reserved - qty
-    redis.call('HSET', KEYS[3], user, f[1] .. '|' .. f[2] .. '|' .. f[3] .. '|' .. (r - qty))
+    a.r = a.r - qty
+    redis.call('HSET', KEYS[3], user, adm_enc(a))
   end
 end
 if fromTicket == 0 and qty > remaining - reserved then return {'sold_out'} end
@@ -55,5 +55,5 @@ redis.call('HSET', KEYS[2], 'remaining', remaining - qty, 'reserved', reserved)
 redis.call('HINCRBY', KEYS[2], kind, qty)
 redis.call('HSET', KEYS[4], user, order)
 redis.call('HSET', KEYS[5], jti, order)
-redis.call('HSET', KEYS[6], order, table.concat({user, qty, jti, fromTicket, kind, now}, '|'))
+redis.call('HSET', KEYS[6], order, pend_enc({qty = qty, jti = jti, from = fromTicket, kind = kind, ms = now, user = user}))
 return {'ok', kind}

@@ -9,8 +9,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local reserved = 0
 local tix = redis.call('HVALS', KEYS[2])
 for _, rec in ipairs(tix) do
-  local f = split(rec, '|')
-  reserved = reserved + tonumber(f[4])
+  reserved = reserved + adm_dec(rec).r
 end
 local stock, sold, held = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local remaining = stock - sold - held

@@ -7,8 +7,9 @@
 -- Returns 1, or 0 when Redis did not hold this order (settled already).
 local o = redis.call('HGET', KEYS[3], ARGV[1])
 if not o then return 0 end
-local f = split(o, '|')
-local user, qty = f[1], tonumber(f[2])
+local h = hold_dec(o)
+if h == nil then return redis.error_reply('settle: bad order record ' .. o) end
+local user, qty = h.user, h.qty
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('HINCRBY', KEYS[1], 'held', 0 - qty)

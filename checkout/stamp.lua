@@ -11,6 +11,6 @@
 -- stamped already.
 if redis.call('EXISTS', KEYS[1]) == 0 or redis.call('EXISTS', KEYS[2]) == 0 then return 0 end
 if ARGV[1] == 'new' and redis.call('HEXISTS', KEYS[1], 'rid') == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'rid', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+redis.call('HSET', KEYS[1], 'rid', run_id())
 if ARGV[1] == 'restored' then redis.call('HSET', KEYS[1], 'restored', now_ms()) end
 return 1

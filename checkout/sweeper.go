@@ -187,11 +187,11 @@ func (s *Service) reconcilePending(ctx context.Context, age time.Duration) (n in
 			return n, due, err
 		}
 		for orderID, rec := range pending {
-			m, ok := parsePending(rec)
+			m, ok := sale.ParsePending(rec)
 			if !ok {
 				continue
 			}
-			if left := time.Duration(m.atMs+age.Milliseconds()-nowMs) * time.Millisecond; left > 0 {
+			if left := time.Duration(m.AtMs+age.Milliseconds()-nowMs) * time.Millisecond; left > 0 {
 				if due == 0 || left < due {
 					due = left
 				}
@@ -207,17 +207,17 @@ func (s *Service) reconcilePending(ctx context.Context, age time.Duration) (n in
 }
 
 // reconcileOne settles one pending order by what MySQL has.
-func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, m pendingMark) error {
+func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, m sale.Pending) error {
 	markOrder := func() (*Order, error) {
 		sl, err := s.sales.Load(ctx, saleID)
 		if err != nil {
 			return nil, err
 		}
-		qty := max(m.qty, 1)
-		return &Order{ID: orderID, SaleID: saleID, UserID: m.user, Quantity: qty,
+		qty := max(m.Quantity, 1)
+		return &Order{ID: orderID, SaleID: saleID, UserID: m.User, Quantity: qty,
 			AmountCents: sl.PriceCents * int64(qty), Currency: sl.Currency, CreatedAt: time.Now().UTC()}, nil
 	}
-	if m.compensating {
+	if m.Compensating {
 		// Its request gave it up and answered 503: it must not live, even
 		// if its write committed (as the request's own compensation would).
 		ord, err := markOrder()
@@ -256,7 +256,7 @@ func (s *Service) reconcileOne(ctx context.Context, saleID, orderID string, m pe
 		// failed, so the confirm's settle.lua found no hold): finalize just
 		// made it a hold in Redis; move its units on to sold, or they stay
 		// held in Redis for ever (no MySQL hold is left to expire).
-		if ord.Status == StatusPaid && m.kind == StatusHeld {
+		if ord.Status == StatusPaid && m.Kind == StatusHeld {
 			s.settleRedis(ctx, ord, StatusPaid)
 		}
 		s.cfg.Logger.Warn("reconcile: finalized an order MySQL had", "sale", saleID, "order", orderID)

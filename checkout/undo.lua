@@ -6,8 +6,9 @@
 -- Returns 1, or 0 when the order was not pending.
 local p = redis.call('HGET', KEYS[5], ARGV[1])
 if not p then return 0 end
-local f = split(p, '|')
-local user, qty, jti, fromTicket, kind = f[1], tonumber(f[2]), f[3], f[4], f[5]
+local m = pend_dec(p)
+if m == nil then return redis.error_reply('undo: bad pending mark ' .. p) end
+local user, qty, jti, fromTicket, kind = m.user, m.qty, m.jti, m.from, m.kind
 redis.call('HDEL', KEYS[5], ARGV[1])
 redis.call('HINCRBY', KEYS[1], kind, 0 - qty)
 redis.call('HINCRBY', KEYS[1], 'remaining', qty)
@@ -16,10 +17,11 @@ if redis.call('HGET', KEYS[4], jti) == ARGV[1] then redis.call('HDEL', KEYS[4], 
 if fromTicket == '1' then
   local rec = redis.call('HGET', KEYS[2], user)
   if rec then
-    local t = split(rec, '|')
-    if t[1] == jti then
+    local a = adm_dec(rec)
+    if a.jti == jti then
       redis.call('HINCRBY', KEYS[1], 'reserved', qty)
-      redis.call('HSET', KEYS[2], user, t[1] .. '|' .. t[2] .. '|' .. t[3] .. '|' .. (tonumber(t[4]) + qty))
+      a.r = a.r + qty
+      redis.call('HSET', KEYS[2], user, adm_enc(a))
     end
   end
 end

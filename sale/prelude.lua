@@ -34,7 +34,9 @@ local function eff_state(cfg, now)
   return st
 end
 
--- split cuts s at every sep (one plain character).
+-- split cuts s at every sep (one plain character). Only for strings whose
+-- every part is ours (numbers, ids we mint); records that carry a user id
+-- go through the codecs below.
 local function split(s, sep)
   local out, i = {}, 1
   while true do
@@ -48,6 +50,60 @@ local function split(s, sep)
   end
 end
 
+-- Records. A user id may hold any byte ("auth0|abc", "a:b"), so a record
+-- that carries one keeps it as its last field, after a fixed number of
+-- fields that never hold "|" (numbers, flags, ids we mint): decoding takes
+-- those from the left and the rest, whatever it holds, is the user. Each
+-- record has one encoder and one decoder here, and their twins in Go
+-- (sale/records.go); a test checks that both agree.
+
+-- cut takes n fields from the left of s, then the rest as field n + 1;
+-- nil when s has fewer than n separators.
+local function cut(s, n)
+  local out, i = {}, 1
+  for k = 1, n do
+    local j = string.find(s, '|', i, true)
+    if not j then return nil end
+    out[k] = string.sub(s, i, j - 1)
+    i = j + 1
+  end
+  out[n + 1] = string.sub(s, i)
+  return out
+end
+
+-- Admission record (tix: user -> record): "jti|iat|exp|reserved".
+local function adm_enc(a)
+  return a.jti .. '|' .. a.iat .. '|' .. a.exp .. '|' .. a.r
+end
+local function adm_dec(s)
+  local f = cut(s, 3)
+  return {jti = f[1], iat = tonumber(f[2]), exp = tonumber(f[3]), r = tonumber(f[4])}
+end
+
+-- Pending mark (pending: order -> mark), the Redis step of an order MySQL
+-- does not have yet: "qty|jti|from|kind|ms|flag|user". from is "1" when the
+-- units came from the ticket's reservation; kind "held" or "sold"; flag "c"
+-- once its request gave the order up (compensating.lua), else "-".
+local function pend_enc(m)
+  return table.concat({m.qty, m.jti, m.from, m.kind, m.ms, m.comp and 'c' or '-', m.user}, '|')
+end
+local function pend_dec(s)
+  local f = cut(s, 6)
+  if f == nil then return nil end
+  return {qty = tonumber(f[1]), jti = f[2], from = f[3], kind = f[4], ms = f[5], comp = f[6] == 'c', user = f[7]}
+end
+
+-- Held-order record (orders: order -> record), an order that holds units:
+-- "qty|status|user".
+local function hold_enc(qty, user)
+  return qty .. '|held|' .. user
+end
+local function hold_dec(s)
+  local f = cut(s, 2)
+  if f == nil then return nil end
+  return {qty = tonumber(f[1]), status = f[2], user = f[3]}
+end
+
 -- Note: write "0 - x", never "-x": Lua prints -(0) as "-0", which Redis's
 -- HINCRBY refuses as not an integer.
 
@@ -57,11 +113,17 @@ local function seen_key(prefix, user)
   return prefix .. (tonumber(string.sub(redis.sha1hex(user), 1, 4), 16) % 8192)
 end
 
+-- run_id is this Redis server process's run id: it changes with every
+-- restart or failover.
+local function run_id()
+  return string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+end
+
 -- restarted reports whether a sale's state (its cfg) was last checked
 -- against MySQL on another Redis server process than this one (cfg field
 -- rid, see checkout/stamp.lua): Redis restarted or failed over since and
 -- may have lost its last writes, so nothing may be sold or admitted on it
 -- until it is checked again (checkout's Service.Revalidate).
 local function restarted(cfg)
-  return cfg.rid ~= nil and cfg.rid ~= string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
+  return cfg.rid ~= nil and cfg.rid ~= run_id()
 end

@@ -31,7 +31,7 @@ if fresh then
     -- a new sale's state is complete on this server from the start: stamp
     -- it (see checkout/stamp.lua), so a restore from before any stamp is
     -- noticed too
-    redis.call('HSET', KEYS[1], 'rid', string.match(redis.call('INFO', 'server'), 'run_id:(%x+)'))
+    redis.call('HSET', KEYS[1], 'rid', run_id())
   end
 end
 if old and old ~= ARGV[6] then

@@ -34,8 +34,7 @@ local gone = redis.call('ZRANGEBYSCORE', KEYS[7], '-inf', now, 'LIMIT', 0, 1000)
 for _, user in ipairs(gone) do
   local rec = redis.call('HGET', KEYS[8], user)
   if rec then
-    local f = split(rec, '|')
-    redis.call('HINCRBY', KEYS[9], 'reserved', 0 - tonumber(f[4]))
+    redis.call('HINCRBY', KEYS[9], 'reserved', 0 - adm_dec(rec).r)
     redis.call('HDEL', KEYS[8], user)
     redis.call('SADD', KEYS[6], user)
     event('exp', user, '')
@@ -117,7 +116,7 @@ if state == 'open' and unreserved > 0 then
       local jti = ARGV[3] .. string.format('%x', admitted)
       redis.call('ZREM', from, user)
       redis.call('HDEL', seen_key(KEYS[4], user), user) -- presence only matters while waiting
-      redis.call('HSET', KEYS[8], user, jti .. '|' .. iat .. '|' .. exp .. '|' .. r)
+      redis.call('HSET', KEYS[8], user, adm_enc({jti = jti, iat = iat, exp = exp, r = r}))
       redis.call('ZADD', KEYS[7], exp * 1000, user)
       event('adm', user, jti .. '|' .. iat .. '|' .. exp)
     end

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -109,14 +108,9 @@ func tix(t testing.TB, rdb redis.UniversalClient, k sale.Keys, user string) (adm
 		return admitRecord{}, false
 	}
 	require.NoError(t, err)
-	f := strings.Split(v, "|")
-	require.Len(t, f, 4, "tix %s = %q", user, v)
-	n := func(s string) int64 {
-		x, err := strconv.ParseInt(s, 10, 64)
-		require.NoError(t, err, "tix %s = %q", user, v)
-		return x
-	}
-	return admitRecord{JTI: f[0], IAT: n(f[1]), Exp: n(f[2]), Reserved: n(f[3])}, true
+	a, ok := sale.ParseAdmission(v)
+	require.True(t, ok, "tix %s = %q", user, v)
+	return admitRecord{JTI: a.JTI, IAT: a.IssuedAt, Exp: a.Expires, Reserved: int64(a.Reserved)}, true
 }
 
 // storeEnv is a sale store on the test's own Redis prefix and MySQL database.

@@ -49,8 +49,7 @@ local present = {} -- user, now, user, now, ...: written at the end
 -- expire_ticket ends an admission whose ticket expired unused: its
 -- reservation returns and its capacity frees.
 local function expire_ticket(user, rec)
-  local f = split(rec, '|')
-  redis.call('HINCRBY', KEYS[11], 'reserved', 0 - tonumber(f[4]))
+  redis.call('HINCRBY', KEYS[11], 'reserved', 0 - adm_dec(rec).r)
   redis.call('ZREM', KEYS[7], user)
   redis.call('HDEL', KEYS[8], user)
   redis.call('HINCRBY', KEYS[10], 'tickets_expired_total', 1)
@@ -80,8 +79,8 @@ local function own_state(user, rejoin)
   if order then return {'purchased', order} end
   local rec = redis.call('HGET', KEYS[8], user)
   if rec then
-    local f = split(rec, '|')
-    if tonumber(f[3]) * 1000 > now then return {'admitted', f[1], f[2], f[3]} end
+    local a = adm_dec(rec)
+    if a.exp * 1000 > now then return {'admitted', a.jti, tostring(a.iat), tostring(a.exp)} end
     if not rejoin then return {'expired'} end
     expire_ticket(user, rec)
     return nil
