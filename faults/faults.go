@@ -8,7 +8,6 @@ package faults
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -23,6 +22,8 @@ import (
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
+
+	"github.com/flashsale/flashsale/testenv"
 )
 
 // Process is one server process of a test.
@@ -138,11 +139,30 @@ func (p *Process) signal(sig syscall.Signal) {
 func (p *Process) Pause() {
 	p.t.Helper()
 	p.signal(syscall.SIGSTOP)
-	pid := p.PID()
+	awaitStopped(p.t, p.name, p.PID())
+}
+
+// Freeze pauses a process the test started some other way (e.g. a
+// flashsale node): SIGSTOP, and it returns once every thread is stopped,
+// as Pause. The caller owns the process and must Thaw or kill it.
+func Freeze(t testing.TB, name string, proc *os.Process) {
+	t.Helper()
+	require.NoError(t, proc.Signal(syscall.SIGSTOP), "%s: SIGSTOP", name)
+	awaitStopped(t, name, proc.Pid)
+}
+
+// Thaw resumes a process Freeze paused (SIGCONT).
+func Thaw(t testing.TB, name string, proc *os.Process) {
+	t.Helper()
+	require.NoError(t, proc.Signal(syscall.SIGCONT), "%s: SIGCONT", name)
+}
+
+func awaitStopped(t testing.TB, name string, pid int) {
+	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !allStopped(pid) {
 		if time.Now().After(deadline) {
-			p.t.Fatalf("%s (pid %d): not every thread stopped within 5 s of SIGSTOP", p.name, pid)
+			t.Fatalf("%s (pid %d): not every thread stopped within 5 s of SIGSTOP", name, pid)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -237,10 +257,9 @@ type Redis struct {
 // snapshots, no AOF, its directory a temporary one.
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed: fault tests need their own (deploy/services.sh installs it)")
-	}
+	// fault tests need a server of their own: skipped without one, or
+	// failed in CI (FLASHSALE_REQUIRE_TOOLS=1)
+	bin := testenv.RequireTool(t, "redis-server")
 	dir := shortTempDir(t, "fsredis")
 	port := FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
@@ -296,17 +315,10 @@ type MariaDB struct {
 // recovers the same data, as a crashed server would.
 func StartMariaDB(t testing.TB) *MariaDB {
 	t.Helper()
-	install, err1 := exec.LookPath("mariadb-install-db")
-	server, err2 := exec.LookPath("mariadbd")
-	if err := errors.Join(err1, err2); err != nil {
-		// mariadbd is often in /usr/sbin, outside a user's PATH.
-		if _, err := os.Stat("/usr/sbin/mariadbd"); err == nil && err2 != nil {
-			server, err2 = "/usr/sbin/mariadbd", nil
-		}
-		if err1 != nil || err2 != nil {
-			t.Skipf("MariaDB is not installed (%v): fault tests need their own server", errors.Join(err1, err2))
-		}
-	}
+	// skipped without MariaDB, or failed in CI (FLASHSALE_REQUIRE_TOOLS=1);
+	// mariadbd is often in /usr/sbin, outside a user's PATH
+	install := testenv.RequireTool(t, "mariadb-install-db")
+	server := testenv.RequireTool(t, "mariadbd", "/usr/sbin/mariadbd")
 	dir := shortTempDir(t, "fsdb")
 	data := filepath.Join(dir, "data")
 	args := []string{"--no-defaults", "--datadir=" + data}

@@ -21,8 +21,9 @@ import (
 	"github.com/flashsale/flashsale/testenv"
 )
 
-// chromiumPath is Debian's Chromium, which deploy/services.sh installs.
-const chromiumPath = "/usr/bin/chromium"
+// chromium is the browser the tests drive: Debian's, which
+// deploy/services.sh installs at /usr/bin/chromium.
+const chromium = "chromium"
 
 // browserTimeout bounds everything one test does in its browser.
 const browserTimeout = 60 * time.Second
@@ -37,17 +38,15 @@ func devNode(t *testing.T) *testenv.Server {
 	})
 }
 
-// needBrowser skips the test with -short or when Chromium is missing; tests
-// call it first, before they start a node.
-func needBrowser(t *testing.T) {
+// needBrowser returns Chromium's path; tests call it first, before they
+// start a node. It skips the test with -short; a missing Chromium skips it
+// too, or fails it in CI (testenv.RequireTool).
+func needBrowser(t *testing.T) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a real browser; skipped with -short")
 	}
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Skipf("Chromium is not installed at %s (deploy/services.sh installs it; "+
-			"or: DEBIAN_FRONTEND=noninteractive apt-get install -y chromium): %v", chromiumPath, err)
-	}
+	return testenv.RequireTool(t, chromium, "/usr/bin/chromium")
 }
 
 // newBrowser starts a headless Chromium of the test's own, with a fresh
@@ -55,9 +54,9 @@ func needBrowser(t *testing.T) {
 // browserTimeout. Everything stops when the test ends.
 func newBrowser(t *testing.T) context.Context {
 	t.Helper()
-	needBrowser(t)
+	path := needBrowser(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
+		chromedp.ExecPath(path),
 		chromedp.NoSandbox,
 		chromedp.DisableGPU,
 		chromedp.Flag("disable-background-networking", true),
