@@ -117,13 +117,7 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 		TicketJTI: p.JTI, IdempotencyKey: p.IdempotencyKey,
 		CreatedAt: time.Now().UTC().Truncate(time.Millisecond),
 	}
-	k := s.keys.Sale(p.SaleID)
-	v, err := reserveScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending},
-		p.User, p.JTI, p.Quantity, ord.ID).Slice()
-	if err != nil {
-		return nil, &sale.StoreError{Store: "Redis", Err: err}
-	}
-	if err := reserveReply(v, ord); err != nil {
+	if err := s.reserve(ctx, ord); err != nil {
 		if errors.Is(err, ErrStale) {
 			s.revalidateSoon(p.SaleID)
 			return nil, api.Unavailable("the sale's live state (being checked against MySQL after a Redis restart)")
@@ -172,6 +166,71 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 		go s.finish(ord.SaleID)
 	}
 	return ord, nil
+}
+
+// reserve runs the atomic step for ord. When an order of the same ticket
+// or user is still being written (a double click, two tabs), it waits for
+// that order's outcome, at most as long as its write may take, and tries
+// again: the answer is then ticket_used or already_bought if it lived, a
+// purchase if it failed, never a 5xx without a store fault.
+func (s *Service) reserve(ctx context.Context, ord *Order) error {
+	k := s.keys.Sale(ord.SaleID)
+	deadline := time.Now().Add(s.cfg.WriteTimeout + inflightMargin)
+	for {
+		v, err := reserveScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending},
+			ord.UserID, ord.TicketJTI, ord.Quantity, ord.ID).Slice()
+		if err != nil {
+			return &sale.StoreError{Store: "Redis", Err: err}
+		}
+		err = reserveReply(v, ord)
+		var inflight errInflight
+		if !errors.As(err, &inflight) {
+			return err
+		}
+		if err := s.waitSettled(ctx, k.Pending, string(inflight), deadline); err != nil {
+			return err
+		}
+	}
+}
+
+// inflightMargin is how much longer than the write timeout a second
+// checkout waits for the first one's order: its compensation answers within
+// half a second of the timeout.
+const inflightMargin = time.Second
+
+// errInflight is reserve.lua's answer while another order of the ticket or
+// user (its id) is still being written.
+type errInflight string
+
+func (e errInflight) Error() string { return "order " + string(e) + " is still being written" }
+
+// waitSettled waits until order is no longer pending in Redis (MySQL has
+// it, or it was undone), polling with a growing interval. Past deadline, or
+// when the caller hangs up, the answer is 503: the first order's write is
+// stuck on a store that does not answer.
+func (s *Service) waitSettled(ctx context.Context, pendingKey, order string, deadline time.Time) error {
+	delay := 2 * time.Millisecond
+	for {
+		t := time.NewTimer(min(delay, max(time.Until(deadline), 0)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return api.Unavailable("the order of this ticket still being written")
+		case <-t.C:
+		}
+		pending, err := s.rdb.HExists(ctx, pendingKey, order).Result()
+		if err != nil {
+			return &sale.StoreError{Store: "Redis", Err: err}
+		}
+		if !pending {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
+				Message: "an order of this ticket is still being written (MySQL is slow); retry", RetryAfter: 1}
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
 }
 
 // revalidateSoon runs Revalidate for a sale in the background, once at a
@@ -227,8 +286,7 @@ func reserveReply(v []any, ord *Order) error {
 	case "bought":
 		return alreadyBought(arg())
 	case "inflight":
-		return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
-			Message: "an order of this ticket is still being written; retry", RetryAfter: 1}
+		return errInflight(arg())
 	case "sold_out":
 		return ErrSoldOut
 	}

@@ -1,7 +1,6 @@
 package checkout_test
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -218,7 +217,6 @@ func TestCheckoutStormPerUser(t *testing.T) {
 			answers := fire(t, s, saleID, shots)
 
 			created := map[string]string{}
-			retried := 0
 			for _, a := range answers {
 				switch {
 				case a.status == http.StatusCreated:
@@ -227,13 +225,6 @@ func TestCheckoutStormPerUser(t *testing.T) {
 				case a.status == http.StatusConflict && a.code == "already_bought":
 				case a.status == http.StatusGone && a.code == "sold_out":
 					require.Less(t, tt.stock, 1000, "sold out with stock to spare: %s", a.body)
-				case a.status == http.StatusServiceUnavailable && a.code == "unavailable":
-					// The shopper's other checkout was still being written:
-					// "retry", never a promise of an order that may yet fail.
-					require.True(t, multi[a.user], "503 for %s, who fired once: %s", a.user, a.body)
-					require.Contains(t, string(a.body), "still being written")
-					require.NotEmpty(t, a.retry, "503 without Retry-After")
-					retried++
 				default:
 					t.Fatalf("user %s: unexpected %d %s", a.user, a.status, a.body)
 				}
@@ -241,7 +232,6 @@ func TestCheckoutStormPerUser(t *testing.T) {
 			if tt.stock == 1000 {
 				require.Len(t, created, users, "each shopper buys exactly once")
 			}
-			t.Logf("%d answers 503 (the shopper's other order in flight)", retried)
 
 			rows, err := s.DB.Query(`SELECT user_id, COUNT(*), SUM(quantity) FROM orders
 				WHERE sale_id = ? AND status IN ('held','paid') GROUP BY user_id`, saleID)
@@ -297,27 +287,6 @@ func withKey(client *http.Client, key string) *http.Client {
 		return client
 	}
 	return &http.Client{Transport: keyTransport{key: key, base: client.Transport}, Timeout: client.Timeout}
-}
-
-// stillBeingWritten is the 503 a checkout answers while the same shopper's
-// other order (same ticket, or same user) is between Redis and MySQL: not a
-// failure but "retry" (reserve.lua's "inflight"), which a client obeys.
-func stillBeingWritten(a answer) bool {
-	return a.err == nil && a.status == http.StatusServiceUnavailable && a.code == "unavailable" &&
-		a.retry != "" && bytes.Contains(a.body, []byte("still being written"))
-}
-
-// checkoutUntilAnswered sends a checkout, and again while it answers that
-// the shopper's other order is still being written (bounded by deadline).
-func checkoutUntilAnswered(client *http.Client, url, tok string, body []byte, deadline time.Time) (a answer, retries int) {
-	for {
-		a = send(client, "POST", url, tok, body)
-		if !stillBeingWritten(a) || time.Now().After(deadline) {
-			return a, retries
-		}
-		retries++
-		<-time.After(10 * time.Millisecond) // a client's pause before its retry
-	}
 }
 
 // stormSampler checks the unit invariants again and again while a storm
@@ -502,7 +471,6 @@ func TestCheckoutStorm1000(t *testing.T) {
 				tok   string
 				key   string
 				out   answer
-				tries int // 503 "still being written" answers before out
 			}
 			var shots []*stormShot
 			kind := map[string]int{}
@@ -586,7 +554,7 @@ func TestCheckoutStorm1000(t *testing.T) {
 				}
 				storm.Go(func() {
 					<-start
-					sh.out, sh.tries = checkoutUntilAnswered(withKey(client, sh.key), url, sh.tok, body, deadline)
+					sh.out = send(withKey(client, sh.key), "POST", url, sh.tok, body)
 					sampler.after(ctx, sh.out)
 					if sh.out.status == http.StatusCreated && tt.cancels > 0 {
 						heldc <- held{id: sh.out.order, user: sh.user}
@@ -631,15 +599,10 @@ func TestCheckoutStorm1000(t *testing.T) {
 			created := map[string]string{}           // order → user, every 201
 			ordersOf := map[string]map[string]bool{} // user → its 201s
 			byUser := map[string][]*stormShot{}
-			retried := 0
 			for _, sh := range shots {
 				a := sh.out
 				require.NoError(t, a.err, "user %s", sh.user)
 				require.Less(t, a.status, 500, "never a 5xx: user %s got %d %s", sh.user, a.status, a.body)
-				if sh.kind == stormSameKey || sh.kind == stormLate {
-					require.Zero(t, sh.tries, "%s had no other order in flight", sh.user)
-				}
-				retried += sh.tries
 				byUser[sh.user] = append(byUser[sh.user], sh)
 				if a.status == http.StatusCreated {
 					o := decodeOrder(t, a.body)
@@ -656,7 +619,6 @@ func TestCheckoutStorm1000(t *testing.T) {
 					ordersOf[sh.user][a.order] = true
 				}
 			}
-			t.Logf("%d checkouts were retried after 503 \"still being written\" (the shopper's other order in flight)", retried)
 			for user, mine := range byUser {
 				var stored *answer // stormSameKey: the key's one real answer
 				for _, sh := range mine {
