@@ -111,11 +111,11 @@ func (h *Handler) checkoutReply(r *http.Request, saleID string) (int, []byte) {
 
 	var idem *idempotency
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		if len(key) > maxIdemKey {
-			return reply(api.Invalid("Idempotency-Key: at most %d bytes", maxIdemKey))
+		if err := checkIdemKey(key); err != nil {
+			return reply(err)
 		}
 		idem = &idempotency{rdb: h.svc.rdb, key: h.svc.keys.Sale(saleID).Idem(claims.Subject, key), hash: bodyHash(raw)}
-		prev, err := idem.claim(r.Context())
+		prev, err := idem.take(r.Context())
 		if err != nil {
 			return reply(err)
 		}
@@ -312,13 +312,13 @@ func (h *Handler) settle(w http.ResponseWriter, r *http.Request, to string, allo
 	// held). Keys are scoped to the caller, the action and the order.
 	var idem *idempotency
 	if key := r.Header.Get("Idempotency-Key"); key != "" {
-		if len(key) > maxIdemKey {
-			h.fail(w, r, api.Invalid("Idempotency-Key: at most %d bytes", maxIdemKey))
+		if err := checkIdemKey(key); err != nil {
+			h.fail(w, r, err)
 			return
 		}
 		idem = &idempotency{rdb: h.svc.rdb, hash: bodyHash(raw),
 			key: h.svc.keys.Sale(ord.SaleID).Idem(c.name(), to+":"+ord.ID+":"+key)}
-		prev, err := idem.claim(r.Context())
+		prev, err := idem.take(r.Context())
 		if err != nil {
 			h.fail(w, r, err)
 			return

@@ -2,12 +2,14 @@ package checkout
 
 import (
 	"context"
+	_ "embed"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"time"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -21,8 +23,20 @@ const idemTTL = 24 * time.Hour
 // idemInflightTTL bounds a claim whose holder died mid-request.
 const idemInflightTTL = 30 * time.Second
 
-// maxIdemKey bounds an Idempotency-Key (the orders column is 255).
+// maxIdemKey bounds an Idempotency-Key (the orders column is 255 bytes).
 const maxIdemKey = 255
+
+// checkIdemKey refuses a key MySQL could not keep: too long, or not UTF-8
+// text (it would fail the order's write and cost a compensation each time).
+func checkIdemKey(key string) error {
+	switch {
+	case len(key) > maxIdemKey:
+		return api.Invalid("Idempotency-Key: at most %d bytes", maxIdemKey)
+	case !utf8.ValidString(key):
+		return api.Invalid("Idempotency-Key: must be UTF-8 text")
+	}
+	return nil
+}
 
 var (
 	errIdemMismatch = api.Errorf(http.StatusUnprocessableEntity, "idempotency_mismatch",
@@ -31,20 +45,27 @@ var (
 		"a request with this Idempotency-Key is still in progress")
 )
 
+//go:embed idem.lua
+var idemLua string
+
+var idemScript = sale.NewScript(idemLua)
+
 // storedReply is what Redis keeps for a key: a claim while in flight, then
 // the answer, byte for byte, with the hash of the body that got it.
 type storedReply struct {
 	State  string `json:"s"` // "inflight" or "done"
 	Hash   string `json:"h"`
+	Token  string `json:"t,omitempty"` // a claim's owner`
 	Status int    `json:"c,omitempty"`
 	Body   []byte `json:"b,omitempty"`
 }
 
 // idempotency claims and stores replies for one (sale, user, key).
 type idempotency struct {
-	rdb  redis.UniversalClient
-	key  string
-	hash string
+	rdb   redis.UniversalClient
+	key   string
+	hash  string
+	claim []byte // this request's claim, once taken
 }
 
 func bodyHash(body []byte) string {
@@ -54,10 +75,11 @@ func bodyHash(body []byte) string {
 
 // claim takes the key, or returns the reply to replay (or an error for a
 // mismatch or a request in flight).
-func (i *idempotency) claim(ctx context.Context) (*storedReply, error) {
-	claim, _ := json.Marshal(storedReply{State: "inflight", Hash: i.hash})
+func (i *idempotency) take(ctx context.Context) (*storedReply, error) {
+	claim, _ := json.Marshal(storedReply{State: "inflight", Hash: i.hash, Token: lockToken()})
 	old, err := i.rdb.SetArgs(ctx, i.key, claim, redis.SetArgs{Mode: "NX", Get: true, TTL: idemInflightTTL}).Result()
 	if errors.Is(err, redis.Nil) {
+		i.claim = claim
 		return nil, nil // claimed
 	}
 	if err != nil {
@@ -79,9 +101,15 @@ func (i *idempotency) claim(ctx context.Context) (*storedReply, error) {
 // release drops the claim without an answer, so the next request with the
 // key runs again.
 func (i *idempotency) release(ctx context.Context) {
+	i.put(ctx, nil, 0)
+}
+
+// put replaces this request's claim with reply (nil drops it), unless the
+// claim is no longer this request's.
+func (i *idempotency) put(ctx context.Context, reply []byte, ttl time.Duration) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	defer cancel()
-	i.rdb.Del(ctx, i.key)
+	idemScript.Run(ctx, i.rdb, []string{i.key}, i.claim, reply, ttl.Milliseconds()) //nolint:errcheck // the claim expires by itself
 }
 
 // store keeps a final answer; 5xx answers are never stored (the claim is
@@ -94,5 +122,5 @@ func (i *idempotency) store(ctx context.Context, status int, body []byte) {
 		return
 	}
 	b, _ := json.Marshal(storedReply{State: "done", Hash: i.hash, Status: status, Body: body})
-	i.rdb.Set(ctx, i.key, b, idemTTL)
+	i.put(ctx, b, idemTTL)
 }

@@ -2,7 +2,9 @@ package sale
 
 import (
 	"crypto/sha1"
+	"crypto/sha256"
 	"encoding/binary"
+	"encoding/hex"
 	"strconv"
 )
 
@@ -75,8 +77,19 @@ func (k Keys) SeenKey(user string) string {
 	return k.Seen + strconv.Itoa(int(binary.BigEndian.Uint16(h[:2]))%SeenBuckets)
 }
 
-// Idem is the key of a stored Idempotency-Key reply.
-func (k Keys) Idem(user, key string) string { return k.idem + user + ":" + key }
+// Idem is the key of a stored Idempotency-Key reply: a hash of the user and
+// the key, each length-prefixed, so that no user id or key a client sends
+// can run into another's ("alice:k" + "1" is not "alice" + "k:1"), and the
+// key's length is fixed whatever they hold.
+func (k Keys) Idem(user, key string) string {
+	h := sha256.New()
+	var n [binary.MaxVarintLen64]byte
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(user)))])
+	h.Write([]byte(user))
+	h.Write(n[:binary.PutUvarint(n[:], uint64(len(key)))])
+	h.Write([]byte(key))
+	return k.idem + hex.EncodeToString(h.Sum(nil)[:16])
+}
 
 // All lists every fixed key of the sale (for deletion in tests and tools).
 func (k Keys) All() []string {
