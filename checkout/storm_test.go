@@ -466,11 +466,11 @@ func TestCheckoutStorm1000(t *testing.T) {
 			body := []byte(`{"quantity":1}`)
 
 			type stormShot struct {
-				user  string
-				kind  int
-				tok   string
-				key   string
-				out   answer
+				user string
+				kind int
+				tok  string
+				key  string
+				out  answer
 			}
 			var shots []*stormShot
 			kind := map[string]int{}
