@@ -2,7 +2,9 @@ package waitingroom
 
 import (
 	"math/rand/v2"
+	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -10,20 +12,65 @@ import (
 
 // WebSocket close codes a browser can read.
 const (
-	CloseBadToken    = 4401
-	CloseOrigin      = 4403
-	CloseNotInQueue  = 4404
-	CloseFinal       = 4410 // sold out or closed: do not reconnect
-	CloseSlow        = 4408 // the client read too slowly; reconnect
-	closeGoingAway   = websocket.CloseGoingAway
-	pingInterval     = 25 * time.Second
-	pongWait         = 10 * time.Second
-	writeWait        = 10 * time.Second
+	CloseBadToken   = 4401
+	CloseOrigin     = 4403
+	CloseNotInQueue = 4404
+	CloseFinal      = 4410 // sold out or closed: do not reconnect
+	CloseSlow       = 4408 // the client read too slowly; reconnect
+	// CloseReplaced ends a user's oldest socket of a sale on a node when
+	// they open more than SocketLimits.MaxUserSockets (reason "replaced by
+	// a newer connection"): a newer tab took its place, so a page should
+	// not reconnect it (it would only replace another).
+	CloseReplaced  = 4409
+	closeGoingAway = websocket.CloseGoingAway
+	// maxClientMessage bounds a client message: a bigger one closes the
+	// socket with 1009 (message too big). Clients have nothing to say.
 	maxClientMessage = 4 << 10
 	// maxQueueBytes caps what may wait to be written to one socket: past it,
 	// the socket is dropped (the hub never waits for a slow client).
 	maxQueueBytes = 256 << 10
 )
+
+// replacedReason is the close reason of CloseReplaced.
+const replacedReason = "replaced by a newer connection"
+
+// SocketLimits bound a hub's shopper sockets. Zero values mean the
+// defaults.
+type SocketLimits struct {
+	// PingInterval is how often the server pings a socket; default 25 s
+	// (DESIGN.md).
+	PingInterval time.Duration
+	// PongWait is how long past a ping interval a socket may stay silent
+	// (no pong, no message) before it is closed as dead; default 10 s.
+	PongWait time.Duration
+	// WriteWait bounds one write to a socket; a client that reads nothing
+	// for that long is disconnected; default 10 s.
+	WriteWait time.Duration
+	// MaxUserSockets caps one user's sockets of one sale on this node
+	// (each costs memory: 2,000 from one token cost 48 MB); opening one
+	// more closes their oldest with CloseReplaced. Default 8.
+	MaxUserSockets int
+}
+
+func (l SocketLimits) withDefaults() SocketLimits {
+	if l.PingInterval <= 0 {
+		l.PingInterval = 25 * time.Second
+	}
+	if l.PongWait <= 0 {
+		l.PongWait = 10 * time.Second
+	}
+	if l.WriteWait <= 0 {
+		l.WriteWait = 10 * time.Second
+	}
+	if l.MaxUserSockets <= 0 {
+		l.MaxUserSockets = 8
+	}
+	return l
+}
+
+// connSeq numbers sockets in the order they open, so a user's oldest is
+// known.
+var connSeq atomic.Uint64
 
 // Conn is one shopper's WebSocket. One goroutine reads (and only watches for
 // the close), one writes: it drains the send queue, pings, and closes.
@@ -32,6 +79,7 @@ type Conn struct {
 	sale string
 	user string
 	hub  *Hub
+	seq  uint64 // order of opening (connSeq)
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -39,6 +87,7 @@ type Conn struct {
 	holding bool     // frames wait in held until the first frame is sent
 	held    [][]byte // frames that arrived before the first frame
 	closing bool
+	discard bool // drop what is still queued: the close frame goes next
 	code    int
 	reason  string
 	notify  chan struct{}
@@ -53,7 +102,7 @@ type Conn struct {
 }
 
 func newConn(ws *websocket.Conn, hub *Hub, saleID, user string) *Conn {
-	return &Conn{ws: ws, hub: hub, sale: saleID, user: user, holding: true,
+	return &Conn{ws: ws, hub: hub, sale: saleID, user: user, seq: connSeq.Add(1), holding: true,
 		notify: make(chan struct{}, 1), done: make(chan struct{})}
 }
 
@@ -97,7 +146,9 @@ func (c *Conn) first(frame []byte) {
 }
 
 // Close sends a close frame with code and closes the socket, once; it does
-// not wait for the writer.
+// not wait for the writer. Frames queued before it are sent first, except
+// on a drop (CloseSlow, CloseReplaced): the client is not served any more,
+// so only the close frame follows the frame being written.
 func (c *Conn) Close(code int, reason string) {
 	c.mu.Lock()
 	if c.closing {
@@ -105,9 +156,33 @@ func (c *Conn) Close(code int, reason string) {
 		return
 	}
 	c.closing, c.code, c.reason = true, code, reason
+	c.discard = code == CloseSlow || code == CloseReplaced
 	c.holding = false
 	c.mu.Unlock()
 	c.wake()
+}
+
+// open reports whether the socket is not closing.
+func (c *Conn) open() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.closing
+}
+
+// oldestOpen lists the oldest open sockets of set beyond the newest max-1:
+// those a user's new socket replaces. The caller holds the set's shard lock.
+func oldestOpen(set map[*Conn]struct{}, max int) []*Conn {
+	open := make([]*Conn, 0, len(set))
+	for c := range set {
+		if c.open() {
+			open = append(open, c)
+		}
+	}
+	if len(open) < max {
+		return nil
+	}
+	sort.Slice(open, func(i, j int) bool { return open[i].seq < open[j].seq })
+	return open[:len(open)-max+1]
 }
 
 func (c *Conn) wake() {
@@ -125,48 +200,69 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 func (c *Conn) writeLoop() {
 	defer close(c.done)
 	defer c.ws.Close()
-	ping := time.NewTimer(pingInterval/2 + rand.N(pingInterval/2))
+	lim := c.hub.cfg.SocketLimits
+	ping := time.NewTimer(lim.PingInterval/2 + rand.N(lim.PingInterval/2+1))
 	defer ping.Stop()
 	for {
 		select {
 		case <-c.notify:
 		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(writeWait)); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(lim.WriteWait)); err != nil {
 				c.Close(0, "")
 			}
-			ping.Reset(pingInterval)
+			ping.Reset(lim.PingInterval)
 		}
-		c.mu.Lock()
-		frames := c.queue
-		c.queue, c.queued = nil, 0
-		closing, code, reason := c.closing, c.code, c.reason
-		c.mu.Unlock()
-		for _, f := range frames {
-			_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
-			if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
-				c.Close(0, "")
-				closing, code = true, 0
-				break
-			}
-			c.hub.framesSent()
-		}
-		if closing {
-			if code != 0 {
-				msg := websocket.FormatCloseMessage(code, reason)
-				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
-			}
+		if !c.flush(lim.WriteWait) {
 			return
 		}
 	}
 }
 
+// flush writes the queued frames, one at a time so a drop is not held up
+// behind the queue, and the close frame once closing; false when the
+// socket is done.
+func (c *Conn) flush(writeWait time.Duration) bool {
+	for {
+		c.mu.Lock()
+		if c.closing && (c.discard || len(c.queue) == 0) {
+			code, reason := c.code, c.reason
+			c.queue, c.queued = nil, 0
+			c.mu.Unlock()
+			if code != 0 {
+				msg := websocket.FormatCloseMessage(code, reason)
+				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+			}
+			return false
+		}
+		if len(c.queue) == 0 {
+			c.queue = nil // let go of the array the queue grew into
+			c.mu.Unlock()
+			return true
+		}
+		f := c.queue[0]
+		c.queue[0] = nil
+		c.queue = c.queue[1:]
+		c.queued -= len(f)
+		c.mu.Unlock()
+		_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+			// the connection is broken: no close frame can follow
+			c.Close(0, "")
+			return false
+		}
+		c.hub.framesSent()
+	}
+}
+
 // readLoop reads (and drops) client messages, keeping the read deadline
-// fresh on pongs; any error ends the connection.
+// fresh on pongs; any error ends the connection. A client message over
+// maxClientMessage is answered with 1009 by the library.
 func (c *Conn) readLoop() {
+	lim := c.hub.cfg.SocketLimits
 	c.ws.SetReadLimit(maxClientMessage)
-	_ = c.ws.SetReadDeadline(time.Now().Add(pingInterval + pongWait))
+	_ = c.ws.SetReadDeadline(time.Now().Add(lim.PingInterval + lim.PongWait))
 	c.ws.SetPongHandler(func(string) error {
-		return c.ws.SetReadDeadline(time.Now().Add(pingInterval + pongWait))
+		return c.ws.SetReadDeadline(time.Now().Add(lim.PingInterval + lim.PongWait))
 	})
 	for {
 		if _, _, err := c.ws.ReadMessage(); err != nil {

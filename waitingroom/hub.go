@@ -39,6 +39,8 @@ type HubConfig struct {
 	EventBlock time.Duration
 	Logger     *slog.Logger
 	Metrics    *Metrics
+	// SocketLimits bound the shopper sockets (pings, writes, per user).
+	SocketLimits
 }
 
 // Hub holds this node's shopper sockets. It reads every tracked sale's event
@@ -93,6 +95,7 @@ func NewHub(cfg HubConfig, rdb redis.UniversalClient, store *sale.Store, issuer 
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.SocketLimits = cfg.SocketLimits.withDefaults()
 	h := &Hub{cfg: cfg, rdb: rdb, keys: store.Keys, store: store, issuer: issuer,
 		sales: map[string]*saleTrack{}, wakeUp: make(chan struct{}, 1)}
 	for i := range h.shards {
@@ -165,8 +168,14 @@ func (h *Hub) add(c *Conn) {
 	if sh.byUser[k] == nil {
 		sh.byUser[k] = map[*Conn]struct{}{}
 	}
+	// at most MaxUserSockets open per user: the oldest make room
+	replaced := oldestOpen(sh.byUser[k], h.cfg.MaxUserSockets)
 	sh.byUser[k][c] = struct{}{}
 	sh.mu.Unlock()
+	for _, old := range replaced {
+		h.dropped("replaced")
+		old.Close(CloseReplaced, replacedReason)
+	}
 	if m := h.cfg.Metrics; m != nil {
 		m.Sockets.Inc()
 	}
