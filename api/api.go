@@ -3,7 +3,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -117,47 +116,6 @@ func ReadBody(r *http.Request) ([]byte, error) {
 		return nil, Errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is over %d bytes", MaxBody)
 	}
 	return b, nil
-}
-
-// Decode parses a JSON object strictly: unknown fields, trailing data and
-// wrong types are 422 with a message naming the problem. An empty body
-// decodes to the zero value when allowEmpty.
-func Decode(body []byte, v any, allowEmpty bool) error {
-	if len(bytes.TrimSpace(body)) == 0 {
-		if allowEmpty {
-			return nil
-		}
-		return Invalid("a JSON body is required")
-	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		var te *json.UnmarshalTypeError
-		var se *json.SyntaxError
-		switch {
-		case errors.As(err, &te):
-			return Invalid("field %q: expected %s", te.Field, te.Type)
-		case errors.As(err, &se):
-			return Invalid("malformed JSON at byte %d", se.Offset)
-		case strings.HasPrefix(err.Error(), "json: unknown field"):
-			return Invalid("%s", strings.TrimPrefix(err.Error(), "json: "))
-		default:
-			return Invalid("malformed JSON: %v", err)
-		}
-	}
-	if dec.More() {
-		return Invalid("unexpected data after the JSON object")
-	}
-	return nil
-}
-
-// ReadJSON reads and decodes the request body strictly.
-func ReadJSON(r *http.Request, v any, allowEmpty bool) error {
-	b, err := ReadBody(r)
-	if err != nil {
-		return err
-	}
-	return Decode(b, v, allowEmpty)
 }
 
 // Bearer returns the token of an "Authorization: Bearer" header, or "".

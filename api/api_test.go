@@ -9,41 +9,6 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestDecode(t *testing.T) {
-	type body struct {
-		Quantity *int   `json:"quantity"`
-		Name     string `json:"name"`
-	}
-	cases := []struct {
-		in         string
-		allowEmpty bool
-		wantErr    string
-	}{
-		{`{"quantity":2}`, false, ""},
-		{``, true, ""},
-		{``, false, "a JSON body is required"},
-		{`{"quantity":"2"}`, false, `field "quantity"`},
-		{`{"quantity":1.5}`, false, `field "quantity"`},
-		{`{"colour":"red"}`, false, `unknown field "colour"`},
-		{`{"quantity":`, false, "malformed JSON"},
-		{`{"quantity":1}{}`, false, "unexpected data"},
-		{`[1]`, false, "expected"},
-	}
-	for _, c := range cases {
-		var b body
-		err := Decode([]byte(c.in), &b, c.allowEmpty)
-		if c.wantErr == "" {
-			require.NoError(t, err, c.in)
-			continue
-		}
-		require.Error(t, err, c.in)
-		e := AsError(err)
-		require.Equal(t, http.StatusUnprocessableEntity, e.Status, c.in)
-		require.Equal(t, "invalid_request", e.Code)
-		require.Contains(t, e.Message, c.wantErr, c.in)
-	}
-}
-
 func TestReadBodyLimit(t *testing.T) {
 	r := httptest.NewRequest("POST", "/", strings.NewReader(strings.Repeat("x", MaxBody+1)))
 	_, err := ReadBody(r)
