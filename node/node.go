@@ -140,7 +140,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	})
 	mux.HandleFunc("GET /readyz", n.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
-	n.handler = n.instrument(mux)
+	n.handler = n.instrument(api.Routes(mux))
 	return n, nil
 }
 
