@@ -29,7 +29,7 @@ import (
 //   - numbers fit the field: 1.5 or 1e3 is not an integer, 300 is not an int8;
 //   - a fixed-size array takes at most its length.
 //
-// An empty body decodes to the zero value when allowEmpty.
+// An empty body, or null, leaves v as it is when allowEmpty.
 func Decode(body []byte, v any, allowEmpty bool) error {
 	if len(trimJSONSpace(body)) == 0 {
 		if allowEmpty {
@@ -49,6 +49,11 @@ func Decode(body []byte, v any, allowEmpty bool) error {
 	if off := int(dec.InputOffset()); len(trimJSONSpace(body[off:])) > 0 {
 		at := off + len(body[off:]) - len(bytes.TrimLeft(body[off:], jsonSpace)) + 1
 		return Invalid("unexpected data after the JSON value at byte %d; send exactly one JSON object", at)
+	}
+	// JSON's own "nothing" stands for no body where a body is optional
+	// (some client libraries send null for none).
+	if allowEmpty && string(raw) == "null" {
+		return nil
 	}
 	// Then the shape against v's type, for precise messages and the
 	// checks encoding/json does not make.

@@ -85,7 +85,8 @@ func TestDecode(t *testing.T) {
 		{`"x"`, false, "the body must be a JSON object"},
 		{`1`, false, "the body must be a JSON object"},
 		{`true`, false, "the body must be a JSON object"},
-		{`null`, true, "the body must be a JSON object"},
+		{`null`, false, "the body must be a JSON object"},
+		{` null `, true, ""},
 
 		// Fields of the wrong kind, by JSON path.
 		{`{"quantity":"2"}`, false, `field "quantity": expected an integer, got a string`},
