@@ -25,6 +25,11 @@ type KeySet struct {
 	Current  ed25519.PrivateKey
 	Kid      string
 	Previous map[string]ed25519.PublicKey // kid → key, verify only
+
+	// previousQueue holds the queue-token keys of the previous keys, in file
+	// order: a queue token lives as long as its sale, so a rotation must not
+	// log out the shoppers who wait (their tokens were signed before it).
+	previousQueue [][]byte
 }
 
 // LoadKeySet reads a PEM file of PKCS#8 Ed25519 private keys: the first
@@ -52,13 +57,17 @@ func ParseKeySet(b []byte) (*KeySet, error) {
 		}
 		ed, ok := k.(ed25519.PrivateKey)
 		if !ok {
-			return nil, fmt.Errorf("ticket key: %T is not Ed25519 (make one with: openssl genpkey -algorithm ed25519)", k)
+			return nil, errors.New("ticket key: a key in the file is not Ed25519 (make one with: openssl genpkey -algorithm ed25519)")
 		}
-		if ks.Current == nil {
-			ks.Current, ks.Kid = ed, Kid(ed.Public().(ed25519.PublicKey))
-		} else {
-			pub := ed.Public().(ed25519.PublicKey)
-			ks.Previous[Kid(pub)] = pub
+		pub := ed.Public().(ed25519.PublicKey)
+		kid := Kid(pub)
+		switch _, seen := ks.Previous[kid]; {
+		case ks.Current == nil:
+			ks.Current, ks.Kid = ed, kid
+		case kid == ks.Kid || seen: // a key listed twice counts once
+		default:
+			ks.Previous[kid] = pub
+			ks.previousQueue = append(ks.previousQueue, queueKeyOf(ed))
 		}
 	}
 	if ks.Current == nil {
@@ -135,11 +144,17 @@ func (ks *KeySet) JWKS() []byte {
 	return b
 }
 
-// queueKey derives the HS256 key for queue tokens from the ticket key, so
-// every node that has the ticket key verifies queue tokens with no more
-// configuration.
-func (ks *KeySet) queueKey() []byte {
-	m := hmac.New(sha256.New, ks.Current.Seed())
+// queueKeys are the HS256 keys of queue tokens: the current key's first (it
+// signs), then the previous keys' (they only verify).
+func (ks *KeySet) queueKeys() [][]byte {
+	return append([][]byte{queueKeyOf(ks.Current)}, ks.previousQueue...)
+}
+
+// queueKeyOf derives the HS256 key for queue tokens from a ticket key, so
+// every node that has the ticket key file verifies queue tokens with no
+// more configuration.
+func queueKeyOf(k ed25519.PrivateKey) []byte {
+	m := hmac.New(sha256.New, k.Seed())
 	m.Write([]byte("flashsale queue token v1"))
 	return m.Sum(nil)
 }

@@ -74,16 +74,19 @@ type Admission struct {
 
 // Issuer signs tickets and queue tokens.
 type Issuer struct {
-	keys     *KeySet
-	issuer   string
-	queueKey []byte
-	macs     sync.Pool // HMAC-SHA256 states keyed with queueKey
+	keys   *KeySet
+	issuer string
+	// macs pools HMAC-SHA256 states, one pool per queue-token key of the key
+	// file: the first (the current key's) signs, every one verifies.
+	macs []*sync.Pool
 }
 
 // NewIssuer returns an Issuer for the key set; issuer is the iss claim.
 func NewIssuer(keys *KeySet, issuer string) *Issuer {
-	i := &Issuer{keys: keys, issuer: issuer, queueKey: keys.queueKey()}
-	i.macs.New = func() any { return hmac.New(sha256.New, i.queueKey) }
+	i := &Issuer{keys: keys, issuer: issuer}
+	for _, k := range keys.queueKeys() {
+		i.macs = append(i.macs, &sync.Pool{New: func() any { return hmac.New(sha256.New, k) }})
+	}
 	return i
 }
 
