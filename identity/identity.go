@@ -4,20 +4,14 @@ package identity
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net/http"
-	"sync"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -25,8 +19,9 @@ import (
 // ErrInvalid is any reason a user token is refused.
 var ErrInvalid = errors.New("user token invalid")
 
-// MaxUserIDLen bounds the user id (the sub claim), as the orders table does.
-const MaxUserIDLen = 191
+// MaxUserIDLen bounds the user id (the sub claim) in bytes: any valid UTF-8
+// of 1 to 255 bytes is a user id, as the orders table stores it.
+const MaxUserIDLen = 255
 
 // Config configures a Verifier. Exactly one of Secret and JWKSURL is set.
 type Config struct {
@@ -36,21 +31,39 @@ type Config struct {
 	Audience string // checked when set
 	Logger   *slog.Logger
 	Client   *http.Client // for the JWKS; default a client with a 10 s timeout
+
+	// RefreshEvery is how often the JWKS is fetched again (default 5 min):
+	// a key the shop removes from it is no longer trusted after that.
+	RefreshEvery time.Duration
+	// UnknownKidEvery is the least time between two fetches of the JWKS
+	// asked for by tokens with a kid we do not know (default 1 min), so
+	// that forged kids cannot make us hammer the shop's JWKS. While no key
+	// is known yet (the JWKS was down at start-up) it is also how often
+	// the fetch is retried.
+	UnknownKidEvery time.Duration
 }
 
 // Verifier checks user tokens.
 type Verifier struct {
 	cfg    Config
 	parser *jwt.Parser
-	hs     *hs256 // the secret's fast path
-
-	mu        sync.RWMutex
-	keys      map[string]crypto.PublicKey
-	lastFetch time.Time
+	hs     *hs256    // the secret's fast path
+	jwks   *keyCache // the JWKS's keys
+	now    func() time.Time
 }
 
-// New returns a Verifier; with a JWKS URL it fetches the keys once now.
+// New returns a Verifier. With a JWKS URL it starts fetching the keys on a
+// goroutine of its own, which refreshes them until ctx ends or Close is
+// called; a JWKS that is down does not stop New (a warning is logged, and
+// user tokens are refused until it answers).
 func New(ctx context.Context, cfg Config) (*Verifier, error) {
+	return newWithClock(ctx, cfg, time.Now)
+}
+
+// newWithClock is New on a clock of the caller's (tests move it to cross
+// UnknownKidEvery without waiting): it dates tokens and the JWKS fetches
+// kids ask for; the periodic refresh runs on real timers.
+func newWithClock(ctx context.Context, cfg Config, now func() time.Time) (*Verifier, error) {
 	if (len(cfg.Secret) == 0) == (cfg.JWKSURL == "") {
 		return nil, errors.New("identity: set exactly one of --identity-secret and --identity-jwks-url")
 	}
@@ -58,9 +71,17 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Timeout: 10 * time.Second}
+		cfg.Client = &http.Client{Timeout: fetchTimeout}
 	}
-	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithLeeway(0)}
+	if cfg.RefreshEvery <= 0 {
+		cfg.RefreshEvery = 5 * time.Minute
+	}
+	if cfg.UnknownKidEvery <= 0 {
+		cfg.UnknownKidEvery = time.Minute
+	}
+	v := &Verifier{cfg: cfg, now: now}
+	opts := []jwt.ParserOption{jwt.WithExpirationRequired(), jwt.WithLeeway(0),
+		jwt.WithTimeFunc(func() time.Time { return v.now() })}
 	if cfg.Secret != nil {
 		opts = append(opts, jwt.WithValidMethods([]string{"HS256"}))
 	} else {
@@ -72,141 +93,77 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if cfg.Audience != "" {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
-	v := &Verifier{cfg: cfg, parser: jwt.NewParser(opts...)}
+	v.parser = jwt.NewParser(opts...)
 	if cfg.Secret != nil {
 		v.hs = newHS256(cfg.Secret, cfg.Issuer, cfg.Audience)
-	}
-	if cfg.JWKSURL != "" {
-		if err := v.refresh(ctx); err != nil {
-			return nil, err
-		}
+	} else {
+		v.jwks = newKeyCache(ctx, cfg, now)
 	}
 	return v, nil
 }
 
-// Verify checks a user token and returns its user id.
+// Close stops the JWKS refresh and waits for it to end. It may be called
+// more than once; with a secret it does nothing.
+func (v *Verifier) Close() {
+	if v.jwks != nil {
+		v.jwks.close()
+	}
+}
+
+// Verify checks a user token and returns its user id. With a JWKS, a token
+// of a kid we do not know may wait (at most until ctx ends) for a refresh
+// of the keys, which runs on the Verifier's own goroutine.
 func (v *Verifier) Verify(ctx context.Context, token string) (string, error) {
 	if v.hs != nil {
-		c, err := v.hs.verify(token, time.Now())
+		sub, use, err := v.hs.verify(token, v.now())
 		if err != nil {
 			return "", err
 		}
-		return checkUser(c.Subject, c.Use)
+		return checkUser(sub, use)
 	}
-	tok, err := v.parser.Parse(token, func(t *jwt.Token) (any, error) {
-		if v.cfg.Secret != nil {
-			return v.cfg.Secret, nil
-		}
+	return v.verifyJWT(token, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
-		return v.key(ctx, kid)
+		return v.jwks.key(ctx, kid)
 	})
-	if err != nil {
+}
+
+// verifyJWT checks a token with golang-jwt: the JWKS path, and for the
+// secret, the reference the fast path is held to.
+func (v *Verifier) verifyJWT(token string, key jwt.Keyfunc) (string, error) {
+	claims := jwt.MapClaims{}
+	if _, err := v.parser.ParseWithClaims(token, claims, key); err != nil {
 		return "", fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
-	sub, _ := tok.Claims.GetSubject()
-	use, _ := tok.Claims.(jwt.MapClaims)["use"].(string)
+	sub, _ := claims.GetSubject()
+	use, _ := claims["use"].(string)
+	// golang-jwt reads invalid UTF-8 in sub as U+FFFD: take the sub as
+	// written instead, and refuse one that is not valid UTF-8.
+	_, rest, _ := strings.Cut(token, ".")
+	body, _, _ := strings.Cut(rest, ".")
+	cb, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		return "", fmt.Errorf("%w: claims: %v", ErrInvalid, err)
+	}
+	raw, err := rawSubject(cb)
+	if err != nil {
+		return "", err
+	}
+	if raw != sub {
+		return "", fmt.Errorf("%w: sub must be valid UTF-8", ErrInvalid)
+	}
 	return checkUser(sub, use)
 }
 
 // checkUser checks what a user token's claims must be: a user id, and not
 // one of our own token kinds.
 func checkUser(sub, use string) (string, error) {
-	if sub == "" || len(sub) > MaxUserIDLen {
-		return "", fmt.Errorf("%w: sub must be a user id of 1 to %d bytes", ErrInvalid, MaxUserIDLen)
+	if sub == "" || len(sub) > MaxUserIDLen || !utf8.ValidString(sub) {
+		return "", fmt.Errorf("%w: sub must be a user id of 1 to %d bytes of UTF-8", ErrInvalid, MaxUserIDLen)
 	}
 	if use == "queue" || use == "ticket" {
 		return "", fmt.Errorf("%w: a %s token is not a user token", ErrInvalid, use)
 	}
 	return sub, nil
-}
-
-// key finds a JWKS key by kid, refetching (at most every 30 s) when unknown.
-func (v *Verifier) key(ctx context.Context, kid string) (crypto.PublicKey, error) {
-	v.mu.RLock()
-	k, ok := v.keys[kid]
-	stale := time.Since(v.lastFetch) > 30*time.Second
-	v.mu.RUnlock()
-	if ok {
-		return k, nil
-	}
-	if stale {
-		if err := v.refresh(ctx); err != nil {
-			v.cfg.Logger.Warn("identity JWKS refresh failed", "err", err)
-		}
-		v.mu.RLock()
-		k, ok = v.keys[kid]
-		v.mu.RUnlock()
-		if ok {
-			return k, nil
-		}
-	}
-	return nil, fmt.Errorf("unknown kid %q", kid)
-}
-
-func (v *Verifier) refresh(ctx context.Context) error {
-	v.mu.Lock()
-	v.lastFetch = time.Now()
-	v.mu.Unlock()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, v.cfg.JWKSURL, nil)
-	if err != nil {
-		return fmt.Errorf("identity JWKS URL: %w", err)
-	}
-	resp, err := v.cfg.Client.Do(req)
-	if err != nil {
-		return fmt.Errorf("fetch identity JWKS: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("fetch identity JWKS: %s", resp.Status)
-	}
-	keys, err := ParseJWKS(http.MaxBytesReader(nil, resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	v.mu.Lock()
-	v.keys = keys
-	v.mu.Unlock()
-	return nil
-}
-
-type jwk struct {
-	Kty, Kid, Crv, N, E, X, Y string
-}
-
-// ParseJWKS reads a JSON Web Key Set of RSA, EC P-256 and Ed25519 keys.
-func ParseJWKS(r interface{ Read([]byte) (int, error) }) (map[string]crypto.PublicKey, error) {
-	var set struct {
-		Keys []jwk `json:"keys"`
-	}
-	if err := json.NewDecoder(r).Decode(&set); err != nil {
-		return nil, fmt.Errorf("identity JWKS: %w", err)
-	}
-	out := map[string]crypto.PublicKey{}
-	for _, k := range set.Keys {
-		b := func(s string) []byte { d, _ := base64.RawURLEncoding.DecodeString(s); return d }
-		switch k.Kty {
-		case "RSA":
-			n, e := b(k.N), b(k.E)
-			if len(n) == 0 || len(e) == 0 {
-				continue
-			}
-			out[k.Kid] = &rsa.PublicKey{N: new(big.Int).SetBytes(n), E: int(new(big.Int).SetBytes(e).Int64())}
-		case "EC":
-			x, y := b(k.X), b(k.Y)
-			if k.Crv != "P-256" || len(x) != 32 || len(y) != 32 {
-				continue
-			}
-			out[k.Kid] = &ecdsa.PublicKey{Curve: elliptic.P256(), X: new(big.Int).SetBytes(x), Y: new(big.Int).SetBytes(y)}
-		case "OKP":
-			if x := b(k.X); k.Crv == "Ed25519" && len(x) == ed25519.PublicKeySize {
-				out[k.Kid] = ed25519.PublicKey(x)
-			}
-		}
-	}
-	if len(out) == 0 {
-		return nil, errors.New("identity JWKS: no usable key (RSA, EC P-256 or Ed25519)")
-	}
-	return out, nil
 }
 
 // Mint signs an HS256 user token; the dev mode and tests use it.

@@ -60,7 +60,7 @@ func TestHS256(t *testing.T) {
 		"wrong iss":    sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": "a", "exp": exp, "iss": "evil", "aud": "flashsale"}),
 		"wrong aud":    sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": "a", "exp": exp, "iss": "shop", "aud": "other"}),
 		"queue token":  sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": "a", "exp": exp, "iss": "shop", "aud": "flashsale", "use": "queue"}),
-		"long sub":     sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": strings.Repeat("x", 192), "exp": exp, "iss": "shop", "aud": "flashsale"}),
+		"long sub":     sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", jwt.MapClaims{"sub": strings.Repeat("x", 256), "exp": exp, "iss": "shop", "aud": "flashsale"}),
 		"HS512":        sign(t, jwt.SigningMethodHS512, []byte("s3cret"), "", good),
 		"garbage":      "not.a.token",
 		"alg none":     "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + strings.Split(sign(t, jwt.SigningMethodHS256, []byte("s3cret"), "", good), ".")[1] + ".",
@@ -115,6 +115,7 @@ func TestJWKS(t *testing.T) {
 
 	v, err := identity.New(ctx, identity.Config{JWKSURL: srv.URL})
 	require.NoError(t, err)
+	defer v.Close()
 	claims := jwt.MapClaims{"sub": "bob", "exp": time.Now().Add(time.Hour).Unix()}
 	for name, tok := range map[string]string{
 		"RS256": sign(t, jwt.SigningMethodRS256, rsaKey, "r1", claims),
@@ -135,19 +136,10 @@ func TestJWKS(t *testing.T) {
 	_, err = v.Verify(ctx, sign(t, jwt.SigningMethodRS256, wrong, "r1", claims))
 	require.ErrorIs(t, err, identity.ErrInvalid)
 
-	// An unknown kid does not refetch the set within 30 s of the last fetch,
-	// so forged kids cannot make the verifier hammer the shop's JWKS.
+	// An unknown kid does not refetch the set within a minute of the last
+	// fetch, so forged kids cannot make the verifier hammer the shop's JWKS.
 	withLate.Store(true)
 	_, err = v.Verify(ctx, sign(t, jwt.SigningMethodRS256, lateRSA, "r2", claims))
-	require.ErrorIs(t, err, identity.ErrInvalid, "refetches are rate limited to one per 30 s")
+	require.ErrorIs(t, err, identity.ErrInvalid, "refetches are rate limited to one a minute")
 	require.Equal(t, int32(1), fetches.Load())
-}
-
-func TestJWKSUnreachable(t *testing.T) {
-	t.Parallel()
-	srv := httptest.NewServer(http.NotFoundHandler())
-	srv.Close()
-	_, err := identity.New(context.Background(), identity.Config{JWKSURL: srv.URL})
-	require.Error(t, err)
-	require.Contains(t, err.Error(), "identity JWKS")
 }
