@@ -11,13 +11,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/startstop"
 )
 
 var (
@@ -75,9 +75,9 @@ type Service struct {
 	keys   sale.Keyspace
 	sales  *sale.Store
 	orders *Orders
-	// revalidating holds the sales a Revalidate started by a checkout is
-	// running for, so a storm of stale answers starts one.
-	revalidating sync.Map
+	// jobs owns the work that outlives a request: compensations, a sale's
+	// finish, revalidation and rebuilds, one at a time per key.
+	jobs *startstop.Jobs
 }
 
 // NewService returns the checkout service.
@@ -88,8 +88,13 @@ func NewService(cfg Config, rdb redis.UniversalClient, sales *sale.Store, orders
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 4 * time.Second
 	}
-	return &Service{cfg: cfg, rdb: rdb, keys: sales.Keys, sales: sales, orders: orders}
+	return &Service{cfg: cfg, rdb: rdb, keys: sales.Keys, sales: sales, orders: orders, jobs: startstop.NewJobs()}
 }
+
+// Close stops the service's background jobs and waits for them (a
+// compensation cut short leaves its order pending, marked given up, for
+// reconciliation). Close it before the stores it uses.
+func (s *Service) Close() { s.jobs.Close() }
 
 // Purchase is one checkout: a verified ticket's user, sale and jti.
 type Purchase struct {
@@ -163,7 +168,7 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 	}
 	s.finalize(context.WithoutCancel(ctx), ord)
 	if soldOut {
-		go s.finish(ord.SaleID)
+		s.finishSoon(ord.SaleID)
 	}
 	return ord, nil
 }
@@ -236,17 +241,11 @@ func (s *Service) waitSettled(ctx context.Context, pendingKey, order string, dea
 // revalidateSoon runs Revalidate for a sale in the background, once at a
 // time per sale in this process.
 func (s *Service) revalidateSoon(saleID string) {
-	if _, running := s.revalidating.LoadOrStore(saleID, true); running {
-		return
-	}
-	go func() {
-		defer s.revalidating.Delete(saleID)
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if err := s.Revalidate(ctx, saleID); err != nil {
+	s.jobs.Go("revalidate:"+saleID, time.Minute, func(ctx context.Context) {
+		if err := s.Revalidate(ctx, saleID); err != nil && ctx.Err() == nil {
 			s.cfg.Logger.Error("checkout: revalidate a sale after a Redis restart", "sale", saleID, "err", err)
 		}
-	}()
+	})
 }
 
 // mysqlDown is the answer while the MySQL breaker is open.
@@ -328,10 +327,9 @@ func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
 		s.noteCompensating(ctx, ord)
 	}
 	done := make(chan struct{})
-	go func() {
+	started := s.jobs.Go("compensate:"+ord.ID, compensateFor, func(ctx context.Context) {
 		defer close(done)
 		delay := 100 * time.Millisecond
-		deadline := time.Now().Add(2 * time.Minute)
 		for {
 			var err error
 			var cancelled bool
@@ -351,14 +349,21 @@ func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
 				}
 				return
 			}
-			if time.Now().After(deadline) {
-				s.cfg.Logger.Error("checkout: compensation gave up; reconciliation will finish it", "order", ord.ID, "err", err)
+			t := time.NewTimer(delay)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				s.cfg.Logger.Error("checkout: compensation gave up (timed out or shutting down); reconciliation will finish it",
+					"order", ord.ID, "err", err)
 				return
+			case <-t.C:
 			}
-			time.Sleep(delay)
 			delay = min(2*delay, 2*time.Second)
 		}
-	}()
+	})
+	if !started {
+		return // shutting down: the order stays pending for reconciliation
+	}
 	// Wait a little, so that in the common case the 503 comes after the
 	// ticket is free again; never past the contract's 5 s.
 	select {
@@ -366,6 +371,10 @@ func (s *Service) compensate(ctx context.Context, ord *Order, cause error) {
 	case <-time.After(500 * time.Millisecond):
 	}
 }
+
+// compensateFor bounds a compensation's retries while MySQL does not
+// answer; reconciliation finishes what it leaves.
+const compensateFor = 2 * time.Minute
 
 // noteCompensating marks the order's pending mark as given up (best
 // effort: with Redis down, reconciliation may finalize an order that this
@@ -423,15 +432,17 @@ func (s *Service) finalize(ctx context.Context, ord *Order) {
 	}
 }
 
-// finish marks a sale sold out once MySQL counts every unit paid.
-func (s *Service) finish(saleID string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := s.sales.Finish(ctx, saleID, sale.SoldOut); err != nil {
-		s.cfg.Logger.Error("checkout: mark sold out", "sale", saleID, "err", err)
-		return
-	}
-	s.cfg.Logger.Info("sale sold out", "sale", saleID)
+// finishSoon marks a sale sold out once MySQL counts every unit paid, in
+// the background. Should it fail (or the process die first), the sweeper
+// finishes the sale at its next pass.
+func (s *Service) finishSoon(saleID string) {
+	s.jobs.Go("finish:"+saleID, 10*time.Second, func(ctx context.Context) {
+		if err := s.sales.Finish(ctx, saleID, sale.SoldOut); err != nil {
+			s.cfg.Logger.Warn("checkout: mark sold out; the sweeper will", "sale", saleID, "err", err)
+			return
+		}
+		s.cfg.Logger.Info("sale sold out", "sale", saleID)
+	})
 }
 
 // Settle confirms, cancels or expires a held order: MySQL decides who wins,
@@ -448,7 +459,7 @@ func (s *Service) Settle(ctx context.Context, orderID, to string) (*Order, error
 	}
 	s.settleRedis(ctx, ord, to)
 	if soldOut {
-		go s.finish(ord.SaleID)
+		s.finishSoon(ord.SaleID)
 	}
 	return ord, nil
 }

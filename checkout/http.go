@@ -1,7 +1,6 @@
 package checkout
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -21,8 +20,6 @@ type HTTPConfig struct {
 	ServiceToken string
 	// Dev enables POST /api/v1/dev/orders/{order}/pay.
 	Dev bool
-	// OnNoState rebuilds a sale's live state (see Rebuilder).
-	OnNoState func(ctx context.Context, saleID string)
 }
 
 // Handler is the checkout's HTTP API.
@@ -170,9 +167,7 @@ func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw
 	ord, err := h.svc.Buy(r.Context(), Purchase{SaleID: saleID, User: claims.Subject, JTI: claims.ID,
 		IdempotencyKey: r.Header.Get("Idempotency-Key"), Quantity: qty})
 	if errors.Is(err, ErrNoState) {
-		if h.cfg.OnNoState != nil {
-			go h.cfg.OnNoState(context.Background(), saleID)
-		}
+		h.svc.RebuildSoon(saleID)
 		err = api.Unavailable("the sale's live state (being rebuilt)")
 	}
 	if err != nil {

@@ -108,9 +108,14 @@ func lockToken() string {
 	return hex.EncodeToString(b)
 }
 
-// OnNoState is Rebuild for the hooks of the other roles, logging failures.
-func (s *Service) OnNoState(ctx context.Context, saleID string) {
-	if err := s.Rebuild(ctx, saleID); err != nil {
-		s.cfg.Logger.Error("rebuild from MySQL failed", "sale", saleID, "err", err)
-	}
+// RebuildSoon runs Rebuild in the background, once at a time per sale in
+// this process, logging failures: the hook every role calls when a script
+// answers that a sale's live state is missing. Pass it only ids of sales
+// that exist.
+func (s *Service) RebuildSoon(saleID string) {
+	s.jobs.Go("rebuild:"+saleID, 30*time.Second, func(ctx context.Context) {
+		if err := s.Rebuild(ctx, saleID); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Error("rebuild from MySQL failed", "sale", saleID, "err", err)
+		}
+	})
 }

@@ -29,15 +29,21 @@ type SweeperConfig struct {
 	// its shopper gets 503 and keeps the ticket), but turns slow checkouts
 	// into 503s. Default 15 s.
 	PendingAge time.Duration
+	// FinalGrace is how long a final sale (sold out or closed) stays in the
+	// working set after its row last changed; then no loop works for it.
+	// Default 10 min.
+	FinalGrace time.Duration
 }
 
 // Sweeper is the background work of a checkout node: it expires holds whose
 // time is up (every node may run one: MySQL's conditional update lets
 // exactly one expire each hold), reconciles orders left pending by a
-// process that died between the Redis step and MySQL, and keeps the sales'
+// process that died between the Redis step and MySQL, keeps the sales'
 // stamps (see stamp.lua): it stamps new sales, revalidates sales whose
 // Redis restarted or failed over, and checks a sale restored from MySQL
-// once more PendingAge later.
+// once more PendingAge later; and keeps the sales' lifecycle (see
+// lifecycle): finishes sales that are over, republishes live copies behind
+// MySQL and retires final sales from the working set.
 type Sweeper struct {
 	cfg SweeperConfig
 	svc *Service
@@ -56,6 +62,9 @@ func NewSweeper(cfg SweeperConfig, svc *Service) *Sweeper {
 		cfg.PendingAge = DefaultPendingAge
 	}
 	cfg.ReconcileEvery = min(cfg.ReconcileEvery, cfg.PendingAge)
+	if cfg.FinalGrace <= 0 {
+		cfg.FinalGrace = 10 * time.Minute
+	}
 	return &Sweeper{cfg: cfg, svc: svc}
 }
 
@@ -71,6 +80,7 @@ func (w *Sweeper) Start(ctx context.Context) {
 		for {
 			w.expireHolds(ctx)
 			w.checkStamps(ctx)
+			w.lifecycle(ctx)
 			if now := time.Now(); !now.Before(nextReconcile) {
 				nextReconcile = now.Add(w.cfg.ReconcileEvery)
 				_, due, err := w.svc.reconcilePending(ctx, w.cfg.PendingAge)

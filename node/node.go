@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.Queue = waitingroom.NewQueue(n.Redis, n.Sales.Keys)
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
 		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
-			Logger: log, Metrics: wm, OnNoState: n.Checkout.OnNoState, OrderJSON: n.Checkout.OrderJSON}
+			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)
 		}
@@ -128,12 +128,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
-			Dev: cfg.Dev, OnNoState: n.Checkout.OnNoState}, n.Checkout, n.Issuer, n.Ident).Register(mux)
+			Dev: cfg.Dev}, n.Checkout, n.Issuer, n.Ident).Register(mux)
 		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{PendingAge: cfg.ReconcilePendingAfter}, n.Checkout)
 	}
 	if cfg.Has(RoleAdmitter) {
 		n.Admitter = waitingroom.NewAdmitter(waitingroom.AdmitterConfig{Logger: log, Metrics: wm,
-			OnNoState: n.Checkout.OnNoState}, n.Redis, n.Sales)
+			OnNoState: n.Checkout.RebuildSoon}, n.Redis, n.Sales)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -374,8 +374,16 @@ func (n *Node) stop() {
 	n.Close()
 }
 
-// Close closes the stores (Run does it on the way out).
+// Close stops the background jobs the roles started (compensations,
+// rebuilds, a sale's finish) and waits for them, then closes the stores
+// under them (Run does it on the way out).
 func (n *Node) Close() {
+	if n.Checkout != nil {
+		n.Checkout.Close()
+	}
+	if n.Ident != nil {
+		n.Ident.Close()
+	}
 	if n.Orders != nil {
 		n.Orders.Close()
 	}

@@ -6,6 +6,7 @@ package startstop
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Loop is embedded by every background service.
@@ -42,4 +43,67 @@ func (l *Loop) Stop() {
 	}
 	cancel()
 	<-done
+}
+
+// Jobs runs background jobs that must outlive the request or tick that
+// starts them (a compensation, a rebuild, a sale's finish): at most one at
+// a time per key, each on the owner's context with its own timeout, never
+// on a request's. Close cancels them and waits, so an owner that closes its
+// stores after Close never pulls them from under a job.
+type Jobs struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	cancel  context.CancelFunc
+	running map[string]bool
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// NewJobs returns an empty job set.
+func NewJobs() *Jobs {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Jobs{ctx: ctx, cancel: cancel, running: map[string]bool{}}
+}
+
+// Go starts fn in its own goroutine unless a job of the same key is running
+// or the set is closed; it reports whether fn started. fn's context ends
+// after timeout or at Close. Keys must come from a bounded set (sale ids of
+// existing sales, ids of orders in flight), never straight from a client.
+func (j *Jobs) Go(key string, timeout time.Duration, fn func(ctx context.Context)) bool {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.closed || j.running[key] {
+		return false
+	}
+	j.running[key] = true
+	j.wg.Add(1)
+	go func() {
+		defer j.wg.Done()
+		defer func() {
+			j.mu.Lock()
+			delete(j.running, key)
+			j.mu.Unlock()
+		}()
+		ctx, cancel := context.WithTimeout(j.ctx, timeout)
+		defer cancel()
+		fn(ctx)
+	}()
+	return true
+}
+
+// Running reports how many jobs run now.
+func (j *Jobs) Running() int {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return len(j.running)
+}
+
+// Close cancels every job and waits for them to return; Go starts nothing
+// after it. It is safe to call twice.
+func (j *Jobs) Close() {
+	j.mu.Lock()
+	j.closed = true
+	j.mu.Unlock()
+	j.cancel()
+	j.wg.Wait()
 }

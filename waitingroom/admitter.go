@@ -51,9 +51,10 @@ type AdmitterConfig struct {
 	MaxSkipsPerTick int
 	Logger          *slog.Logger
 	Metrics         *Metrics
-	// OnNoState is called (in its own goroutine, once at a time per sale)
-	// when a sale's live state is missing from Redis, to rebuild it.
-	OnNoState func(ctx context.Context, saleID string)
+	// OnNoState starts a rebuild of a sale's live state in the background
+	// when it is missing from Redis (checkout's Service.RebuildSoon, which
+	// owns the rebuild). It must not block.
+	OnNoState func(saleID string)
 }
 
 func (c AdmitterConfig) withDefaults() AdmitterConfig {
@@ -93,7 +94,7 @@ type Admitter struct {
 
 	mu     sync.Mutex
 	leases map[string]lease // sale → lease this node holds
-	busy   map[string]bool  // sale → a finish or rebuild is under way
+	jobs   *startstop.Jobs  // a sale's close at its end, once at a time
 
 	startstop.Loop
 }
@@ -113,11 +114,18 @@ type AdmitResult struct {
 // NewAdmitter returns an admitter; Start runs it.
 func NewAdmitter(cfg AdmitterConfig, rdb redis.UniversalClient, store *sale.Store) *Admitter {
 	return &Admitter{cfg: cfg.withDefaults(), rdb: rdb, keys: store.Keys, store: store,
-		leases: map[string]lease{}, busy: map[string]bool{}}
+		leases: map[string]lease{}, jobs: startstop.NewJobs()}
 }
 
 // Holder is this admitter's lease holder id.
 func (a *Admitter) Holder() string { return a.cfg.Holder }
+
+// Stop stops the admitter (resigning its leases) and waits for the jobs it
+// started; safe twice.
+func (a *Admitter) Stop() {
+	a.Loop.Stop()
+	a.jobs.Close()
+}
 
 // Start runs the admitter until ctx ends or Stop; on the way out it resigns
 // its leases on a detached context so another node takes over at once.
@@ -305,7 +313,7 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 		return // the checkout's sweeper revalidates the sale; admit at a later tick
 	case err == ErrNoState:
 		if a.cfg.OnNoState != nil {
-			a.once(ctx, id, func(ctx context.Context) { a.cfg.OnNoState(ctx, id) })
+			a.cfg.OnNoState(id)
 		}
 		return
 	case err != nil:
@@ -323,7 +331,7 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 	}
 	if res.State == sale.Closed {
 		// the sale's end passed: record it, once, so every node and MySQL agree
-		a.once(ctx, id, func(ctx context.Context) {
+		a.jobs.Go("close:"+id, 30*time.Second, func(ctx context.Context) {
 			s, err := a.store.Get(ctx, id)
 			if err == nil && !s.State.Final() {
 				if err := a.store.Finish(ctx, id, sale.Closed); err != nil {
@@ -334,27 +342,6 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 			}
 		})
 	}
-}
-
-// once runs fn in its own goroutine unless one is already running for the sale.
-func (a *Admitter) once(ctx context.Context, id string, fn func(context.Context)) {
-	a.mu.Lock()
-	if a.busy[id] {
-		a.mu.Unlock()
-		return
-	}
-	a.busy[id] = true
-	a.mu.Unlock()
-	go func() {
-		defer func() {
-			a.mu.Lock()
-			delete(a.busy, id)
-			a.mu.Unlock()
-		}()
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		fn(cctx)
-	}()
 }
 
 func (a *Admitter) publishRanks(ctx context.Context) {

@@ -32,9 +32,10 @@ type Config struct {
 	DevSecret []byte
 	Logger    *slog.Logger
 	Metrics   *Metrics
-	// OnNoState rebuilds a sale's live state from MySQL (the checkout
-	// role's rebuild); called in the background when a script finds none.
-	OnNoState func(ctx context.Context, saleID string)
+	// OnNoState starts a rebuild of a sale's live state from MySQL in the
+	// background (checkout's Service.RebuildSoon, which owns it); called
+	// when a script finds none. It must not block.
+	OnNoState func(saleID string)
 	// OrderJSON reads an order in the contract's shape, for the order frame
 	// a purchased shopper's socket opens with.
 	OrderJSON func(ctx context.Context, orderID string) ([]byte, error)
@@ -53,9 +54,6 @@ type Server struct {
 	listMu sync.Mutex
 	listAt time.Time
 	list   []byte
-
-	rebuildMu sync.Mutex
-	rebuilds  map[string]bool
 }
 
 // NewServer returns the API server.
@@ -63,8 +61,7 @@ func NewServer(cfg Config, queue *Queue, hub *Hub, store *sale.Store, issuer *ti
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, queue: queue, hub: hub, store: store, issuer: issuer, ident: ident,
-		rebuilds: map[string]bool{}}
+	s := &Server{cfg: cfg, queue: queue, hub: hub, store: store, issuer: issuer, ident: ident}
 	s.up = websocket.Upgrader{
 		ReadBufferSize: 1024, WriteBufferSize: 1024,
 		// Origin is checked after the upgrade, so a refused browser reads 4403.
@@ -205,26 +202,9 @@ func (s *Server) queueErr(saleID string, err error) error {
 }
 
 func (s *Server) rebuild(saleID string) {
-	if s.cfg.OnNoState == nil {
-		return
+	if s.cfg.OnNoState != nil {
+		s.cfg.OnNoState(saleID)
 	}
-	s.rebuildMu.Lock()
-	if s.rebuilds[saleID] {
-		s.rebuildMu.Unlock()
-		return
-	}
-	s.rebuilds[saleID] = true
-	s.rebuildMu.Unlock()
-	go func() {
-		defer func() {
-			s.rebuildMu.Lock()
-			delete(s.rebuilds, saleID)
-			s.rebuildMu.Unlock()
-		}()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s.cfg.OnNoState(ctx, saleID)
-	}()
 }
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
