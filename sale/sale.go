@@ -130,6 +130,10 @@ const (
 	maxRate    = 1_000_000
 )
 
+// MinRate is the least admission_rate: one admission every 1000 s. Below
+// it the admitter's interval stops being a number a script can keep.
+const MinRate = 0.001
+
 // Build validates the request and returns the sale it describes, with the
 // contract's defaults. The error is a 422 naming the field.
 func (r *CreateRequest) Build(now time.Time) (*Sale, error) {
@@ -162,8 +166,8 @@ func (r *CreateRequest) Build(now time.Time) (*Sale, error) {
 		return nil, api.Invalid("stock: required")
 	case *r.Stock < 1 || *r.Stock > maxStock:
 		return nil, api.Invalid("stock: must be between 1 and %d", maxStock)
-	case !(s.AdmissionRate > 0) || s.AdmissionRate > maxRate:
-		return nil, api.Invalid("admission_rate: must be > 0 and at most %d", maxRate)
+	case !(s.AdmissionRate >= MinRate) || s.AdmissionRate > maxRate:
+		return nil, api.Invalid("admission_rate: must be between %g and %d admissions per second", MinRate, maxRate)
 	case s.MaxActive < 1 || s.MaxActive > maxStock:
 		return nil, api.Invalid("max_active: must be ≥ 1")
 	case s.PerUserLimit < 1 || s.PerUserLimit > 1000:
@@ -217,8 +221,8 @@ func (p *PatchRequest) Validate() error {
 	switch {
 	case p.AdmissionRate == nil && p.MaxActive == nil && p.State == nil:
 		return api.Invalid("give at least one of admission_rate, max_active and state")
-	case p.AdmissionRate != nil && (!(*p.AdmissionRate > 0) || *p.AdmissionRate > maxRate):
-		return api.Invalid("admission_rate: must be > 0 and at most %d", maxRate)
+	case p.AdmissionRate != nil && (!(*p.AdmissionRate >= MinRate) || *p.AdmissionRate > maxRate):
+		return api.Invalid("admission_rate: must be between %g and %d admissions per second", MinRate, maxRate)
 	case p.MaxActive != nil && (*p.MaxActive < 1 || *p.MaxActive > maxStock):
 		return api.Invalid("max_active: must be ≥ 1")
 	case p.State != nil && *p.State != string(Open) && *p.State != string(Paused) && *p.State != string(Closed):

@@ -66,7 +66,13 @@ local admitted, skipped = 0, 0
 
 if state == 'open' and unreserved > 0 then
   -- GCRA: one admission every T ms, a burst of one second's admissions.
-  local rate = tonumber(cfg.rate)
+  -- The API keeps the rate within [0.001, 1e6]; a value outside (written
+  -- before that check) is clamped here, so that every number below stays
+  -- finite and the bucket's SET at the end cannot fail after the
+  -- admissions are written (Redis does not roll a script back).
+  local rate = tonumber(cfg.rate) or 0
+  if not (rate >= 0.001) then rate = 0.001 end -- NaN too
+  if not (rate <= 1000000) then rate = 1000000 end
   local T = 1000 / rate
   local burst = math.max(1, math.floor(rate))
   -- The bucket holds "tat|T": the theoretical arrival time and the interval

@@ -406,3 +406,29 @@ func TestAdmitAfterRedisRestart(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, waitingroom.KindWaiting, st[0].Kind)
 }
+
+// TestAdmitTinyRate: a rate below what the API accepts (stored before the
+// check, or by hand) is clamped by the script, which must never fail half
+// way: one waiter of a one-unit sale is admitted, the units add up, and the
+// bucket is written.
+func TestAdmitTinyRate(t *testing.T) {
+	t.Parallel()
+	for _, rate := range []string{"1e-300", "0", "-5", "nan", "inf"} {
+		t.Run(rate, func(t *testing.T) {
+			t.Parallel()
+			e := newAdmitEnv(t, map[string]any{"rate": rate}, 1)
+			e.wait(t, nil, "u1", "u2", "u3")
+			res := e.admit(t)
+			require.LessOrEqual(t, res.Admitted, int64(1), "one unit: at most one admission")
+			ctx := context.Background()
+			u, err := e.rdb.HGetAll(ctx, e.k.Units).Result()
+			require.NoError(t, err)
+			require.Equal(t, strconv.FormatInt(res.Admitted, 10), u["reserved"], "units: %v", u)
+			require.EqualValues(t, res.Admitted, e.rdb.HLen(ctx, e.k.Tix).Val())
+			for range 3 {
+				e.admit(t)
+			}
+			require.LessOrEqual(t, e.rdb.HLen(ctx, e.k.Tix).Val(), int64(1), "never more admissions than units")
+		})
+	}
+}
