@@ -10,17 +10,20 @@ import (
 	"flag"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/ticket"
 )
 
 // Config is every setting of `flashsale serve`. Each is a flag and a
-// FLASHSALE_* environment variable (flags win).
+// FLASHSALE_* environment variable (flags win), except the timeouts marked
+// "not a flag", which the contract fixes and tests shorten.
 type Config struct {
 	Listen           string
 	Roles            []string
@@ -54,9 +57,38 @@ type Config struct {
 	// a restore from MySQL a sale is checked once more. Default (0) 15 s;
 	// at least MinReconcilePendingAfter.
 	ReconcilePendingAfter time.Duration
+	// TrustedProxies are the proxies (--trusted-proxies, CIDRs) whose
+	// X-Forwarded-For names the client and whose X-Forwarded-Proto says
+	// the client used HTTPS. Nil trusts none: the client is the TCP peer.
+	TrustedProxies *clientaddr.Resolver
+	// MetricsListen, when set, serves /metrics on this address only, and
+	// the main listener answers 404 for it. Empty (the default) serves
+	// /metrics on the main listener.
+	MetricsListen string
+	// HeaderTimeout is how long a client has to send a request's headers
+	// before the connection is closed. Not a flag (the contract says 10 s);
+	// 0 means 10 s.
+	HeaderTimeout time.Duration
+	// BodyTimeout is how long a client has, once its headers are in, to
+	// send the body; then the connection is closed. A WebSocket is not cut
+	// by it. Not a flag (the contract says 30 s); 0 means 30 s.
+	BodyTimeout time.Duration
 
 	rolesFlag, originsFlag *string // raw list flags, read by Finish
+	// own are the flags Flags registered: the ones FLASHSALE_* variables
+	// fill (a command's own flags, such as token's --user, are not).
+	own []string
 }
+
+// Defaults of the settings whose zero means a default.
+const (
+	DefaultHeaderTimeout = 10 * time.Second
+	DefaultBodyTimeout   = 30 * time.Second
+)
+
+// MaxHeaderBytes is the most a request line and its headers may take;
+// more is refused with 431.
+const MaxHeaderBytes = 64 << 10
 
 // MinReconcilePendingAfter is the least --reconcile-pending-after: past the
 // checkout's MySQL write timeout (4 s), so the sweeper never settles an
@@ -73,10 +105,20 @@ const (
 
 var knownRoles = []string{RoleWaitingRoom, RoleCheckout, RoleAdmitter}
 
-// Flags registers every setting on fs, with environment defaults.
+// Flags registers every setting on fs with its default; Parse then fills
+// the ones the command line did not give from FLASHSALE_* variables.
 func (c *Config) Flags(fs *flag.FlagSet) {
 	str := func(p *string, name, def, usage string) {
-		fs.StringVar(p, name, env(name, def), usage)
+		fs.StringVar(p, name, def, usage)
+		c.own = append(c.own, name)
+	}
+	boolean := func(p *bool, name string, def bool, usage string) {
+		fs.BoolVar(p, name, def, usage)
+		c.own = append(c.own, name)
+	}
+	duration := func(p *time.Duration, name string, def time.Duration, usage string) {
+		fs.DurationVar(p, name, def, usage)
+		c.own = append(c.own, name)
 	}
 	var roles, origins string
 	str(&c.Listen, "listen", "127.0.0.1:8080", "address to serve HTTP on")
@@ -95,15 +137,104 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	str(&c.DataDir, "data-dir", "./.flashsale", "where --dev keeps the keys and tokens it generates")
 	str(&c.KeyPrefix, "redis-key-prefix", "fs", "prefix of every Redis key")
 	str(&c.DebugListen, "debug-listen", "", "serve net/http/pprof on this address (off when empty; keep it private)")
-	fs.BoolVar(&c.Dev, "dev", envBool("dev"), "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale")
-	fs.DurationVar(&c.ShutdownDelay, "shutdown-delay", envDuration("shutdown-delay", 0), "time /readyz answers 503 before shutdown")
-	fs.BoolVar(&c.SampleSale, "sample-sale", envBoolDef("sample-sale", true), "with --dev, create the demo sale")
-	fs.DurationVar(&c.ReconcilePendingAfter, "reconcile-pending-after", envDuration("reconcile-pending-after", 0),
+	str(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address only (default: on --listen)")
+	boolean(&c.Dev, "dev", false, "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale (loopback --listen only)")
+	duration(&c.ShutdownDelay, "shutdown-delay", 0, "time /readyz answers 503 before shutdown")
+	boolean(&c.SampleSale, "sample-sale", true, "with --dev, create the demo sale")
+	duration(&c.ReconcilePendingAfter, "reconcile-pending-after", 0,
 		"age at which an order left pending in Redis by a dead process is settled by what MySQL has (0: 15s)")
+	fs.Var(proxiesFlag{&c.TrustedProxies}, "trusted-proxies",
+		"comma list of CIDRs of proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (default none)")
+	c.own = append(c.own, "trusted-proxies")
 	c.rolesFlag, c.originsFlag = &roles, &origins
 }
 
-// Finish reads the list flags; call it after fs.Parse.
+// proxiesFlag is --trusted-proxies: parsed when set, so a bad CIDR stops
+// the start naming the flag (or its variable).
+type proxiesFlag struct{ r **clientaddr.Resolver }
+
+func (p proxiesFlag) String() string {
+	if p.r == nil {
+		return ""
+	}
+	return (*p.r).String()
+}
+
+func (p proxiesFlag) Set(s string) error {
+	r, err := clientaddr.Parse(s)
+	if err != nil {
+		return err
+	}
+	*p.r = r
+	return nil
+}
+
+// Parse parses args into fs (the flags of Flags and any the command added),
+// then fills each setting of c the command line did not give from its
+// FLASHSALE_* variable (flags win; an empty variable counts as unset), then
+// reads the lists. A variable whose value does not parse is an error naming
+// it; every such problem is reported at once. -h and --help give
+// flag.ErrHelp.
+func (c *Config) Parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	for _, name := range c.own {
+		v := os.Getenv(envName(name))
+		if given[name] || v == "" {
+			continue
+		}
+		if err := setFromEnv(fs, name, v); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c.Finish()
+	return nil
+}
+
+// setFromEnv sets one flag from its variable's value, with an error that
+// names the variable and says what it takes.
+func setFromEnv(fs *flag.FlagSet, name, v string) error {
+	f := fs.Lookup(name)
+	if f == nil {
+		return nil
+	}
+	value := v
+	if b, ok := f.Value.(interface{ IsBoolFlag() bool }); ok && b.IsBoolFlag() {
+		// yes/no and on/off, as the environment has always taken them
+		switch strings.ToLower(strings.TrimSpace(v)) {
+		case "1", "true", "yes", "on":
+			value = "true"
+		case "0", "false", "no", "off":
+			value = "false"
+		default:
+			return fmt.Errorf("%s=%q is not a boolean: use true or false (or 1/0, yes/no, on/off); it sets --%s",
+				envName(name), v, name)
+		}
+	}
+	err := fs.Set(name, value)
+	if err == nil {
+		return nil
+	}
+	if g, ok := f.Value.(flag.Getter); ok {
+		switch g.Get().(type) {
+		case time.Duration:
+			return fmt.Errorf("%s=%q is not a duration: give a number with a unit, such as 5s, 250ms or 2m; it sets --%s",
+				envName(name), v, name)
+		case int, int64, uint, uint64, float64:
+			return fmt.Errorf("%s=%q is not a number; it sets --%s", envName(name), v, name)
+		}
+	}
+	return fmt.Errorf("%s=%q: %v; it sets --%s", envName(name), v, err, name)
+}
+
+// Finish reads the list flags; Parse calls it.
 func (c *Config) Finish() {
 	if c.rolesFlag != nil {
 		c.Roles = splitList(*c.rolesFlag)
@@ -129,34 +260,32 @@ func splitList(s string) []string {
 	return out
 }
 
-func env(flagName, def string) string {
-	if v, ok := os.LookupEnv(envName(flagName)); ok {
-		return v
-	}
-	return def
-}
-
 func envName(flagName string) string {
 	return "FLASHSALE_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-func envBool(name string) bool { return envBoolDef(name, false) }
-
-func envBoolDef(name string, def bool) bool {
-	switch strings.ToLower(env(name, "")) {
-	case "1", "true", "yes", "on":
-		return true
-	case "0", "false", "no", "off":
+// loopback reports whether a listen address binds only a loopback
+// interface (127.0.0.0/8, ::1 or localhost); ":8080" binds them all.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
 		return false
 	}
-	return def
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }
 
-func envDuration(name string, def time.Duration) time.Duration {
-	if d, err := time.ParseDuration(env(name, "")); err == nil {
-		return d
+// devListenError refuses --dev on an address other hosts reach: dev mode
+// hands out user tokens and pays orders for whoever asks.
+func (c *Config) devListenError() error {
+	if !c.Dev || loopback(c.Listen) {
+		return nil
 	}
-	return def
+	return fmt.Errorf("--listen %s with --dev: dev mode mints user tokens and pays orders for anyone who asks, "+
+		"so it listens only on a loopback address (127.0.0.1, ::1 or localhost); drop --dev to serve other hosts", c.Listen)
 }
 
 // Has reports whether the process runs a role.
@@ -177,6 +306,13 @@ func (c *Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		errs = append(errs, fmt.Errorf("--listen: %v", err))
+	} else if err := c.devListenError(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.MetricsListen != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsListen); err != nil {
+			errs = append(errs, fmt.Errorf("--metrics-listen: %v", err))
+		}
 	}
 	if c.RedisURL == "" {
 		errs = append(errs, errors.New("--redis-url is required"))
@@ -211,6 +347,10 @@ func (c *Config) Validate() error {
 func (c *Config) DevDefaults() error {
 	if !c.Dev {
 		return nil
+	}
+	// Refused before anything is generated.
+	if err := c.devListenError(); err != nil {
+		return err
 	}
 	if err := os.MkdirAll(c.DataDir, 0o700); err != nil {
 		return fmt.Errorf("--data-dir: %w", err)

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -49,47 +50,86 @@ func run(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprint(stderr, usage)
 		return errors.New("a command is required")
 	}
+	var err error
 	switch args[0] {
 	case "serve":
-		return serve(args[1:], stdout, stderr)
+		err = serve(args[1:], stdout, stderr)
 	case "migrate":
-		return migrate(args[1:], stdout, stderr)
+		err = migrate(args[1:], stdout, stderr)
 	case "token":
-		return token(args[1:], stdout, stderr)
+		err = token(args[1:], stdout, stderr)
 	case "reconcile":
-		return reconcile(args[1:], stdout, stderr)
+		err = reconcile(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flashsale", version)
 		return nil
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", args[0])
+	if errors.Is(err, errHelp) { // the usage went to stdout
+		return nil
+	}
+	return err
 }
 
-func parse(name string, args []string, stderr io.Writer) (*node.Config, *flag.FlagSet, error) {
-	fs := flag.NewFlagSet("flashsale "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var cfg node.Config
+// errHelp is a command's answer to -h or --help: it printed its usage.
+var errHelp = errors.New("help printed")
+
+// newFlagSet is a command's flag set with the settings of node.Config; the
+// command may add flags of its own before parseFlags.
+func newFlagSet(synopsis string, cfg *node.Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("flashsale", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: flashsale %s\n\n"+
+			"Each setting of flashsale is also read from FLASHSALE_ + its flag's name in upper case,\n"+
+			"- as _ (FLASHSALE_REDIS_URL for --redis-url); flags win.\n\n", synopsis)
+		fs.PrintDefaults()
+	}
 	cfg.Flags(fs)
-	if err := fs.Parse(args); err != nil {
-		return nil, nil, err
+	return fs
+}
+
+// parseFlags parses args and the environment into cfg and fs. -h and
+// --help print the usage on stdout and give errHelp (exit 0); a bad flag
+// prints it on stderr.
+func parseFlags(cfg *node.Config, fs *flag.FlagSet, args []string, stdout, stderr io.Writer) error {
+	var out bytes.Buffer
+	fs.SetOutput(&out)
+	err := cfg.Parse(fs, args)
+	if errors.Is(err, flag.ErrHelp) {
+		_, _ = io.Copy(stdout, &out)
+		return errHelp
+	}
+	_, _ = io.Copy(stderr, &out)
+	if err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
-		return nil, nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
-	cfg.Finish()
-	return &cfg, fs, nil
+	return nil
+}
+
+func parse(synopsis string, args []string, stdout, stderr io.Writer) (*node.Config, error) {
+	var cfg node.Config
+	fs := newFlagSet(synopsis, &cfg)
+	if err := parseFlags(&cfg, fs, args, stdout, stderr); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
 }
 
 func serve(args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := parse("serve", args, stderr)
+	cfg, err := parse("serve [flags]", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	log.Info("starting flashsale", "version", version)
 	if err := cfg.DevDefaults(); err != nil {
 		return err
 	}
@@ -162,7 +202,7 @@ func sampleSale() *sale.Sale {
 }
 
 func migrate(args []string, stdout, stderr io.Writer) error {
-	cfg, _, err := parse("migrate", args, stderr)
+	cfg, err := parse("migrate [flags]", args, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -181,13 +221,11 @@ func migrate(args []string, stdout, stderr io.Writer) error {
 }
 
 func token(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("flashsale token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cfg node.Config
-	cfg.Flags(fs)
+	fs := newFlagSet("token --user U [flags]", &cfg)
 	user := fs.String("user", "", "user id (the token's sub)")
 	ttl := fs.Duration("ttl", 12*time.Hour, "token lifetime")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(&cfg, fs, args, stdout, stderr); err != nil {
 		return err
 	}
 	if *user == "" {
@@ -214,17 +252,12 @@ func token(args []string, stdout, stderr io.Writer) error {
 var errDifferences = errors.New("differences remain")
 
 func reconcile(args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("flashsale reconcile", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var cfg node.Config
-	cfg.Flags(fs)
+	fs := newFlagSet("reconcile --sale S [--repair] [flags]", &cfg)
 	saleID := fs.String("sale", "", "the sale to reconcile (required)")
 	repair := fs.Bool("repair", false, "make Redis agree with MySQL: settle pending orders now, restore or remove buyers, used tickets and holds, recompute the units")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(&cfg, fs, args, stdout, stderr); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	if *saleID == "" {
 		return errors.New("--sale is required")

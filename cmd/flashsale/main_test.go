@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -69,39 +66,13 @@ func TestTokenUsesTheDevSecret(t *testing.T) {
 // TestGracefulShutdown runs the real binary, holds a WebSocket, sends
 // SIGTERM and expects the socket closed with "going away" and exit 0.
 func TestGracefulShutdown(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the binary; skipped with -short")
-	}
-	bin := filepath.Join(t.TempDir(), "flashsale")
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Stderr = os.Stderr
-	require.NoError(t, build.Run())
-
 	_, ks := testenv.Redis(t)
 	dsn, _ := testenv.MySQL(t)
 	keyPath, _ := testenv.KeyFile(t)
-	cmd := exec.Command(bin, "serve", "--listen", "127.0.0.1:0", "--mysql-dsn", dsn,
+	p := startServe(t, "--listen", "127.0.0.1:0", "--mysql-dsn", dsn,
 		"--redis-url", testenv.RedisURL(), "--redis-key-prefix", ks.Prefix, "--admin-token", "adm",
 		"--identity-secret", "sec", "--ticket-key", keyPath)
-	stderr, err := cmd.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-
-	// The JSON log says where it listens.
-	addr := ""
-	sc := bufio.NewScanner(stderr)
-	for addr == "" && sc.Scan() {
-		var line map[string]any
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == "serving" {
-			addr, _ = line["addr"].(string)
-		}
-	}
-	require.NotEmpty(t, addr, "the server logged no address")
-	go func() { // keep draining the log
-		for sc.Scan() {
-		}
-	}()
+	addr := p.addr
 	base := "http://" + addr
 
 	req, _ := http.NewRequest("POST", base+"/api/v1/admin/sales", strings.NewReader(
@@ -129,7 +100,7 @@ func TestGracefulShutdown(t *testing.T) {
 	require.NoError(t, ws.ReadJSON(&first))
 	require.Equal(t, "position", first["type"])
 
-	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
 	require.NoError(t, ws.SetReadDeadline(time.Now().Add(20*time.Second)))
 	for {
 		_, _, err = ws.ReadMessage()
@@ -138,16 +109,7 @@ func TestGracefulShutdown(t *testing.T) {
 		}
 	}
 	require.True(t, websocket.IsCloseError(err, websocket.CloseGoingAway), "close: %v", err)
-
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		require.NoError(t, err, "exit status")
-		require.Equal(t, 0, cmd.ProcessState.ExitCode())
-	case <-time.After(30 * time.Second):
-		t.Fatal("the server did not exit within 30 s of SIGTERM")
-	}
+	p.wait(t)
 }
 
 // TestReconcileCommand: `flashsale reconcile` prints each difference and
