@@ -2,6 +2,8 @@ package node
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -11,6 +13,7 @@ import (
 	"net/http"
 	_ "net/http/pprof" // served only on --debug-listen
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -51,7 +54,10 @@ type Node struct {
 	reg      *prometheus.Registry
 	handler  http.Handler
 	listener net.Listener
-	draining atomic.Bool
+	// metricsListener serves /metrics alone (--metrics-listen); nil when
+	// /metrics is on the main listener.
+	metricsListener net.Listener
+	draining        atomic.Bool
 }
 
 // New opens the stores, applies the schema and builds the roles of cfg.
@@ -217,19 +223,22 @@ func OpenCheckout(cfg Config, log *slog.Logger) (*checkout.Service, func(), erro
 func (n *Node) Handler() http.Handler { return n.handler }
 
 // ready answers 200 when Redis and MySQL answer and the node is not
-// draining, else 503 naming what is down.
+// draining, else 503 saying which is "unavailable". The reason goes to the
+// log only: /readyz is public, and a dial error names internal hosts.
 func (n *Node) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	status := map[string]string{"redis": "ok", "mysql": "ok"}
 	ok := true
 	if err := n.Redis.Ping(ctx).Err(); err != nil {
-		status["redis"], ok = err.Error(), false
+		status["redis"], ok = "unavailable", false
+		n.log.Warn("not ready: Redis does not answer", "err", err)
 	}
 	// Through the checkout's breaker: an open breaker is "not ready", and a
 	// ping let through as its probe can close it.
 	if err := n.Orders.Ping(ctx); err != nil {
-		status["mysql"], ok = err.Error(), false
+		status["mysql"], ok = "unavailable", false
+		n.log.Warn("not ready: MySQL does not answer", "err", err)
 	}
 	if n.draining.Load() {
 		status["node"], ok = "shutting down", false
@@ -286,7 +295,8 @@ func (s *statusRecorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	return h.Hijack()
 }
 
-// Listen binds the listen address (Run calls it if the caller did not).
+// Listen binds the listen address, and --metrics-listen when set (Run
+// calls it if the caller did not).
 func (n *Node) Listen() (net.Addr, error) {
 	if n.listener != nil {
 		return n.listener.Addr(), nil
@@ -295,8 +305,157 @@ func (n *Node) Listen() (net.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", n.cfg.Listen, err)
 	}
+	if n.cfg.MetricsListen != "" {
+		ml, err := net.Listen("tcp", n.cfg.MetricsListen)
+		if err != nil {
+			l.Close()
+			return nil, fmt.Errorf("--metrics-listen %s: %w", n.cfg.MetricsListen, err)
+		}
+		n.metricsListener = ml
+	}
 	n.listener = l
 	return l.Addr(), nil
+}
+
+// MetricsAddr is the address /metrics is served on alone (--metrics-listen),
+// or nil when it is served on the main listener. Valid after Listen.
+func (n *Node) MetricsAddr() net.Addr {
+	if n.metricsListener == nil {
+		return nil
+	}
+	return n.metricsListener.Addr()
+}
+
+// newServer is an HTTP server with the contract's limits on slow and
+// oversized requests: 10 s for the headers (then the connection is closed
+// without an answer), 30 s for the body, headers up to 64 KiB (431 past
+// them, in the JSON error shape).
+func (n *Node) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           bodyDeadline(h, cmp.Or(n.cfg.BodyTimeout, DefaultBodyTimeout)),
+		ReadHeaderTimeout: cmp.Or(n.cfg.HeaderTimeout, DefaultHeaderTimeout),
+		// net/http reads up to 4096 bytes past MaxHeaderBytes before it
+		// refuses, so this makes the refusal start at 64 KiB, not 68.
+		MaxHeaderBytes: MaxHeaderBytes - 4096,
+		IdleTimeout:    120 * time.Second,
+		ErrorLog:       slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+	}
+}
+
+// serve runs srv on l, wrapped so that net/http's own refusals are JSON.
+func serve(srv *http.Server, l net.Listener, errc chan<- error) {
+	errc <- srv.Serve(jsonRefusals{l})
+}
+
+// bodyDeadline gives the client d, from the moment its headers are in, to
+// send the rest of the request; a body still arriving then fails to read
+// and the connection is closed. (Server.ReadTimeout would count from the
+// first byte of the headers.) A WebSocket is not cut: the upgrade clears
+// the connection's deadlines and the socket keeps its own ping deadline.
+func bodyDeadline(next http.Handler, d time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(d))
+		next.ServeHTTP(w, r)
+	})
+}
+
+// withoutMetrics answers 404 for /metrics, which --metrics-listen moved off
+// the public listener.
+func withoutMetrics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/metrics" {
+			api.WriteError(w, api.ErrNotFound)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// metricsOnly serves /metrics and nothing else.
+func metricsOnly(metrics http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { api.WriteError(w, api.ErrNotFound) })
+	return mux
+}
+
+// jsonRefusals is a listener whose connections turn the plain-text answers
+// net/http writes itself, before any handler runs (headers over the limit,
+// a request that is not HTTP), into the contract's JSON error shape.
+type jsonRefusals struct{ net.Listener }
+
+func (l jsonRefusals) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &refusalConn{Conn: c}, nil
+}
+
+type refusalConn struct{ net.Conn }
+
+// netHTTPRefusal is what follows the status line of net/http's own
+// refusals (and no answer of a handler: those carry a Date).
+const netHTTPRefusal = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+func (c *refusalConn) Write(p []byte) (int, error) {
+	if b := refusalJSON(p); b != nil {
+		if _, err := c.Conn.Write(b); err != nil {
+			return 0, err
+		}
+		return len(p), nil
+	}
+	return c.Conn.Write(p)
+}
+
+// CloseWrite lets net/http half-close after a refusal, so the client reads
+// the answer instead of a reset.
+func (c *refusalConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// refusalJSON rewrites one of net/http's refusals ("HTTP/1.1 431 Request
+// Header Fields Too Large" + netHTTPRefusal + text) as JSON; anything else
+// is nil. A 501 for an unknown Transfer-Encoding becomes 400: it is the
+// client's mistake, and the contract answers none of those with a 5xx.
+func refusalJSON(p []byte) []byte {
+	const proto = "HTTP/1.1 "
+	if len(p) < len(proto)+4 || string(p[:len(proto)]) != proto {
+		return nil
+	}
+	line := bytes.IndexByte(p, '\r')
+	if line < 0 || !bytes.HasPrefix(p[line:], []byte(netHTTPRefusal)) {
+		return nil
+	}
+	code, err := strconv.Atoi(string(p[len(proto) : len(proto)+3]))
+	if err != nil {
+		return nil
+	}
+	var e *api.Error
+	switch {
+	case code == http.StatusRequestHeaderFieldsTooLarge:
+		e = api.Errorf(code, "too_large", "the request line and headers are over %d KiB; send fewer or smaller headers (cookies)",
+			MaxHeaderBytes>>10)
+	case code == http.StatusNotImplemented:
+		e = api.Errorf(http.StatusBadRequest, "invalid_request",
+			"unsupported Transfer-Encoding: send the body with Content-Length or chunked")
+	case code >= 400 && code < 500:
+		msg := "the request is not valid HTTP/1.1"
+		// net/http's text is "400 Bad Request: missing required Host header"
+		text := string(p[line+len(netHTTPRefusal):])
+		if _, detail, ok := strings.Cut(text, ": "); ok {
+			msg += ": " + detail
+		}
+		e = api.Errorf(code, "invalid_request", "%s", msg)
+	default:
+		return nil
+	}
+	body := append(api.ErrorBody(e), '\n')
+	return fmt.Appendf(nil, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nConnection: close\r\n"+
+		"Content-Length: %d\r\n\r\n%s", e.Status, http.StatusText(e.Status), len(body), body)
 }
 
 // Run starts the roles and serves until ctx ends, then shuts down
@@ -329,15 +488,29 @@ func (n *Node) Run(ctx context.Context) error {
 		}()
 		defer dbg.Close()
 	}
-	srv := &http.Server{Handler: n.handler, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(n.listener) }()
+	h := n.handler
+	if n.metricsListener != nil {
+		h = withoutMetrics(h)
+	}
+	srv := n.newServer(h)
+	errc := make(chan error, 2)
+	go serve(srv, n.listener, errc)
+	var msrv *http.Server
+	if n.metricsListener != nil {
+		msrv = n.newServer(metricsOnly(promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{})))
+		go serve(msrv, n.metricsListener, errc)
+		n.log.Info("serving metrics", "addr", n.metricsListener.Addr().String())
+	}
 	n.log.Info("serving", "addr", addr.String(), "roles", n.cfg.Roles, "dev", n.cfg.Dev)
 
 	select {
 	case <-ctx.Done():
 	case err := <-errc:
 		if !errors.Is(err, http.ErrServerClosed) {
+			srv.Close()
+			if msrv != nil {
+				msrv.Close()
+			}
 			n.stop()
 			return fmt.Errorf("http server: %w", err)
 		}
@@ -353,6 +526,12 @@ func (n *Node) Run(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	err = srv.Shutdown(sctx)
+	if msrv != nil {
+		// After the main server: a scrape during the drain still answers.
+		if merr := msrv.Shutdown(sctx); err == nil {
+			err = merr
+		}
+	}
 	n.stop()
 	n.log.Info("stopped")
 	return err
