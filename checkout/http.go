@@ -20,6 +20,9 @@ type HTTPConfig struct {
 	ServiceToken string
 	// Dev enables POST /api/v1/dev/orders/{order}/pay.
 	Dev bool
+	// AllowedOrigins are the other origins (besides the request's own)
+	// whose pages may cancel with the shop's fs_token cookie.
+	AllowedOrigins []string
 }
 
 // Handler is the checkout's HTTP API.
@@ -196,29 +199,32 @@ func sameQuantity(raw []byte, qty int) bool {
 type caller struct {
 	admin, service bool
 	user           string
+	// byCookie: the token came from the fs_token cookie, not the
+	// Authorization header (a browser's ambient credential).
+	byCookie bool
 }
 
 func (h *Handler) caller(r *http.Request) (caller, error) {
-	tok := api.Bearer(r)
+	tok, byCookie := api.Bearer(r), false
 	if tok == "" {
 		if c, err := r.Cookie("fs_token"); err == nil {
-			tok = c.Value
+			tok, byCookie = c.Value, true
 		}
 	}
 	if tok == "" {
 		return caller{}, api.ErrUnauthorized
 	}
 	if eq(tok, h.cfg.AdminToken) {
-		return caller{admin: true}, nil
+		return caller{admin: true, byCookie: byCookie}, nil
 	}
 	if eq(tok, h.cfg.ServiceToken) {
-		return caller{service: true}, nil
+		return caller{service: true, byCookie: byCookie}, nil
 	}
 	user, err := h.ident.Verify(r.Context(), tok)
 	if err != nil {
 		return caller{}, api.ErrUnauthorized
 	}
-	return caller{user: user}, nil
+	return caller{user: user, byCookie: byCookie}, nil
 }
 
 // name identifies the caller in idempotency keys.
@@ -287,6 +293,13 @@ func (h *Handler) settle(w http.ResponseWriter, r *http.Request, to string, allo
 	if err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	if c.byCookie {
+		// no cross-site request forgery through the shop's cookie
+		if err := api.CheckCookieOrigin(r, h.cfg.AllowedOrigins); err != nil {
+			h.fail(w, r, err)
+			return
+		}
 	}
 	if !allowed(c) {
 		h.fail(w, r, api.Errorf(http.StatusForbidden, "forbidden", "only the payment service or an operator may confirm an order"))

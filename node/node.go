@@ -134,7 +134,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
-			Dev: cfg.Dev}, n.Checkout, n.Issuer, n.Ident).Register(mux)
+			Dev: cfg.Dev, AllowedOrigins: cfg.AllowedOrigins}, n.Checkout, n.Issuer, n.Ident).Register(mux)
 		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{PendingAge: cfg.ReconcilePendingAfter}, n.Checkout)
 	}
 	if cfg.Has(RoleAdmitter) {

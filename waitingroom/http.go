@@ -6,9 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -179,6 +177,21 @@ func (s *Server) shopper(r *http.Request, saleID string, allowQuery bool) (strin
 	return "", ticket.QueuePlace{}, api.ErrUnauthorized
 }
 
+// checkCookieOrigin refuses cross-site request forgery on a call that
+// changes state (join, leave) when it is authenticated by a cookie alone:
+// no Authorization header, and a user or queue token cookie.
+func (s *Server) checkCookieOrigin(r *http.Request) error {
+	if api.Bearer(r) != "" {
+		return nil
+	}
+	_, errUser := r.Cookie("fs_token")
+	_, errQueue := r.Cookie(queueCookie)
+	if errUser != nil && errQueue != nil {
+		return nil // no cookie: the call fails authentication
+	}
+	return api.CheckCookieOrigin(r, s.cfg.AllowedOrigins)
+}
+
 func (s *Server) user(r *http.Request) (string, error) {
 	t := userToken(r)
 	if t == "" {
@@ -209,6 +222,11 @@ func (s *Server) rebuild(saleID string) {
 
 func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
+	if err := s.checkCookieOrigin(r); err != nil {
+		s.countJoin("forbidden")
+		s.fail(w, r, err)
+		return
+	}
 	user, err := s.user(r)
 	if err != nil {
 		s.countJoin("unauthorized")
@@ -321,6 +339,10 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
+	if err := s.checkCookieOrigin(r); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	user, _, err := s.shopper(r, saleID, false)
 	if err != nil {
 		s.fail(w, r, err)
@@ -342,28 +364,6 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// originAllowed accepts no Origin (not a browser), the request's own host,
-// and the configured origins.
-func (s *Server) originAllowed(r *http.Request) bool {
-	o := r.Header.Get("Origin")
-	if o == "" {
-		return true
-	}
-	u, err := url.Parse(o)
-	if err != nil {
-		return false
-	}
-	if strings.EqualFold(u.Host, r.Host) {
-		return true
-	}
-	for _, a := range s.cfg.AllowedOrigins {
-		if strings.EqualFold(strings.TrimSuffix(a, "/"), o) {
-			return true
-		}
-	}
-	return false
-}
-
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
 	ws, err := s.up.Upgrade(w, r, nil)
@@ -375,7 +375,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 		_ = ws.Close()
 	}
-	if !s.originAllowed(r) {
+	if !api.OriginAllowed(r, s.cfg.AllowedOrigins) {
 		refuse(CloseOrigin, "origin not allowed")
 		return
 	}
