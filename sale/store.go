@@ -1,6 +1,7 @@
 package sale
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"database/sql"
@@ -39,6 +40,8 @@ type Store struct {
 	DB    *sql.DB
 	Redis redis.UniversalClient
 	Keys  Keyspace
+	// CacheLimit bounds the per-node sale cache; default MaxCached.
+	CacheLimit int
 
 	mu    sync.Mutex
 	cache map[string]cached
@@ -158,12 +161,20 @@ func (st *Store) Get(ctx context.Context, id string) (*Sale, error) {
 }
 
 // Cached is Get through a per-node cache of at most maxAge, for hot paths
-// and the public endpoints.
+// and the public endpoints. "Not found" is cached too (an unknown id asked
+// again and again would cost a MySQL query each time), but the cache is
+// keyed by what clients send, so it is bounded: an id that is not a sale
+// id is never cached, and past MaxCached entries the stale ones go, then,
+// if still full, new ones are not kept.
 func (st *Store) Cached(ctx context.Context, id string, maxAge time.Duration) (*Sale, error) {
+	if !idPattern.MatchString(id) {
+		return nil, ErrNotFound
+	}
+	now := time.Now()
 	st.mu.Lock()
 	c, ok := st.cache[id]
 	st.mu.Unlock()
-	if ok && time.Since(c.at) < maxAge {
+	if ok && now.Sub(c.at) < maxAge {
 		return c.s, c.err
 	}
 	s, err := st.Get(ctx, id)
@@ -171,9 +182,35 @@ func (st *Store) Cached(ctx context.Context, id string, maxAge time.Duration) (*
 		return nil, err // outages are not cached
 	}
 	st.mu.Lock()
-	st.cache[id] = cached{s: s, at: time.Now(), err: err}
-	st.mu.Unlock()
+	defer st.mu.Unlock()
+	limit := cmp.Or(st.CacheLimit, MaxCached)
+	if _, ok := st.cache[id]; !ok && len(st.cache) >= limit {
+		for k, c := range st.cache {
+			if now.Sub(c.at) >= cacheStale {
+				delete(st.cache, k)
+			}
+		}
+		if len(st.cache) >= limit {
+			return s, err
+		}
+	}
+	st.cache[id] = cached{s: s, at: now, err: err}
 	return s, err
+}
+
+// MaxCached bounds the per-node sale cache (Cached) unless
+// Store.CacheLimit says otherwise.
+const MaxCached = 10_000
+
+// cacheStale is the age past which a cached entry serves no caller (every
+// caller asks for at most a second) and may be dropped.
+const cacheStale = 2 * time.Second
+
+// CachedLen is the number of entries in the per-node sale cache.
+func (st *Store) CachedLen() int {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return len(st.cache)
 }
 
 func (st *Store) forget(id string) {
