@@ -4,12 +4,18 @@ GOFMT ?= $(shell $(GO) env GOROOT)/bin/gofmt
 BIN := bin
 # Extra arguments for `make run`, e.g. make run ARGS='--listen 127.0.0.1:9090'.
 ARGS ?=
+# The version stamped into the binary (`flashsale version`, logged by serve):
+# the commit, with -dirty when the tree has changes; "dev" outside git.
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X main.version=$(VERSION)
+# How long `make fuzz` runs each fuzz target.
+FUZZTIME ?= 30s
 
 # Go files checked by gofmt (testdata may hold deliberately odd files).
 GO_FILES_CMD := find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' \
 	-not -path './.flashsale/*' -not -path '*/testdata/*' -print0
 
-.PHONY: all services build run test test-short bench migrate fmt fmt-check vet clean
+.PHONY: all services build run test test-short bench fuzz migrate fmt fmt-check vet clean
 
 all: build
 
@@ -18,7 +24,7 @@ services:
 	deploy/services.sh
 
 build:
-	$(GO) build -o $(BIN)/flashsale ./cmd/flashsale
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/flashsale ./cmd/flashsale
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
 
 run: services build
@@ -32,6 +38,17 @@ test-short: services vet fmt-check
 
 bench: services
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./...
+
+# Runs every fuzz target of every package for FUZZTIME each (`make test`
+# runs their committed corpora as plain tests). New failing inputs land in
+# the package's testdata/fuzz: commit them with the fix.
+fuzz: services
+	@set -e; for pkg in $$($(GO) list ./...); do \
+		for target in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+			echo "== $$pkg $$target ($(FUZZTIME))"; \
+			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 migrate: services build
 	./$(BIN)/flashsale migrate
