@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
 	"time"
 
@@ -94,6 +95,7 @@ type Admitter struct {
 
 	mu     sync.Mutex
 	leases map[string]lease // sale → lease this node holds
+	final  map[string]bool  // sales known final in MySQL (of the working set)
 	jobs   *startstop.Jobs  // a sale's close at its end, once at a time
 
 	startstop.Loop
@@ -114,7 +116,7 @@ type AdmitResult struct {
 // NewAdmitter returns an admitter; Start runs it.
 func NewAdmitter(cfg AdmitterConfig, rdb redis.UniversalClient, store *sale.Store) *Admitter {
 	return &Admitter{cfg: cfg.withDefaults(), rdb: rdb, keys: store.Keys, store: store,
-		leases: map[string]lease{}, jobs: startstop.NewJobs()}
+		leases: map[string]lease{}, final: map[string]bool{}, jobs: startstop.NewJobs()}
 }
 
 // Holder is this admitter's lease holder id.
@@ -141,6 +143,7 @@ func (a *Admitter) Start(ctx context.Context) {
 			if now.Sub(lastSales) >= time.Second {
 				if ids, err := a.rdb.SMembers(ctx, a.keys.Sales()).Result(); err == nil {
 					sales, lastSales = ids, now
+					a.forgetOthers(ids)
 				} else if ctx.Err() == nil {
 					a.cfg.Logger.Warn("admitter: list sales", "err", err)
 				}
@@ -190,7 +193,7 @@ func (a *Admitter) renew(ctx context.Context, sales []string) {
 			}
 			a.leases[id] = lease{value: value, until: until}
 		default:
-			delete(a.leases, id)
+			a.dropLocked(id)
 		}
 	}
 }
@@ -305,7 +308,7 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 	switch {
 	case err == ErrFenced:
 		a.mu.Lock()
-		delete(a.leases, id)
+		a.dropLocked(id)
 		a.mu.Unlock()
 		a.cfg.Logger.Info("admitter: lease lost", "sale", id)
 		return
@@ -329,18 +332,60 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 		m.QueueLength.WithLabelValues(id).Set(float64(res.QueueLen))
 		m.ActiveTickets.WithLabelValues(id).Set(float64(res.Active))
 	}
-	if res.State == sale.Closed {
-		// the sale's end passed: record it, once, so every node and MySQL agree
+	a.mu.Lock()
+	final := a.final[id]
+	a.mu.Unlock()
+	if res.State == sale.Closed && !final {
+		// the sale's end passed: record it, once, so every node and MySQL
+		// agree (the checkout's sweeper does too, as a safety net)
 		a.jobs.Go("close:"+id, 30*time.Second, func(ctx context.Context) {
 			s, err := a.store.Get(ctx, id)
-			if err == nil && !s.State.Final() {
+			if err != nil {
+				return
+			}
+			if !s.State.Final() {
 				if err := a.store.Finish(ctx, id, sale.Closed); err != nil {
 					a.cfg.Logger.Warn("admitter: close ended sale", "sale", id, "err", err)
-				} else {
-					a.cfg.Logger.Info("admitter: sale ended", "sale", id)
+					return
 				}
+				a.cfg.Logger.Info("admitter: sale ended", "sale", id)
 			}
+			a.mu.Lock()
+			a.final[id] = true
+			a.mu.Unlock()
 		})
+	}
+}
+
+// dropLocked forgets the lease of a sale this node no longer leads, and
+// its per-sale gauges: only the leader exports them, so that a sum across
+// nodes counts each sale once. Hold a.mu.
+func (a *Admitter) dropLocked(id string) {
+	delete(a.leases, id)
+	if m := a.cfg.Metrics; m != nil {
+		m.QueueLength.DeleteLabelValues(id)
+		m.ActiveTickets.DeleteLabelValues(id)
+	}
+}
+
+// forgetOthers drops what the admitter keeps for sales that left the
+// working set (final sales past their grace): leases, gauges, finality.
+func (a *Admitter) forgetOthers(ids []string) {
+	in := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		in[id] = true
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id := range a.leases {
+		if !in[id] {
+			a.dropLocked(id)
+		}
+	}
+	for id := range a.final {
+		if !in[id] {
+			delete(a.final, id)
+		}
 	}
 }
 
@@ -367,8 +412,10 @@ const rankDivisor = 150
 
 func (a *Admitter) resignAll(ctx context.Context) {
 	a.mu.Lock()
-	leases := a.leases
-	a.leases = map[string]lease{}
+	leases := maps.Clone(a.leases)
+	for id := range leases {
+		a.dropLocked(id)
+	}
 	a.mu.Unlock()
 	if len(leases) == 0 {
 		return

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/sale"
@@ -231,4 +232,51 @@ func atoi(t *testing.T, v any) int64 {
 	n, err := strconv.ParseInt(s, 10, 64)
 	require.NoError(t, err)
 	return n
+}
+
+// TestAdmitterGaugesOnlyOnLeader: the per-sale gauges are exported by the
+// sale's leader only, so a sum across nodes counts each sale once; a node
+// that loses or gives up the lease drops them.
+func TestAdmitterGaugesOnlyOnLeader(t *testing.T) {
+	t.Parallel()
+	e := newStoreEnv(t)
+	s := e.createSale(t, func(r *sale.CreateRequest) { r.AdmissionRate = ptr(0.001) })
+	q := startQueue(t, e.rdb, e.ks)
+	joinMany(t, q, s.ID, "u", 5)
+	start := func(holder string) (*waitingroom.Admitter, *prometheus.Registry) {
+		reg := prometheus.NewRegistry()
+		a := waitingroom.NewAdmitter(waitingroom.AdmitterConfig{Holder: holder, Logger: quiet,
+			Metrics: waitingroom.NewMetrics(reg)}, e.rdb, e.store)
+		a.Start(context.Background())
+		t.Cleanup(a.Stop)
+		return a, reg
+	}
+	// series counts a gauge's series; value reads the one of this sale.
+	series := func(reg *prometheus.Registry, name string) (n int, value float64) {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				for _, m := range mf.GetMetric() {
+					n++
+					value = m.GetGauge().GetValue()
+				}
+			}
+		}
+		return n, value
+	}
+	count := func(reg *prometheus.Registry, name string) int { n, _ := series(reg, name); return n }
+	a, ma := start("node-a")
+	testenv.Eventually(t, 5*time.Second, func() bool { _, ok := a.Leading()[s.ID]; return ok }, "a leads")
+	testenv.Eventually(t, 5*time.Second, func() bool { return count(ma, "flashsale_queue_length") == 1 }, "a exports")
+	b, mb := start("node-b")
+	_ = b
+	require.Zero(t, count(mb, "flashsale_queue_length"), "b does not lead: no gauge")
+
+	a.Stop()
+	require.Zero(t, count(ma, "flashsale_queue_length"), "a resigned: its gauges went with the lease")
+	require.Zero(t, count(ma, "flashsale_active_tickets"))
+	testenv.Eventually(t, 5*time.Second, func() bool { return count(mb, "flashsale_queue_length") == 1 }, "b took over and exports")
+	_, v := series(mb, "flashsale_queue_length")
+	require.EqualValues(t, e.rdb.ZCard(context.Background(), e.ks.Sale(s.ID).Q).Val(), v)
 }
