@@ -16,8 +16,9 @@
 --   {"waiting", position, queue_length, place, gen} {"prequeue", place, gen}
 --   {"lane", position, queue_length, place, gen} (back from a skip: admitted next)
 --   (gen: the generation of the sale's keys, for the shopper's queue token)
---   {"closed"} {"sold_out"} {"not_open"} {"not_in_queue"} {"left"}
---   {"restoring"} (Redis lost the queue and nodes are putting it back: a
+--   {"closed"} {"sold_out"} {"not_open"} {"not_in_queue", gen} (from a
+--   leave: {"not_in_queue"}) {"left", place}
+--   {"restoring", gen} (Redis lost the queue and nodes are putting it back: a
 --   newcomer waits, so that nobody lands ahead of a waiter being put back)
 local cfg = hmap(KEYS[1])
 if cfg == nil or redis.call('EXISTS', KEYS[11]) == 0 then return {'nostate'} end
@@ -151,17 +152,20 @@ local function status(user, back)
     end
     return waiting(user)
   end
-  if restoring then return {'restoring'} end
-  return {'not_in_queue'}
+  if restoring then return {'restoring', gen} end
+  return {'not_in_queue', gen}
 end
 
+-- leave answers the place given up (the lane keeps the original one), so
+-- that the caller can void queue tokens that remember it.
 local function leave(user)
+  local place = redis.call('ZSCORE', KEYS[2], user) or redis.call('ZSCORE', KEYS[3], user)
   local fromq, fromlane = redis.call('ZREM', KEYS[2], user), redis.call('ZREM', KEYS[3], user)
   q_n, lane_n = q_n - fromq, lane_n - fromlane
   local a = fromq + fromlane
   redis.call('HDEL', seen_key(KEYS[4], user), user)
   if a == 0 then return {'not_in_queue'} end
-  return {'left'}
+  return {'left', place}
 end
 
 local out = {}

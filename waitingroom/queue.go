@@ -303,10 +303,12 @@ func parseUserState(f []any) (UserState, error) {
 		st.Position, st.QueueLen = i64(1), i64(2)
 		st.Place, _ = strconv.ParseFloat(str(3), 64)
 		st.Gen = str(4)
-	case KindPrequeue:
+	case KindPrequeue, KindLeft:
 		st.Place, _ = strconv.ParseFloat(str(1), 64)
 		st.Gen = str(2)
-	case KindExpired, KindClosed, KindSoldOut, KindNotOpen, KindNotInQueue, KindLeft, KindRestoring:
+	case KindNotInQueue, KindRestoring:
+		st.Gen = str(1)
+	case KindExpired, KindClosed, KindSoldOut, KindNotOpen:
 	default:
 		return st, fmt.Errorf("join script: unknown reply %q", st.Kind)
 	}

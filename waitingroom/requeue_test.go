@@ -255,3 +255,52 @@ func sortedByPlace(places map[string]float64) []string {
 	slices.SortFunc(users, func(a, b string) int { return cmp.Compare(places[a], places[b]) })
 	return users
 }
+
+// TestLeavingVoidsTheToken: a shopper who left is not put back by their
+// old queue token after Redis loses the sale's keys (the place given up is
+// recorded in MySQL, which outlives the loss), while one who stayed is; and
+// a shopper who left and joined again keeps the new place.
+func TestLeavingVoidsTheToken(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	s := testenv.Start(t)
+	saleID := pausedSale(t, s, map[string]any{"stock": 50})
+	stayer, leaver, rejoiner := "stay-"+testenv.RandomID(), "leave-"+testenv.RandomID(), "rejoin-"+testenv.RandomID()
+	tokens := map[string]string{}
+	for _, u := range []string{leaver, rejoiner, stayer} {
+		tokens[u] = join(t, s, saleID, u)["queue_token"].(string)
+	}
+	for _, u := range []string{leaver, rejoiner} {
+		r := s.Do(t, "DELETE", "/api/v1/sales/"+saleID+"/join", tokens[u], nil)
+		require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Body)
+	}
+	fresh := join(t, s, saleID, rejoiner)["queue_token"].(string)
+	k := s.Keys.Sale(saleID)
+	rejoinPlace, ok := zscore(t, s.Redis, k.Q, rejoiner)
+	require.True(t, ok)
+
+	keys, err := s.Redis.Keys(ctx, s.Keys.Prefix+":*").Result()
+	require.NoError(t, err)
+	require.NoError(t, s.Redis.Del(ctx, keys...).Err())
+
+	poll := func(qt string) *testenv.Response {
+		var r *testenv.Response
+		testenv.Eventually(t, 15*time.Second, func() bool {
+			r = s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", qt, nil)
+			return r.Status != http.StatusServiceUnavailable
+		}, "an answer after the loss")
+		return r
+	}
+	require.Equal(t, "waiting", poll(tokens[stayer]).JSON(t)["state"], "the stayer is put back")
+	r := poll(tokens[leaver])
+	require.Equal(t, http.StatusNotFound, r.Status, "the leaver's old token puts nobody back: %s", r.Body)
+	require.Equal(t, "not_in_queue", r.Code(t))
+	_, ok = zscore(t, s.Redis, k.Q, leaver)
+	require.False(t, ok)
+	// the rejoiner's old token is void; the new one puts them back at the new place
+	require.Equal(t, http.StatusNotFound, poll(tokens[rejoiner]).Status)
+	require.Equal(t, "waiting", poll(fresh).JSON(t)["state"])
+	got, ok := zscore(t, s.Redis, k.Q, rejoiner)
+	require.True(t, ok)
+	require.Equal(t, rejoinPlace, got)
+}
