@@ -6,6 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flashsale/flashsale/clientaddr"
+	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -90,4 +92,41 @@ func TestUnknownAPIPaths(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, r.Status)
 	require.Equal(t, "method_not_allowed", r.Code(t))
 	require.Equal(t, "DELETE, POST", r.Header.Get("Allow"))
+}
+
+// TestSecureCookieBehindTLSProxy: the queue-token cookie is Secure when the
+// request came through a trusted proxy that says https, and only then (an
+// untrusted client's X-Forwarded-Proto is its own word).
+func TestSecureCookieBehindTLSProxy(t *testing.T) {
+	t.Parallel()
+	trusted, err := clientaddr.Parse("127.0.0.1/32")
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		name    string
+		proxies *clientaddr.Resolver
+		secure  bool
+	}{{"trusted proxy", trusted, true}, {"no trusted proxy", nil, false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := testenv.Start(t, func(c *node.Config) { c.TrustedProxies = tc.proxies })
+			saleID := s.CreateSale(t, nil)["id"].(string)
+			r := s.Do(t, "POST", "/api/v1/sales/"+saleID+"/join", s.UserToken(t, "u1"), nil, "X-Forwarded-Proto", "https")
+			require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+			c := cookieNamed(t, r.Header, "fs_qt")
+			require.Equal(t, tc.secure, c.Secure, "%s", r.Header.Get("Set-Cookie"))
+			r = s.Do(t, "POST", "/api/v1/sales/"+saleID+"/join", s.UserToken(t, "u2"), nil)
+			require.False(t, cookieNamed(t, r.Header, "fs_qt").Secure, "plain http without the header")
+		})
+	}
+}
+
+func cookieNamed(t *testing.T, h http.Header, name string) *http.Cookie {
+	t.Helper()
+	for _, c := range (&http.Response{Header: h}).Cookies() {
+		if c.Name == name {
+			return c
+		}
+	}
+	t.Fatalf("no cookie %s in %v", name, h.Values("Set-Cookie"))
+	return nil
 }

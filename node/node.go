@@ -124,7 +124,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Has(RoleWaitingRoom) {
 		n.Queue = waitingroom.NewQueue(n.Redis, n.Sales.Keys)
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
-		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
+		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies,
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)

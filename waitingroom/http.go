@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
@@ -30,6 +31,10 @@ type Config struct {
 	DevSecret []byte
 	Logger    *slog.Logger
 	Metrics   *Metrics
+	// Proxies are the trusted proxies (--trusted-proxies): their
+	// X-Forwarded-Proto says whether the browser's request came over TLS,
+	// for the queue-token cookie's Secure flag. Nil trusts none.
+	Proxies *clientaddr.Resolver
 	// OnNoState starts a rebuild of a sale's live state from MySQL in the
 	// background (checkout's Service.RebuildSoon, which owns it); called
 	// when a script finds none. It must not block.
@@ -49,6 +54,8 @@ type Server struct {
 	ident  *identity.Verifier
 	up     websocket.Upgrader
 
+	leaves leaves
+
 	listMu sync.Mutex
 	listAt time.Time
 	list   []byte
@@ -59,7 +66,8 @@ func NewServer(cfg Config, queue *Queue, hub *Hub, store *sale.Store, issuer *ti
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Server{cfg: cfg, queue: queue, hub: hub, store: store, issuer: issuer, ident: ident}
+	s := &Server{cfg: cfg, queue: queue, hub: hub, store: store, issuer: issuer, ident: ident,
+		leaves: leaves{db: store.DB}}
 	s.up = websocket.Upgrader{
 		ReadBufferSize: 1024, WriteBufferSize: 1024,
 		// Origin is checked after the upgrade, so a refused browser reads 4403.
@@ -270,7 +278,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	}
 	qt := s.issuer.QueueTokenAt(saleID, user, at, now, exp)
 	http.SetCookie(w, &http.Cookie{Name: queueCookie, Value: qt, Path: "/api/v1/sales/" + saleID,
-		Expires: exp, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: r.TLS != nil})
+		Expires: exp, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.cfg.Proxies.IsHTTPS(r)})
 	body := s.hub.view(sl, user, st, s.etaFor(saleID, st), false, now)
 	switch b := body.(type) {
 	case *Position:
@@ -318,7 +326,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	st, err := s.queue.StatusAt(r.Context(), saleID, user, at)
+	st, err := s.statusAt(r.Context(), saleID, user, at)
 	if err != nil {
 		s.fail(w, r, s.queueErr(saleID, err))
 		return
@@ -361,6 +369,15 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, errNotInQueue)
 		return
 	}
+	// Void the place in queue tokens that remember it. The leave itself is
+	// done; should MySQL fail, a token may put its shopper back after a
+	// Redis loss, as before this record existed.
+	if err := s.leaves.record(r.Context(), saleID, user, st.Place); err != nil {
+		s.cfg.Logger.Warn("leave: record the place given up", "sale", saleID, "user", user, "err", err)
+	}
+	// The page's own queue token goes too.
+	http.SetCookie(w, &http.Cookie{Name: queueCookie, Value: "", Path: "/api/v1/sales/" + saleID,
+		MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.cfg.Proxies.IsHTTPS(r)})
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -403,7 +420,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	defer s.hub.remove(c)
 	go c.writeLoop()
 
-	st, err := s.queue.StatusAt(ctx, saleID, user, at)
+	st, err := s.statusAt(ctx, saleID, user, at)
 	now := time.Now()
 	switch {
 	case err != nil:
