@@ -44,7 +44,7 @@
     retryTimer: 0,
     pollTimer: 0,
     rejoined: false, // one rejoin per 4401, reset by a good frame
-    refused: false, // the server refused the socket (4403, 4404, 4410): poll, do not reconnect
+    refused: false, // the server refused the socket (4403, 4404, 4409, 4410): poll, do not reconnect
     polling: false,
   };
 
@@ -548,6 +548,14 @@
       case 4403: // Origin not allowed: a setup problem, so poll instead
         live.refused = true;
         state.notice = "Live updates are not available here; checking every few seconds instead.";
+        render();
+        startPolling();
+        return;
+      case 4409: // replaced: this user opened more tabs than a node keeps
+        // sockets for; this one polls instead (reconnecting would close
+        // another tab's socket, and so on for ever)
+        live.refused = true;
+        state.notice = "Open in several tabs: this one checks every few seconds instead of live.";
         render();
         startPolling();
         return;
