@@ -249,9 +249,10 @@ func (c *cluster) stat(saleID, field string) int64 {
 
 // admission is one "adm" entry of a sale's event stream.
 type admission struct {
-	ms   int64 // the stream id's time: Redis's clock when the admit step ran
-	user string
-	jti  string
+	ms    int64 // the stream id's time: Redis's clock when the admit step ran
+	user  string
+	jti   string
+	fence string // the fencing token of the lease it was made under
 }
 
 // admissions reads every admission in the sale's event stream, in order.
@@ -267,8 +268,9 @@ func (c *cluster) admissions(saleID string) []admission {
 		require.NoError(c.t, err)
 		d, _ := m.Values["d"].(string)
 		u, _ := m.Values["u"].(string)
+		f, _ := m.Values["f"].(string)
 		jti, _, _ := strings.Cut(d, "|")
-		out = append(out, admission{ms: ms, user: u, jti: jti})
+		out = append(out, admission{ms: ms, user: u, jti: jti, fence: f})
 	}
 	return out
 }

@@ -130,6 +130,14 @@ func TestLeaderStall(t *testing.T) {
 	}
 	require.Equal(t, countAfter(adm, edge), counts[leader], "%s, under fence %d, made every admission after the takeover",
 		leader.name, fenceOf(t, after))
+	// and the stream says so too: each admission carries its lease's fence
+	for _, a := range adm {
+		want := fenceOf(t, before)
+		if a.ms > edge {
+			want = fenceOf(t, after)
+		}
+		require.Equal(t, strconv.FormatInt(want, 10), a.fence, "the fence of %s's admission at %d", a.user, a.ms)
+	}
 
 	// The rate: at most rate + burst in any 1 s window of Redis time.
 	worst, worstAt := 0, int64(0)

@@ -24,8 +24,12 @@ local now = now_ms()
 local state = eff_state(cfg, now)
 local maxlen = ARGV[5]
 
+-- the caller's fencing token: every admission event carries it, so that
+-- who admitted what can be checked after the fact
+local fence = string.match(ARGV[1], '|(%d+)$') or ''
+
 local function event(kind, user, data)
-  redis.call('XADD', KEYS[13], 'MAXLEN', '~', maxlen, '*', 't', kind, 'u', user, 'd', data)
+  redis.call('XADD', KEYS[13], 'MAXLEN', '~', maxlen, '*', 't', kind, 'u', user, 'd', data, 'f', fence)
 end
 
 -- 1. Tickets past their exp end: reservation back, capacity free.
