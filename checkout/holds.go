@@ -3,8 +3,19 @@ package checkout
 import (
 	"context"
 	"database/sql"
+	_ "embed"
+	"encoding/json"
 	"errors"
 	"time"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/sale"
+)
+
+var (
+	//go:embed settle.lua
+	settleLua    string
+	settleScript = sale.NewScript(settleLua)
 )
 
 // Settle moves a held order to paid, cancelled or expired, moving its units
@@ -99,4 +110,61 @@ func (o *Orders) dueHolds(ctx context.Context, now time.Time, limit int) ([]stri
 		ids = append(ids, id)
 	}
 	return ids, rows.Err()
+}
+
+// Settle confirms, cancels or expires a held order: MySQL decides who wins,
+// then Redis follows.
+func (s *Service) Settle(ctx context.Context, orderID, to string) (*Order, error) {
+	ord, soldOut, err := s.orders.Settle(ctx, orderID, to)
+	switch {
+	case errors.Is(err, ErrNoOrder):
+		return nil, api.ErrNotFound
+	case errors.Is(err, ErrNotHeld):
+		return nil, ErrOrderNotHeld
+	case err != nil:
+		return nil, &sale.StoreError{Store: "MySQL", Err: err}
+	}
+	s.settleRedis(ctx, ord, to)
+	if soldOut {
+		s.finishSoon(ord.SaleID)
+	}
+	return ord, nil
+}
+
+// settleRedis moves a settled hold's units in Redis (settle.lua).
+func (s *Service) settleRedis(ctx context.Context, ord *Order, to string) {
+	k := s.keys.Sale(ord.SaleID)
+	b, _ := json.Marshal(ord.JSON())
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*time.Second)
+	defer cancel()
+	if err := settleScript.Run(rctx, s.rdb, []string{k.Units, k.Holds, k.Orders, k.Buyers, k.Ev},
+		ord.ID, to, string(b), sale.EventStreamLen).Err(); err != nil {
+		s.cfg.Logger.Warn("checkout: settle in Redis failed; reconciliation will", "order", ord.ID, "err", err)
+	}
+}
+
+func (w *Sweeper) expireHolds(ctx context.Context) {
+	ids, err := w.svc.orders.DueHolds(ctx, time.Now(), 500)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrBreakerOpen) {
+			w.svc.cfg.Logger.Warn("checkout: list due holds", "err", err)
+		}
+		return
+	}
+	for _, id := range ids {
+		_, err := w.svc.Settle(ctx, id, StatusExpired)
+		switch {
+		case err == nil:
+			w.svc.cfg.Logger.Info("hold expired", "order", id)
+			if m := w.svc.cfg.Metrics; m != nil {
+				m.Settles.WithLabelValues(StatusExpired).Inc()
+			}
+		case errors.Is(err, ErrOrderNotHeld):
+			// confirmed or cancelled meanwhile: it lost the race, as it should
+		default:
+			if ctx.Err() == nil {
+				w.svc.cfg.Logger.Warn("checkout: expire hold", "order", id, "err", err)
+			}
+		}
+	}
 }

@@ -100,32 +100,6 @@ func (w *Sweeper) Start(ctx context.Context) {
 	})
 }
 
-func (w *Sweeper) expireHolds(ctx context.Context) {
-	ids, err := w.svc.orders.DueHolds(ctx, time.Now(), 500)
-	if err != nil {
-		if ctx.Err() == nil && !errors.Is(err, ErrBreakerOpen) {
-			w.svc.cfg.Logger.Warn("checkout: list due holds", "err", err)
-		}
-		return
-	}
-	for _, id := range ids {
-		_, err := w.svc.Settle(ctx, id, StatusExpired)
-		switch {
-		case err == nil:
-			w.svc.cfg.Logger.Info("hold expired", "order", id)
-			if m := w.svc.cfg.Metrics; m != nil {
-				m.Settles.WithLabelValues(StatusExpired).Inc()
-			}
-		case errors.Is(err, ErrOrderNotHeld):
-			// confirmed or cancelled meanwhile: it lost the race, as it should
-		default:
-			if ctx.Err() == nil {
-				w.svc.cfg.Logger.Warn("checkout: expire hold", "order", id, "err", err)
-			}
-		}
-	}
-}
-
 // checkStamps keeps the sales' stamps (check.lua, stamp.lua): a new sale is
 // stamped, a stale one (Redis restarted or failed over) revalidated, and
 // one restored from MySQL PendingAge ago checked once more.
