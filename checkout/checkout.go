@@ -194,8 +194,9 @@ func (s *Service) reserve(ctx context.Context, ord *Order) error {
 
 // inflightMargin is how much longer than the write timeout a second
 // checkout waits for the first one's order: its compensation answers within
-// half a second of the timeout.
-const inflightMargin = time.Second
+// half a second of the timeout, and a busy machine's Redis steps around it
+// take their time too.
+const inflightMargin = 2 * time.Second
 
 // errInflight is reserve.lua's answer while another order of the ticket or
 // user (its id) is still being written.
