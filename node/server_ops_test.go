@@ -1,14 +1,12 @@
 package node_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,24 +15,6 @@ import (
 	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/testenv"
 )
-
-// syncBuffer is a log sink the node and the test share.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // deadAddr is a loopback address nothing listens on.
 func deadAddr(t *testing.T) string {
@@ -57,7 +37,7 @@ func TestReadyzSaysUnavailableNotWhy(t *testing.T) {
 	cfg := node.Config{Listen: "127.0.0.1:0", Roles: []string{node.RoleCheckout}, RedisURL: "redis://" + redisAddr + "/0",
 		MySQLDSN: dsn, AdminToken: "adm", IdentitySecret: "sec", TicketKey: keyPath, TicketIssuer: "flashsale",
 		KeyPrefix: ks.Prefix, DataDir: t.TempDir()}
-	var logs syncBuffer
+	var logs testenv.SyncBuffer
 	ctx, cancel := context.WithCancel(context.Background())
 	n, err := node.New(ctx, cfg, slog.New(slog.NewTextHandler(&logs, nil)))
 	require.NoError(t, err)

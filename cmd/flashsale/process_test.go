@@ -205,30 +205,12 @@ func (w *logWriter) String() string {
 	return w.all.String()
 }
 
-// syncBuffer is a process's stdout, read while it runs.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // process is a running `flashsale serve`.
 type process struct {
 	cmd    *exec.Cmd
 	addr   string
 	log    *logWriter
-	stdout *syncBuffer
+	stdout *testenv.SyncBuffer
 	exited chan struct{} // closed when it has exited; then cmd.ProcessState is set
 }
 
@@ -236,7 +218,7 @@ type process struct {
 // it listens; it is killed at the test's end if still running.
 func startServe(t *testing.T, args ...string) *process {
 	t.Helper()
-	p := &process{log: newLogWriter(), stdout: &syncBuffer{}, exited: make(chan struct{})}
+	p := &process{log: newLogWriter(), stdout: &testenv.SyncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(binary(t), append([]string{"serve"}, args...)...)
 	p.cmd.Env = environ()
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.log
