@@ -1,0 +1,92 @@
+package waitingroom
+
+import (
+	"crypto/subtle"
+	"net/http"
+	"time"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/sale"
+)
+
+func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
+	want := []byte(s.cfg.AdminToken)
+	return func(w http.ResponseWriter, r *http.Request) {
+		got := []byte(api.Bearer(r))
+		if len(want) == 0 || subtle.ConstantTimeCompare(got, want) != 1 {
+			api.WriteError(w, api.Errorf(http.StatusUnauthorized, "unauthorized", "the admin token is required"))
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
+	var req sale.CreateRequest
+	if err := api.ReadJSON(r, &req, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := req.Build(time.Now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if err := s.store.Create(r.Context(), sl); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.cfg.Logger.Info("sale created", "sale", sl.ID, "stock", sl.StockTotal, "rate", sl.AdmissionRate)
+	got, err := s.store.Get(r.Context(), sl.ID)
+	if err != nil {
+		got = sl
+	}
+	api.WriteJSON(w, http.StatusCreated, got.JSON(time.Now()))
+}
+
+func (s *Server) listSales(w http.ResponseWriter, r *http.Request) {
+	sales, err := s.store.List(r.Context())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	now := time.Now()
+	out := make([]any, len(sales))
+	for i, sl := range sales {
+		out[i] = sl.JSON(now)
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"sales": out})
+}
+
+func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {
+	sl, err := s.store.Get(r.Context(), r.PathValue("sale"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
+}
+
+func (s *Server) patchSale(w http.ResponseWriter, r *http.Request) {
+	var p sale.PatchRequest
+	if err := api.ReadJSON(r, &p, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := s.store.Patch(r.Context(), r.PathValue("sale"), &p, time.Now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.cfg.Logger.Info("sale changed", "sale", sl.ID, "state", sl.State, "rate", sl.AdmissionRate, "max_active", sl.MaxActive)
+	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
+}
+
+func (s *Server) summary(w http.ResponseWriter, r *http.Request) {
+	sum, err := s.store.Summary(r.Context(), r.PathValue("sale"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	api.WriteJSON(w, http.StatusOK, sum)
+}

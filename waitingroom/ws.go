@@ -1,0 +1,104 @@
+package waitingroom
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/sale"
+)
+
+func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	ws, err := s.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader answered the HTTP error
+	}
+	refuse := func(code int, reason string) {
+		msg := websocket.FormatCloseMessage(code, reason)
+		_ = ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
+		_ = ws.Close()
+	}
+	if !api.OriginAllowed(r, s.cfg.AllowedOrigins) {
+		refuse(CloseOrigin, "origin not allowed")
+		return
+	}
+	user, at, err := s.shopper(r, saleID, true)
+	if err != nil {
+		refuse(CloseBadToken, "bad or missing token")
+		return
+	}
+	ctx := r.Context()
+	sl, err := s.store.Cached(ctx, saleID, time.Second)
+	if err != nil {
+		if errors.Is(err, sale.ErrNotFound) {
+			refuse(CloseNotInQueue, "no such sale")
+		} else {
+			refuse(websocket.CloseTryAgainLater, "store unavailable")
+		}
+		return
+	}
+	if err := s.hub.track(ctx, saleID); err != nil {
+		refuse(websocket.CloseTryAgainLater, "store unavailable")
+		return
+	}
+	c := newConn(ws, s.hub, saleID, user)
+	s.hub.add(c)
+	defer s.hub.remove(c)
+	go c.writeLoop()
+
+	st, err := s.statusAt(ctx, saleID, user, at)
+	now := time.Now()
+	switch {
+	case err != nil:
+		_ = s.queueErr(saleID, err)
+		c.Close(websocket.CloseTryAgainLater, "store unavailable")
+	case st.Kind == KindNotInQueue:
+		c.Close(CloseNotInQueue, "not in queue")
+	case st.Kind == KindRestoring:
+		c.Close(websocket.CloseTryAgainLater, "queue being restored")
+	case st.Kind == KindClosed || st.Kind == KindSoldOut:
+		c.first(typeFrame(st.Kind))
+		c.Close(CloseFinal, st.Kind)
+	case st.Kind == KindPurchased:
+		c.setState(KindPurchased, 0)
+		c.first(s.orderFrame(ctx, saleID, user, st.OrderID))
+	default:
+		frame := mustJSON(s.hub.view(sl, user, st, s.etaFor(saleID, st), true, now))
+		c.pmu.Lock()
+		// An event dispatched since the socket was added (admitted, expired)
+		// is newer than this read: its frame is held and follows this one,
+		// and its state must stay, or the hub would push positions after it.
+		if c.kind == "" {
+			c.kind, c.place = st.Kind, st.Place
+			if st.Kind == KindWaiting || st.Kind == KindLane {
+				c.lastPos = st.Position
+			}
+		}
+		c.pmu.Unlock()
+		c.first(frame)
+	}
+	go func() {
+		// the reader ends on the client's close or an error; a server-side
+		// close ends the writer, which closes the socket and so the reader
+		<-c.Done()
+		_ = ws.Close()
+	}()
+	c.readLoop()
+	<-c.Done()
+}
+
+// orderFrame is the order frame of a shopper who bought: the whole order
+// when it can be read, else its id.
+func (s *Server) orderFrame(ctx context.Context, saleID, user, orderID string) []byte {
+	if s.cfg.OrderJSON != nil {
+		if b, err := s.cfg.OrderJSON(ctx, orderID); err == nil {
+			return []byte(`{"type":"order","order":` + string(b) + `}`)
+		}
+	}
+	return mustJSON(map[string]any{"type": "order", "order": map[string]any{"id": orderID, "sale_id": saleID, "user_id": user}})
+}
