@@ -233,16 +233,6 @@ func (s *Service) waitSettled(ctx context.Context, pendingKey, order string, dea
 	}
 }
 
-// revalidateSoon runs Revalidate for a sale in the background, once at a
-// time per sale in this process.
-func (s *Service) revalidateSoon(saleID string) {
-	s.jobs.Go("revalidate:"+saleID, time.Minute, func(ctx context.Context) {
-		if err := s.Revalidate(ctx, saleID); err != nil && ctx.Err() == nil {
-			s.cfg.Logger.Error("checkout: revalidate a sale after a Redis restart", "sale", saleID, "err", err)
-		}
-	})
-}
-
 // mysqlDown is the answer while the MySQL breaker is open.
 func (s *Service) mysqlDown() *api.Error {
 	return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",

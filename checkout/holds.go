@@ -143,6 +143,8 @@ func (s *Service) settleRedis(ctx context.Context, ord *Order, to string) {
 	}
 }
 
+// expireHolds settles as expired the held orders whose hold has run out:
+// every node's sweeper may try, MySQL's settle lets exactly one win each.
 func (w *Sweeper) expireHolds(ctx context.Context) {
 	ids, err := w.svc.orders.DueHolds(ctx, time.Now(), 500)
 	if err != nil {

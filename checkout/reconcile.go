@@ -5,7 +5,6 @@ import (
 	"context"
 	"database/sql"
 	_ "embed"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -18,14 +17,8 @@ import (
 var (
 	//go:embed reconcile.lua
 	reconcileLua string
-	//go:embed check.lua
-	checkLua string
-	//go:embed stamp.lua
-	stampLua string
 
 	reconcileScript = sale.NewScript(reconcileLua)
-	checkScript     = sale.NewScript(checkLua)
-	stampScript     = sale.NewScript(stampLua)
 )
 
 // Report is what Reconcile found in one sale.
@@ -104,153 +97,6 @@ func (s *Service) Reconcile(ctx context.Context, saleID string, repair bool) (*R
 	}
 	rep.Remaining, err = s.compare(ctx, sl, false, "")
 	return rep, err
-}
-
-// Revalidate makes a sale's live state agree with MySQL after Redis came
-// back from a restart or a failover that may have lost its last writes (the
-// sale is stamped with another server process's run id: reserve.lua sells
-// nothing meanwhile), and stamps it, which lets checkouts in again. It runs
-// under the sale's rebuild lock (another node holding it is doing the same
-// work): every pending mark is settled first, whatever its age, since none
-// is newer than the restart, then Redis is repaired from MySQL in the
-// guarded step, which notes the time of the restore so that the sweepers
-// check the sale once more after the orders in flight meanwhile have landed
-// in MySQL. A sale whose keys are gone is rebuilt instead.
-func (s *Service) Revalidate(ctx context.Context, saleID string) error {
-	k := s.keys.Sale(saleID)
-	tok := lockToken()
-	ok, err := s.rdb.SetNX(ctx, k.Rebuild, tok, 30*time.Second).Result()
-	if err != nil {
-		return &sale.StoreError{Store: "Redis", Err: err}
-	}
-	if !ok {
-		return nil
-	}
-	missing, err := func() (missing bool, err error) {
-		defer unlockScript.Run(context.WithoutCancel(ctx), s.rdb, []string{k.Rebuild}, tok) //nolint:errcheck
-		state, _, err := s.check(ctx, saleID, 0)
-		if err != nil || state != "stale" {
-			return state == "missing", err
-		}
-		diffs, err := s.repairPending(ctx, saleID)
-		if err != nil {
-			return false, err
-		}
-		sl, err := s.sales.Load(ctx, saleID)
-		if err != nil {
-			return false, err
-		}
-		more, err := s.compare(ctx, sl, true, "restored")
-		if err != nil {
-			return false, err
-		}
-		s.cfg.Logger.Warn("revalidated a sale's live state from MySQL after a Redis restart", "sale", saleID,
-			"differences", len(diffs)+len(more))
-		// the queue came back behind too: nodes put back the waiters it lacks
-		return false, s.sales.Regenerate(ctx, saleID)
-	}()
-	if missing {
-		return s.Rebuild(ctx, saleID)
-	}
-	return err
-}
-
-// recheck is the second check of a sale whose state was restored from
-// MySQL (rebuilt or revalidated) at restored: an order whose Redis step
-// Redis lost and whose write landed in MySQL after the restore read it is
-// put back. It clears the note if it is still restored.
-func (s *Service) recheck(ctx context.Context, saleID, restored string) error {
-	sl, err := s.sales.Load(ctx, saleID)
-	if err != nil {
-		return err
-	}
-	diffs, err := s.compare(ctx, sl, true, restored)
-	if err != nil {
-		return err
-	}
-	if len(diffs) > 0 {
-		s.cfg.Logger.Warn("reconcile: the second check after a restore from MySQL repaired the sale", "sale", saleID,
-			"differences", len(diffs))
-	}
-	return nil
-}
-
-// check runs check.lua: where the sale's state stands on the Redis server
-// that holds it (missing, new, stale, recheck or ok), and the time of its
-// last restore from MySQL ("" when none). recheckAfter is check.lua's
-// ARGV[1].
-func (s *Service) check(ctx context.Context, saleID string, recheckAfter time.Duration) (state, restored string, err error) {
-	k := s.keys.Sale(saleID)
-	v, err := checkScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units}, recheckAfter.Milliseconds()).StringSlice()
-	if err != nil {
-		return "", "", &sale.StoreError{Store: "Redis", Err: err}
-	}
-	return checkReply(v)
-}
-
-// checkReply maps check.lua's reply.
-func checkReply(v []string) (state, restored string, err error) {
-	if len(v) != 2 {
-		return "", "", fmt.Errorf("check script: unexpected reply %q", v)
-	}
-	switch v[0] {
-	case "missing", "new", "stale", "recheck", "ok":
-		return v[0], v[1], nil
-	}
-	return "", "", fmt.Errorf("check script: unexpected reply %q", v)
-}
-
-// repairPending settles every pending mark now by what MySQL says.
-func (s *Service) repairPending(ctx context.Context, saleID string) ([]Difference, error) {
-	k := s.keys.Sale(saleID)
-	pending, err := s.rdb.HGetAll(ctx, k.Pending).Result()
-	if err != nil {
-		return nil, &sale.StoreError{Store: "Redis", Err: err}
-	}
-	nowMs, err := s.redisNow(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var diffs []Difference
-	for _, id := range slices.Sorted(maps.Keys(pending)) {
-		m, ok := sale.ParsePending(pending[id])
-		if !ok {
-			// Not a mark any script writes: nothing can settle it.
-			diffs = append(diffs, Difference{Kind: "pending", Detail: fmt.Sprintf("%s: unreadable mark %q; left as is", id, pending[id])})
-			continue
-		}
-		d, err := s.describePending(ctx, id, m, nowMs)
-		if err != nil {
-			return diffs, err
-		}
-		if err := s.reconcileOne(ctx, saleID, id, m); err != nil {
-			return append(diffs, d), err
-		}
-		d.Repaired = true
-		diffs = append(diffs, d)
-	}
-	return diffs, nil
-}
-
-// describePending says what a pending mark is and what a repair does to it.
-func (s *Service) describePending(ctx context.Context, id string, m sale.Pending, nowMs int64) (Difference, error) {
-	head := fmt.Sprintf("order %s of user %s (%d unit(s), %s, %.1f s old) is pending in Redis", id, m.User, m.Quantity, m.Kind,
-		float64(nowMs-m.AtMs)/1000)
-	if m.Compensating {
-		return Difference{Kind: "pending", Detail: head + "; its request gave it up (answered 503): cancel it in MySQL " +
-			"if it committed (a tombstone if not) and return its units"}, nil
-	}
-	var status string
-	err := s.orders.db.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ?`, id).Scan(&status)
-	switch {
-	case errors.Is(err, sql.ErrNoRows):
-		return Difference{Kind: "pending", Detail: head + "; MySQL has no such order: compensate (tombstone) and return its units"}, nil
-	case err != nil:
-		return Difference{}, &sale.StoreError{Store: "MySQL", Err: err}
-	case status == StatusHeld || status == StatusPaid:
-		return Difference{Kind: "pending", Detail: head + "; MySQL has it " + status + ": finalize"}, nil
-	}
-	return Difference{Kind: "pending", Detail: head + "; MySQL has it " + status + ": return its units"}, nil
 }
 
 // redisView is one atomic read of a sale's live state.
