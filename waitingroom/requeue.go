@@ -9,7 +9,8 @@ import (
 // requeue puts back the waiters this node holds in a sale whose keys Redis
 // lost (the generation changed from lost to gen), at the places it knows,
 // in one script call per thousand sockets. Until it succeeds the node keeps
-// the old generation, so the next tick tries again.
+// the old generation, so the next tick tries again. This is step 3 of the
+// recovery after a Redis loss that doc.go tells in order.
 func (h *Hub) requeue(ctx context.Context, saleID, lost, gen string, conns []*Conn) {
 	var waiting []*Conn
 	var args []any
