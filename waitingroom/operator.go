@@ -50,12 +50,7 @@ func (s *Server) listSales(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	now := time.Now()
-	out := make([]any, len(sales))
-	for i, sl := range sales {
-		out[i] = sl.JSON(now)
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"sales": out})
+	api.WriteJSON(w, http.StatusOK, salesJSON(sales, time.Now()))
 }
 
 func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {

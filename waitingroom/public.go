@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/sale"
 )
 
 func (s *Server) publicList(w http.ResponseWriter, r *http.Request) {
@@ -16,14 +17,19 @@ func (s *Server) publicList(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		now := time.Now()
-		out := make([]any, len(sales))
-		for i, sl := range sales {
-			out[i] = sl.JSON(now)
-		}
-		s.list, s.listAt = mustJSON(map[string]any{"sales": out}), time.Now()
+		s.list, s.listAt = mustJSON(salesJSON(sales, time.Now())), time.Now()
 	}
 	api.WriteRaw(w, http.StatusOK, s.list)
+}
+
+// salesJSON is the contract's list of sales, shared by the public list and
+// the operators' one.
+func salesJSON(sales []*sale.Sale, now time.Time) map[string]any {
+	out := make([]any, len(sales))
+	for i, sl := range sales {
+		out[i] = sl.JSON(now)
+	}
+	return map[string]any{"sales": out}
 }
 
 func (s *Server) publicGet(w http.ResponseWriter, r *http.Request) {
