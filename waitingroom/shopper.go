@@ -24,6 +24,14 @@ func userToken(r *http.Request) string {
 
 const queueCookie = "fs_qt"
 
+// queueTokenCookie is the queue-token cookie of a sale's page, as join sets
+// it and leave clears it: a clearing cookie must name the same path, or the
+// browser keeps the old one.
+func (s *Server) queueTokenCookie(r *http.Request, saleID, value string) *http.Cookie {
+	return &http.Cookie{Name: queueCookie, Value: value, Path: "/api/v1/sales/" + saleID,
+		HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.cfg.Proxies.IsHTTPS(r)}
+}
+
 // shopper authenticates a status, ws or leave call: a queue token of this
 // sale (header, cookie, or ?qt= when allowQuery), else a user token. With a
 // queue token it also returns the place the token remembers.
@@ -130,8 +138,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		at = ticket.QueuePlace{Place: strconv.FormatFloat(st.Place, 'f', 0, 64), Gen: st.Gen}
 	}
 	qt := s.issuer.QueueTokenAt(saleID, user, at, now, exp)
-	http.SetCookie(w, &http.Cookie{Name: queueCookie, Value: qt, Path: "/api/v1/sales/" + saleID,
-		Expires: exp, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.cfg.Proxies.IsHTTPS(r)})
+	cookie := s.queueTokenCookie(r, saleID, qt)
+	cookie.Expires = exp
+	http.SetCookie(w, cookie)
 	body := s.hub.view(sl, user, st, s.etaFor(saleID, st), false, now)
 	switch b := body.(type) {
 	case *Position:
@@ -229,7 +238,8 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 		s.cfg.Logger.Warn("leave: record the place given up", "sale", saleID, "user", user, "err", err)
 	}
 	// The page's own queue token goes too.
-	http.SetCookie(w, &http.Cookie{Name: queueCookie, Value: "", Path: "/api/v1/sales/" + saleID,
-		MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: s.cfg.Proxies.IsHTTPS(r)})
+	cookie := s.queueTokenCookie(r, saleID, "")
+	cookie.MaxAge = -1
+	http.SetCookie(w, cookie)
 	w.WriteHeader(http.StatusNoContent)
 }
