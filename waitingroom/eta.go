@@ -7,9 +7,21 @@ import (
 	"github.com/flashsale/flashsale/sale"
 )
 
+// advSample is the head's advance counter (admitted + skipped) as a tick
+// read it from the rank table.
 type advSample struct {
 	at  time.Time
 	adv int64
+}
+
+// addSample records the head's advance counter at now, keeping the last
+// minute of samples (and at least one) for etaFunc.
+func addSample(samples []advSample, now time.Time, adv int64) []advSample {
+	samples = append(samples, advSample{at: now, adv: adv})
+	for len(samples) > 1 && now.Sub(samples[0].at) > time.Minute {
+		samples = samples[1:]
+	}
+	return samples
 }
 
 // ETA returns the node's estimate for a position in a sale it follows.

@@ -88,10 +88,7 @@ func (h *Hub) tick(ctx context.Context) {
 				tr.advance = nil // the head's counters started again with the keys
 			}
 			tr.table = tab
-			tr.advance = append(tr.advance, advSample{at: now, adv: tab.advance})
-			for len(tr.advance) > 1 && now.Sub(tr.advance[0].at) > time.Minute {
-				tr.advance = tr.advance[1:]
-			}
+			tr.advance = addSample(tr.advance, now, tab.advance)
 			eta = etaFunc(tr.advance, tab.state)
 		}
 		h.mu.Unlock()
