@@ -133,13 +133,13 @@ func (b *Breaker) State() BreakerState {
 }
 
 // Record takes a call's outcome. nil and the store's answers (no such
-// order, not held, the unit guard, a duplicate) are successes: MySQL
-// answered. A call the caller cancelled says nothing about MySQL. Anything
-// else (an error, a timeout) is a failure.
+// order or sale, not held, the unit guard, a duplicate) are successes:
+// MySQL answered. A call the caller cancelled says nothing about MySQL.
+// Anything else (an error, a timeout) is a failure.
 func (b *Breaker) Record(err error) {
 	switch {
-	case err == nil, errors.Is(err, ErrNoOrder), errors.Is(err, ErrNotHeld), errors.Is(err, ErrGuard),
-		errors.Is(err, ErrDuplicate):
+	case err == nil, errors.Is(err, ErrNoOrder), errors.Is(err, ErrNoSale), errors.Is(err, ErrNotHeld),
+		errors.Is(err, ErrGuard), errors.Is(err, ErrDuplicate):
 		b.success()
 	case errors.Is(err, context.Canceled), errors.Is(err, ErrBreakerOpen):
 	default:

@@ -55,7 +55,7 @@ func TestBreaker(t *testing.T) {
 	t.Run("MySQL's answers are successes; cancelled calls count for nothing", func(t *testing.T) {
 		b, _ := newTestBreaker()
 		for _, answer := range []error{checkout.ErrNoOrder, checkout.ErrNotHeld, checkout.ErrGuard,
-			fmt.Errorf("%w: dup", checkout.ErrDuplicate)} {
+			fmt.Errorf("%w: dup", checkout.ErrDuplicate), fmt.Errorf("sale x: %w", checkout.ErrNoSale)} {
 			for range 4 {
 				b.Record(errDown)
 			}

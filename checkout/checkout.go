@@ -100,7 +100,7 @@ type Purchase struct {
 // errors (the contract's codes) or store failures (503).
 func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 	// MySQL known down: fail before touching Redis.
-	if s.orders.breaker.Blocked() {
+	if s.orders.Breaker().Blocked() {
 		return nil, s.mysqlDown()
 	}
 	sl, err := s.sales.Cached(ctx, p.SaleID, time.Second)
@@ -237,7 +237,7 @@ func (s *Service) waitSettled(ctx context.Context, pendingKey, order string, dea
 func (s *Service) mysqlDown() *api.Error {
 	return &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable",
 		Message:    "MySQL is unavailable (failing repeatedly); retry after the Retry-After delay",
-		RetryAfter: s.orders.breaker.RetryAfter()}
+		RetryAfter: s.orders.Breaker().RetryAfter()}
 }
 
 // reserveReply maps reserve.lua's reply; on success it sets the order's status.
@@ -286,12 +286,7 @@ func alreadyBought(order string) *api.Error {
 // duplicateAnswer explains a MySQL duplicate: the user's live order (Redis
 // had lost it), else the ticket used.
 func (s *Service) duplicateAnswer(ctx context.Context, ord *Order) error {
-	qctx, cancel := context.WithTimeout(ctx, queryTimeout)
-	defer cancel()
-	var id string
-	err := s.orders.db.QueryRowContext(qctx, `SELECT id FROM orders WHERE sale_id = ? AND live_user = ?`,
-		ord.SaleID, ord.UserID).Scan(&id)
-	if err == nil {
+	if id, err := s.orders.LiveOrderOf(ctx, ord.SaleID, ord.UserID); err == nil {
 		return alreadyBought(id)
 	}
 	return ErrTicketUsed

@@ -70,7 +70,7 @@ func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
 	switch status {
 	case http.StatusServiceUnavailable:
 		// Until the MySQL breaker's next probe when it is open, else 1 s.
-		w.Header().Set("Retry-After", strconv.Itoa(h.svc.orders.breaker.RetryAfter()))
+		w.Header().Set("Retry-After", strconv.Itoa(h.svc.orders.Breaker().RetryAfter()))
 	case http.StatusTooManyRequests:
 		w.Header().Set("Retry-After", "1")
 	}

@@ -71,12 +71,20 @@ var (
 	ErrNotHeld = errors.New("order not held")
 	// ErrNoOrder is an unknown order.
 	ErrNoOrder = errors.New("no such order")
+	// ErrNoSale is a sale MySQL has no row of.
+	ErrNoSale = errors.New("no such sale in MySQL")
 )
 
 // queryTimeout bounds every MySQL statement of the checkout.
 const queryTimeout = 3 * time.Second
 
-// Orders is the MySQL order store. Creates are group-committed (writer.go):
+// saleTimeout bounds a read or recount of every order of a sale (recovery
+// after a Redis loss, reconciliation): far more rows than one order's.
+const saleTimeout = 10 * time.Second
+
+// Orders is the MySQL order store, and the only holder of its *sql.DB:
+// every read and write of the orders and of the sales row's unit counts is
+// one of its methods, through its circuit breaker. Creates are group-committed (writer.go):
 // concurrent orders of one sale share a transaction (one guarded UPDATE of
 // the sale's counts and one multi-row INSERT), because the sale row is a hot
 // lock that would otherwise serialise one commit per order. Each sale has
@@ -199,4 +207,113 @@ func (o *Orders) ByIdempotencyKey(ctx context.Context, saleID, user, key string)
 		return err
 	})
 	return ord, err
+}
+
+// LiveOrderOf finds the user's live (held or paid) order in a sale: its
+// id, or ErrNoOrder.
+func (o *Orders) LiveOrderOf(ctx context.Context, saleID, user string) (id string, err error) {
+	err = o.call(func() error {
+		ctx, cancel := context.WithTimeout(ctx, queryTimeout)
+		defer cancel()
+		err := o.db.QueryRowContext(ctx, `SELECT id FROM orders WHERE sale_id = ? AND live_user = ?`,
+			saleID, user).Scan(&id)
+		if errors.Is(err, sql.ErrNoRows) {
+			return ErrNoOrder
+		}
+		return err
+	})
+	return id, err
+}
+
+// SaleSnapshot is one consistent read of a sale in MySQL: the sales row's
+// guarded counts and the orders that count in them or keep a ticket used,
+// as of the same instant. Recovery after a Redis loss rebuilds from it and
+// reconciliation compares with it.
+type SaleSnapshot struct {
+	// Sold and Held are the sales row's counts.
+	Sold, Held int
+	// Orders are the held and paid orders, and the others that still hold
+	// a ticket (an expired hold keeps its ticket used).
+	Orders []SnapshotOrder
+}
+
+// SnapshotOrder is what recovery needs of an order.
+type SnapshotOrder struct {
+	ID, UserID, Status string
+	TicketJTI          string // "" when the order holds no ticket
+	Quantity           int
+	HoldExpiresAt      *time.Time
+}
+
+// SaleSnapshot reads a sale's row and orders in one read-only transaction,
+// or ErrNoSale.
+func (o *Orders) SaleSnapshot(ctx context.Context, saleID string) (snap *SaleSnapshot, err error) {
+	err = o.call(func() error {
+		snap, err = o.saleSnapshot(ctx, saleID)
+		return err
+	})
+	return snap, err
+}
+
+func (o *Orders) saleSnapshot(ctx context.Context, saleID string) (*SaleSnapshot, error) {
+	ctx, cancel := context.WithTimeout(ctx, saleTimeout)
+	defer cancel()
+	// One snapshot: the row and the orders as of the same instant.
+	tx, err := o.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback() //nolint:errcheck
+	snap := &SaleSnapshot{}
+	err = tx.QueryRowContext(ctx, `SELECT sold, held FROM sales WHERE id = ?`, saleID).Scan(&snap.Sold, &snap.Held)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sale %s: %w", saleID, ErrNoSale)
+	}
+	if err != nil {
+		return nil, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, user_id, quantity, status, COALESCE(ticket_jti, ''), hold_expires_at
+		FROM orders WHERE sale_id = ? AND (status IN ('held', 'paid') OR ticket_jti IS NOT NULL)`, saleID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var so SnapshotOrder
+		var hold sql.NullTime
+		if err := rows.Scan(&so.ID, &so.UserID, &so.Quantity, &so.Status, &so.TicketJTI, &hold); err != nil {
+			return nil, err
+		}
+		if hold.Valid {
+			t := hold.Time.UTC()
+			so.HoldExpiresAt = &t
+		}
+		snap.Orders = append(snap.Orders, so)
+	}
+	return snap, rows.Err()
+}
+
+// SaleRecount sets the sales row's sold and held to its orders' units,
+// under the row's lock (every order transaction takes it first): the repair
+// of a row whose counts disagree with its orders.
+func (o *Orders) SaleRecount(ctx context.Context, saleID string) error {
+	return o.call(func() error {
+		ctx, cancel := context.WithTimeout(ctx, saleTimeout)
+		defer cancel()
+		tx, err := o.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback() //nolint:errcheck
+		if err := lockSale(ctx, tx, saleID); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE sales SET
+			sold = (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE sale_id = ? AND status = 'paid'),
+			held = (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE sale_id = ? AND status = 'held')
+			WHERE id = ?`, saleID, saleID, saleID); err != nil {
+			return fmt.Errorf("recount sale %s: %w", saleID, err)
+		}
+		return tx.Commit()
+	})
 }

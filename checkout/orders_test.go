@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"io"
+	"log/slog"
 	"strconv"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/checkout"
+	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -172,4 +175,60 @@ func TestOrdersCreateConcurrent(t *testing.T) {
 	for _, q := range refused {
 		require.Greater(t, q, stock-committed, "an order of %d refused while %d units were left", q, stock-committed)
 	}
+}
+
+// TestOrdersGuardRecovery: the reads and repairs of recovery and
+// reconciliation are Orders' calls, through its breaker like a checkout's:
+// while it is open they fail fast instead of queueing on a MySQL that does
+// not answer, and MySQL's answers of no such sale or order keep it closed.
+func TestOrdersGuardRecovery(t *testing.T) {
+	t.Parallel()
+	rdb, ks := testenv.Redis(t)
+	_, db := testenv.MySQL(t)
+	sales := sale.NewStore(db, rdb, ks)
+	ctx := context.Background()
+	id := "guard-" + testenv.RandomID()
+	name, cur, mode := "Guard", "EUR", sale.FIFO
+	price, stock, rate, maxActive, per, ttl, hold, abandon, ret := int64(100), 5, 1.0, 10, 1, 300, 0, 60, 900
+	req := sale.CreateRequest{ID: &id, Name: &name, PriceCents: &price, Currency: &cur, Stock: &stock,
+		AdmissionRate: &rate, MaxActive: &maxActive, PerUserLimit: &per, TicketTTL: &ttl, HoldTTL: &hold,
+		QueueMode: &mode, AbandonAfter: &abandon, ReturnWindow: &ret}
+	sl, err := req.Build(time.Now())
+	require.NoError(t, err)
+	require.NoError(t, sales.Create(ctx, sl))
+
+	b, _ := newTestBreaker() // its clock stands still: no probe comes due
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	orders := checkout.NewOrdersWithBreaker(db, log, 1, b)
+	t.Cleanup(orders.Close)
+	svc := checkout.NewService(checkout.Config{Logger: log}, rdb, sales, orders)
+	t.Cleanup(svc.Close)
+
+	for range 6 {
+		_, err := orders.SaleSnapshot(ctx, "no-such-sale")
+		require.ErrorIs(t, err, checkout.ErrNoSale)
+		_, err = orders.LiveOrderOf(ctx, id, "nobody")
+		require.ErrorIs(t, err, checkout.ErrNoOrder)
+	}
+	require.Equal(t, checkout.BreakerClosed, b.State(), "answers are not failures")
+	_, err = svc.Reconcile(ctx, id, true)
+	require.NoError(t, err)
+
+	for range 5 {
+		b.Record(errDown)
+	}
+	require.Equal(t, checkout.BreakerOpen, b.State())
+	_, err = svc.Reconcile(ctx, id, false)
+	require.ErrorIs(t, err, checkout.ErrBreakerOpen, "the dry run reads MySQL through the breaker")
+	_, err = svc.Reconcile(ctx, id, true)
+	require.ErrorIs(t, err, checkout.ErrBreakerOpen, "so does the repair")
+	units := ks.Sale(id).Units
+	require.NoError(t, rdb.Del(ctx, units).Err())
+	require.ErrorIs(t, svc.Rebuild(ctx, id), checkout.ErrBreakerOpen, "and the rebuild")
+	require.Zero(t, rdb.Exists(ctx, units).Val(), "nothing was rebuilt from a MySQL read refused")
+
+	b.Record(nil) // MySQL answers again
+	require.NoError(t, svc.Rebuild(ctx, id))
+	require.Equal(t, map[string]string{"remaining": "5", "reserved": "0", "held": "0", "sold": "0", "stock": "5"},
+		rdb.HGetAll(ctx, units).Val())
 }

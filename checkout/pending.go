@@ -2,7 +2,6 @@ package checkout
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"maps"
@@ -52,17 +51,16 @@ func (s *Service) describePending(ctx context.Context, id string, m sale.Pending
 		return Difference{Kind: "pending", Detail: head + "; its request gave it up (answered 503): cancel it in MySQL " +
 			"if it committed (a tombstone if not) and return its units"}, nil
 	}
-	var status string
-	err := s.orders.db.QueryRowContext(ctx, `SELECT status FROM orders WHERE id = ?`, id).Scan(&status)
+	ord, err := s.orders.Get(ctx, id)
 	switch {
-	case errors.Is(err, sql.ErrNoRows):
+	case errors.Is(err, ErrNoOrder):
 		return Difference{Kind: "pending", Detail: head + "; MySQL has no such order: compensate (tombstone) and return its units"}, nil
 	case err != nil:
 		return Difference{}, &sale.StoreError{Store: "MySQL", Err: err}
-	case status == StatusHeld || status == StatusPaid:
-		return Difference{Kind: "pending", Detail: head + "; MySQL has it " + status + ": finalize"}, nil
+	case ord.Status == StatusHeld || ord.Status == StatusPaid:
+		return Difference{Kind: "pending", Detail: head + "; MySQL has it " + ord.Status + ": finalize"}, nil
 	}
-	return Difference{Kind: "pending", Detail: head + "; MySQL has it " + status + ": return its units"}, nil
+	return Difference{Kind: "pending", Detail: head + "; MySQL has it " + ord.Status + ": return its units"}, nil
 }
 
 // ReconcilePending settles orders left pending in Redis for longer than

@@ -25,8 +25,10 @@ var (
 
 // Rebuild restores a sale's live state after Redis lost it (a flush, a
 // restart without persistence, a failover to an empty replica): settings,
-// buyers, used tickets, holds and units, from MySQL's orders, once, under a
-// lock. The units are written last and only if still missing, so a live
+// buyers, used tickets, holds and units, from one snapshot of MySQL's row
+// and orders (Orders.SaleSnapshot, which fails fast while the MySQL breaker
+// is open: the next answer that finds the state missing tries again), once,
+// under a lock. The units are written last and only if still missing, so a live
 // sale's units are never re-seeded over state that exists. The rebuilt
 // state is stamped as checked on this Redis server process, with the time
 // of the restore: an order whose write lands in MySQL after the rebuild read
@@ -50,45 +52,28 @@ func (s *Service) Rebuild(ctx context.Context, saleID string) error {
 	if err != nil {
 		return err
 	}
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	var sold, held int
-	if err := s.orders.db.QueryRowContext(qctx, `SELECT sold, held FROM sales WHERE id = ?`, saleID).Scan(&sold, &held); err != nil {
-		return fmt.Errorf("rebuild %s: %w", saleID, err)
-	}
-	rows, err := s.orders.db.QueryContext(qctx, `SELECT id, user_id, quantity, status, COALESCE(ticket_jti, ''),
-		hold_expires_at FROM orders WHERE sale_id = ? AND (status IN ('held', 'paid') OR ticket_jti IS NOT NULL)`, saleID)
+	snap, err := s.orders.SaleSnapshot(ctx, saleID)
 	if err != nil {
 		return fmt.Errorf("rebuild %s: %w", saleID, err)
 	}
-	defer rows.Close()
 	pipe := s.rdb.TxPipeline()
 	pipe.Del(ctx, k.Buyers, k.JTI, k.Holds, k.Orders, k.Pending)
-	for rows.Next() {
-		var id, user, status, jti string
-		var qty int
-		var hold *time.Time
-		if err := rows.Scan(&id, &user, &qty, &status, &jti, &hold); err != nil {
-			return fmt.Errorf("rebuild %s: %w", saleID, err)
+	for _, o := range snap.Orders {
+		if o.TicketJTI != "" {
+			pipe.HSet(ctx, k.JTI, o.TicketJTI, o.ID)
 		}
-		if jti != "" {
-			pipe.HSet(ctx, k.JTI, jti, id)
+		if o.Status == StatusHeld || o.Status == StatusPaid {
+			pipe.HSet(ctx, k.Buyers, o.UserID, o.ID)
 		}
-		if status == StatusHeld || status == StatusPaid {
-			pipe.HSet(ctx, k.Buyers, user, id)
+		if o.Status == StatusHeld && o.HoldExpiresAt != nil {
+			pipe.ZAdd(ctx, k.Holds, redis.Z{Score: float64(o.HoldExpiresAt.UnixMilli()), Member: o.ID})
+			pipe.HSet(ctx, k.Orders, o.ID, sale.HoldRecord(o.UserID, o.Quantity))
 		}
-		if status == StatusHeld && hold != nil {
-			pipe.ZAdd(ctx, k.Holds, redis.Z{Score: float64(hold.UnixMilli()), Member: id})
-			pipe.HSet(ctx, k.Orders, id, sale.HoldRecord(user, qty))
-		}
-	}
-	if err := rows.Err(); err != nil {
-		return fmt.Errorf("rebuild %s: %w", saleID, err)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		return &sale.StoreError{Store: "Redis", Err: err}
 	}
-	written, err := restoreScript.Run(ctx, s.rdb, []string{k.Units, k.Tix}, sl.StockTotal, sold, held).Int()
+	written, err := restoreScript.Run(ctx, s.rdb, []string{k.Units, k.Tix}, sl.StockTotal, snap.Sold, snap.Held).Int()
 	if err != nil {
 		return &sale.StoreError{Store: "Redis", Err: err}
 	}
@@ -96,7 +81,7 @@ func (s *Service) Rebuild(ctx context.Context, saleID string) error {
 		if err := stampScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units}, "restored").Err(); err != nil {
 			return &sale.StoreError{Store: "Redis", Err: err}
 		}
-		s.cfg.Logger.Warn("rebuilt a sale's live state from MySQL", "sale", saleID, "sold", sold, "held", held)
+		s.cfg.Logger.Warn("rebuilt a sale's live state from MySQL", "sale", saleID, "sold", snap.Sold, "held", snap.Held)
 	}
 	return nil
 }

@@ -3,7 +3,6 @@ package checkout
 import (
 	"cmp"
 	"context"
-	"database/sql"
 	_ "embed"
 	"fmt"
 	"maps"
@@ -154,54 +153,28 @@ func (s *Service) readRedis(ctx context.Context, k sale.Keys) (*redisView, error
 	return v, nil
 }
 
-// mysqlOrder is what the comparison needs of an order.
-type mysqlOrder struct {
-	id, user, status, jti string
-	qty                   int
-	hold                  sql.NullTime
-}
-
 // mysqlView is one consistent read of a sale in MySQL.
 type mysqlView struct {
 	rowSold, rowHeld int
 	paid, held       int // units of the paid and held orders
-	orders           []mysqlOrder
+	orders           []SnapshotOrder
 }
 
+// readMySQL is one consistent read of a sale in MySQL (Orders.SaleSnapshot)
+// with its orders' units summed.
 func (s *Service) readMySQL(ctx context.Context, saleID string) (*mysqlView, error) {
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	// One snapshot: the row and the orders as of the same instant.
-	tx, err := s.orders.db.BeginTx(qctx, &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead})
+	snap, err := s.orders.SaleSnapshot(ctx, saleID)
 	if err != nil {
 		return nil, &sale.StoreError{Store: "MySQL", Err: err}
 	}
-	defer tx.Rollback() //nolint:errcheck
-	v := &mysqlView{}
-	if err := tx.QueryRowContext(qctx, `SELECT sold, held FROM sales WHERE id = ?`, saleID).Scan(&v.rowSold, &v.rowHeld); err != nil {
-		return nil, &sale.StoreError{Store: "MySQL", Err: err}
-	}
-	rows, err := tx.QueryContext(qctx, `SELECT id, user_id, quantity, status, COALESCE(ticket_jti, ''), hold_expires_at
-		FROM orders WHERE sale_id = ? AND (status IN ('held', 'paid') OR ticket_jti IS NOT NULL)`, saleID)
-	if err != nil {
-		return nil, &sale.StoreError{Store: "MySQL", Err: err}
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var o mysqlOrder
-		if err := rows.Scan(&o.id, &o.user, &o.qty, &o.status, &o.jti, &o.hold); err != nil {
-			return nil, &sale.StoreError{Store: "MySQL", Err: err}
-		}
-		switch o.status {
+	v := &mysqlView{rowSold: snap.Sold, rowHeld: snap.Held, orders: snap.Orders}
+	for _, o := range snap.Orders {
+		switch o.Status {
 		case StatusPaid:
-			v.paid += o.qty
+			v.paid += o.Quantity
 		case StatusHeld:
-			v.held += o.qty
+			v.held += o.Quantity
 		}
-		v.orders = append(v.orders, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, &sale.StoreError{Store: "MySQL", Err: err}
 	}
 	return v, nil
 }
@@ -329,26 +302,10 @@ func unitsAsRead(units map[string]string, now []any) bool {
 	return true
 }
 
-// recountRow sets the sales row's sold and held to its orders' units, under
-// the row's lock (every order transaction takes it first).
+// recountRow sets the sales row's sold and held to its orders' units
+// (Orders.SaleRecount).
 func (s *Service) recountRow(ctx context.Context, saleID string) error {
-	qctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	tx, err := s.orders.db.BeginTx(qctx, nil)
-	if err != nil {
-		return &sale.StoreError{Store: "MySQL", Err: err}
-	}
-	defer tx.Rollback() //nolint:errcheck
-	if err := lockSale(qctx, tx, saleID); err != nil {
-		return &sale.StoreError{Store: "MySQL", Err: err}
-	}
-	if _, err := tx.ExecContext(qctx, `UPDATE sales SET
-		sold = (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE sale_id = ? AND status = 'paid'),
-		held = (SELECT COALESCE(SUM(quantity), 0) FROM orders WHERE sale_id = ? AND status = 'held')
-		WHERE id = ?`, saleID, saleID, saleID); err != nil {
-		return &sale.StoreError{Store: "MySQL", Err: fmt.Errorf("recount sale %s: %w", saleID, err)}
-	}
-	if err := tx.Commit(); err != nil {
+	if err := s.orders.SaleRecount(ctx, saleID); err != nil {
 		return &sale.StoreError{Store: "MySQL", Err: err}
 	}
 	s.cfg.Logger.Warn("reconcile: recounted the sales row from its orders", "sale", saleID)
@@ -385,35 +342,35 @@ func diff(sl *sale.Sale, rv *redisView, mv *mysqlView, reportPending bool) (diff
 		diffs = append(diffs, rowDifference(mv))
 	}
 
-	wantBuyers := map[string]mysqlOrder{}
+	wantBuyers := map[string]SnapshotOrder{}
 	wantJTI := map[string]string{}
-	wantHolds := map[string]mysqlOrder{}
+	wantHolds := map[string]SnapshotOrder{}
 	for _, o := range mv.orders {
-		if _, inFlight := rv.pending[o.id]; inFlight {
+		if _, inFlight := rv.pending[o.ID]; inFlight {
 			continue
 		}
-		live := o.status == StatusHeld || o.status == StatusPaid
-		switch o.status {
+		live := o.Status == StatusHeld || o.Status == StatusPaid
+		switch o.Status {
 		case StatusPaid:
-			sold += o.qty
+			sold += o.Quantity
 		case StatusHeld:
-			held += o.qty
-			wantHolds[o.id] = o
+			held += o.Quantity
+			wantHolds[o.ID] = o
 		}
-		if live && !rv.pendingUsers[o.user] {
-			wantBuyers[o.user] = o
+		if live && !rv.pendingUsers[o.UserID] {
+			wantBuyers[o.UserID] = o
 		}
-		if o.jti != "" && !rv.pendingTicket[o.jti] {
-			wantJTI[o.jti] = o.id
+		if o.TicketJTI != "" && !rv.pendingTicket[o.TicketJTI] {
+			wantJTI[o.TicketJTI] = o.ID
 		}
 	}
 	pendingOrder := func(id string) bool { _, ok := rv.pending[id]; return ok }
 
 	for _, user := range slices.Sorted(maps.Keys(wantBuyers)) {
 		o := wantBuyers[user]
-		if got, ok := rv.buyers[user]; !ok || got != o.id {
-			add("buyer", "user %s: Redis has %s, MySQL has live order %s (%s): restore", user, orNone(got), o.id, o.status)
-			ops = append(ops, "bset", user, o.id, "")
+		if got, ok := rv.buyers[user]; !ok || got != o.ID {
+			add("buyer", "user %s: Redis has %s, MySQL has live order %s (%s): restore", user, orNone(got), o.ID, o.Status)
+			ops = append(ops, "bset", user, o.ID, "")
 		}
 	}
 	for _, user := range slices.Sorted(maps.Keys(rv.buyers)) {
@@ -442,14 +399,14 @@ func diff(sl *sale.Sale, rv *redisView, mv *mysqlView, reportPending bool) (diff
 	for _, id := range slices.Sorted(maps.Keys(wantHolds)) {
 		o := wantHolds[id]
 		ms := int64(0)
-		if o.hold.Valid {
-			ms = o.hold.Time.UnixMilli()
+		if o.HoldExpiresAt != nil {
+			ms = o.HoldExpiresAt.UnixMilli()
 		}
-		rec := sale.HoldRecord(o.user, o.qty)
+		rec := sale.HoldRecord(o.UserID, o.Quantity)
 		got, inSet := rv.holds[id]
 		if !inSet || got != ms || rv.orders[id] != rec {
 			add("hold", "order %s: Redis has %s, MySQL holds %d unit(s) of user %s until %s: restore", id,
-				holdDesc(inSet, got, rv.orders[id]), o.qty, o.user, time.UnixMilli(ms).UTC().Format(time.RFC3339Nano))
+				holdDesc(inSet, got, rv.orders[id]), o.Quantity, o.UserID, time.UnixMilli(ms).UTC().Format(time.RFC3339Nano))
 			ops = append(ops, "hset", id, ms, rec)
 		}
 	}
