@@ -1,6 +1,3 @@
-// Package checkout sells the units: ticket verification (also as middleware
-// for the shop's own services), the atomic reserve step in Redis, the
-// durable order in MySQL, compensation, holds and their expiry.
 package checkout
 
 import (
