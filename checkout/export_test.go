@@ -10,6 +10,7 @@ import (
 // package checkout: they use testenv, which imports this package).
 var (
 	ReserveScript  = reserveScript
+	ReserveLua     = reserveLua // the body, for a benchmark of a variant
 	FinalizeScript = finalizeScript
 	UndoScript     = undoScript
 	SettleScript   = settleScript
