@@ -18,6 +18,9 @@ var (
 	UnlockScript   = unlockScript
 )
 
+// CheckIdemKey is the Idempotency-Key check, for its fuzz target.
+var CheckIdemKey = checkIdemKey
+
 // Shard is the index of the writer a sale's orders go to.
 func (o *Orders) Shard(saleID string) chan *createReq { return o.shard(saleID) }
 
