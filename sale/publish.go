@@ -25,6 +25,10 @@ var regenScript = NewScript(regenLua)
 // sale's units are never re-seeded here (only rebuilt from orders).
 func (st *Store) publish(ctx context.Context, s *Sale, initUnits bool) error {
 	k := st.Keys.Sale(s.ID)
+	msgText, msgAt := "", int64(0)
+	if s.Message != nil {
+		msgText, msgAt = s.Message.Text, s.Message.At.UnixMilli()
+	}
 	init := "0"
 	if initUnits {
 		init = "1"
@@ -36,6 +40,8 @@ func (st *Store) publish(ctx context.Context, s *Sale, initUnits bool) error {
 		"qopens", msOrZero(s.QueueOpensAt), "rate", strconv.FormatFloat(s.AdmissionRate, 'g', -1, 64),
 		"max_active", s.MaxActive, "ttl", s.TicketTTL, "hold_ttl", s.HoldTTL, "per_user", s.PerUserLimit,
 		"mode", s.QueueMode, "abandon", s.AbandonAfter, "return_window", s.ReturnWindow,
+		"challenge", s.JoinChallenge, "pow", s.PowDifficulty, "ip_users", s.MaxUsersPerIP,
+		"msg", msgText, "msg_at", msgAt, "return_url", s.ReturnURL,
 	).Err()
 	if err != nil {
 		return redisErr(err)

@@ -23,7 +23,8 @@ func (st *Store) Load(ctx context.Context, id string) (*Sale, error) {
 
 const selectSale = `SELECT id, name, price_cents, currency, stock_total, stock_total - sold - held,
 	state, starts_at, ends_at, queue_opens_at, admission_rate, max_active, ticket_ttl_seconds,
-	hold_ttl_seconds, per_user_limit, queue_mode, abandon_after_seconds, return_window_seconds, version
+	hold_ttl_seconds, per_user_limit, queue_mode, abandon_after_seconds, return_window_seconds, version,
+	join_challenge, pow_difficulty, max_users_per_ip, message_text, message_at, return_url
 	FROM sales`
 
 type scanner interface{ Scan(...any) error }
@@ -31,13 +32,19 @@ type scanner interface{ Scan(...any) error }
 func scanSale(r scanner) (*Sale, error) {
 	var s Sale
 	var state string
-	var ends, qopens sql.NullTime
+	var ends, qopens, msgAt sql.NullTime
+	var msg, returnURL sql.NullString
 	err := r.Scan(&s.ID, &s.Name, &s.PriceCents, &s.Currency, &s.StockTotal, &s.StockRemaining,
 		&state, &s.StartsAt, &ends, &qopens, &s.AdmissionRate, &s.MaxActive, &s.TicketTTL,
-		&s.HoldTTL, &s.PerUserLimit, &s.QueueMode, &s.AbandonAfter, &s.ReturnWindow, &s.Version)
+		&s.HoldTTL, &s.PerUserLimit, &s.QueueMode, &s.AbandonAfter, &s.ReturnWindow, &s.Version,
+		&s.JoinChallenge, &s.PowDifficulty, &s.MaxUsersPerIP, &msg, &msgAt, &returnURL)
 	if err != nil {
 		return nil, err
 	}
+	if msg.Valid && msgAt.Valid {
+		s.Message = &Message{Text: msg.String, At: msgAt.Time.UTC()}
+	}
+	s.ReturnURL = returnURL.String
 	s.State = State(state)
 	s.StartsAt = s.StartsAt.UTC()
 	if ends.Valid {
@@ -73,9 +80,15 @@ func (st *Store) update(ctx context.Context, id string, fn func(*Sale) (bool, er
 		return s, err
 	}
 	s.Version++
+	var msg, msgAt any
+	if s.Message != nil {
+		msg, msgAt = s.Message.Text, s.Message.At
+	}
 	_, err = tx.ExecContext(qctx, `UPDATE sales SET state = ?, starts_at = ?, admission_rate = ?,
-		max_active = ?, version = ? WHERE id = ?`,
-		string(s.State), s.StartsAt, s.AdmissionRate, s.MaxActive, s.Version, id)
+		max_active = ?, join_challenge = ?, pow_difficulty = ?, max_users_per_ip = ?, message_text = ?,
+		message_at = ?, return_url = ?, version = ? WHERE id = ?`,
+		string(s.State), s.StartsAt, s.AdmissionRate, s.MaxActive, s.JoinChallenge, s.PowDifficulty,
+		s.MaxUsersPerIP, msg, msgAt, nullString(s.ReturnURL), s.Version, id)
 	if err != nil {
 		return nil, mysqlErr(err)
 	}
@@ -83,4 +96,11 @@ func (st *Store) update(ctx context.Context, id string, fn func(*Sale) (bool, er
 		return nil, mysqlErr(err)
 	}
 	return s, st.publish(ctx, s, false)
+}
+
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }

@@ -6,8 +6,12 @@ package sale
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"math"
+	"net/netip"
+	"net/url"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/flashsale/flashsale/api"
@@ -55,8 +59,37 @@ type Sale struct {
 	QueueMode      string
 	AbandonAfter   int // seconds
 	ReturnWindow   int // seconds
-	Version        int64
+	// JoinChallenge is what a newcomer's join must prove: ChallengeNone,
+	// ChallengePoW (PowDifficulty leading zero bits) or ChallengeCaptcha.
+	JoinChallenge string
+	PowDifficulty int
+	// MaxUsersPerIP bounds the distinct users joining from one client
+	// address (0: no bound).
+	MaxUsersPerIP int
+	// Message is the operator's message to the sale's shoppers, or nil.
+	Message *Message
+	// ReturnURL is where an admitted shopper continues to the shop, or "".
+	ReturnURL string
+	Version   int64
 }
+
+// Message is an operator's message to a sale's shoppers.
+type Message struct {
+	Text string
+	At   time.Time
+}
+
+// The join challenges a sale may ask for.
+const (
+	ChallengeNone    = "none"
+	ChallengePoW     = "pow"
+	ChallengeCaptcha = "captcha"
+)
+
+// DefaultPowDifficulty is pow_difficulty's default: leading zero bits of
+// SHA-256 a newcomer's browser must find (see docs/BENCHMARKS.md for how
+// long a page takes).
+const DefaultPowDifficulty = 18
 
 // Effective is the state at now: a stored upcoming sale is open once it
 // starts, and any sale not final is closed once it ends. The Lua prelude
@@ -94,7 +127,24 @@ func (s *Sale) JSON(now time.Time) map[string]any {
 		"ticket_ttl_seconds": s.TicketTTL, "hold_ttl_seconds": s.HoldTTL,
 		"per_user_limit": s.PerUserLimit, "queue_mode": s.QueueMode,
 		"abandon_after_seconds": s.AbandonAfter, "return_window_seconds": s.ReturnWindow,
+		"join_challenge": s.JoinChallenge, "pow_difficulty": s.PowDifficulty,
+		"max_users_per_ip": s.MaxUsersPerIP, "message": s.Message.JSON(), "return_url": optString(s.ReturnURL),
 	}
+}
+
+// JSON is the contract's shape of a message: {"text","at"}, or null.
+func (m *Message) JSON() any {
+	if m == nil {
+		return nil
+	}
+	return map[string]any{"text": m.Text, "at": api.Time(m.At)}
+}
+
+func optString(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
 }
 
 // CreateRequest is the body of POST /api/v1/admin/sales. Pointers tell a
@@ -116,6 +166,10 @@ type CreateRequest struct {
 	QueueMode     *string  `json:"queue_mode"`
 	AbandonAfter  *int     `json:"abandon_after_seconds"`
 	ReturnWindow  *int     `json:"return_window_seconds"`
+	JoinChallenge *string  `json:"join_challenge"`
+	PowDifficulty *int     `json:"pow_difficulty"`
+	MaxUsersPerIP *int     `json:"max_users_per_ip"`
+	ReturnURL     *string  `json:"return_url"`
 }
 
 var (
@@ -143,7 +197,9 @@ func (r *CreateRequest) Build(now time.Time) (*Sale, error) {
 		MaxActive: deref(r.MaxActive, 100), TicketTTL: deref(r.TicketTTL, 300),
 		HoldTTL: deref(r.HoldTTL, 0), PerUserLimit: deref(r.PerUserLimit, 1),
 		QueueMode: deref(r.QueueMode, FIFO), AbandonAfter: deref(r.AbandonAfter, 60),
-		ReturnWindow: deref(r.ReturnWindow, 900),
+		ReturnWindow:  deref(r.ReturnWindow, 900),
+		JoinChallenge: deref(r.JoinChallenge, ChallengeNone), PowDifficulty: deref(r.PowDifficulty, DefaultPowDifficulty),
+		MaxUsersPerIP: deref(r.MaxUsersPerIP, 0), ReturnURL: deref(r.ReturnURL, ""),
 	}
 	if r.ID != nil {
 		s.ID = *r.ID
@@ -183,6 +239,15 @@ func (r *CreateRequest) Build(now time.Time) (*Sale, error) {
 	case s.QueueMode != FIFO && s.QueueMode != Prequeue:
 		return nil, api.Invalid("queue_mode: must be fifo or prequeue")
 	}
+	if err := checkDefences(&s.JoinChallenge, &s.PowDifficulty, &s.MaxUsersPerIP); err != nil {
+		return nil, err
+	}
+	if r.ReturnURL != nil && *r.ReturnURL == "" {
+		return nil, api.Invalid("return_url: must be a URL or null, not empty")
+	}
+	if err := checkReturnURL(s.ReturnURL); err != nil {
+		return nil, err
+	}
 	s.PriceCents, s.StockTotal, s.StockRemaining = *r.PriceCents, *r.Stock, *r.Stock
 	var err error
 	if r.StartsAt != nil {
@@ -214,13 +279,48 @@ type PatchRequest struct {
 	AdmissionRate *float64 `json:"admission_rate"`
 	MaxActive     *int     `json:"max_active"`
 	State         *string  `json:"state"`
+	JoinChallenge *string  `json:"join_challenge"`
+	PowDifficulty *int     `json:"pow_difficulty"`
+	MaxUsersPerIP *int     `json:"max_users_per_ip"`
+	// ReturnURL is raw so that null (clear it) differs from absent.
+	ReturnURL json.RawMessage `json:"return_url"`
+}
+
+// returnURL reads the patch's return_url: set, and the new value ("" for
+// null).
+func (p *PatchRequest) returnURL() (bool, string, error) {
+	if p.ReturnURL == nil {
+		return false, "", nil
+	}
+	if string(p.ReturnURL) == "null" {
+		return true, "", nil
+	}
+	var u string
+	if err := json.Unmarshal(p.ReturnURL, &u); err != nil {
+		return false, "", api.Invalid("return_url: must be a URL string or null")
+	}
+	if u == "" {
+		return false, "", api.Invalid("return_url: must be a URL or null, not empty")
+	}
+	return true, u, checkReturnURL(u)
 }
 
 // Validate checks the patch's values (not the transition).
 func (p *PatchRequest) Validate() error {
+	if _, _, err := p.returnURL(); err != nil {
+		return err
+	}
+	if p.JoinChallenge != nil || p.PowDifficulty != nil || p.MaxUsersPerIP != nil {
+		ch, pow, ips := deref(p.JoinChallenge, ChallengeNone), deref(p.PowDifficulty, DefaultPowDifficulty), deref(p.MaxUsersPerIP, 0)
+		if err := checkDefences(&ch, &pow, &ips); err != nil {
+			return err
+		}
+	}
 	switch {
-	case p.AdmissionRate == nil && p.MaxActive == nil && p.State == nil:
-		return api.Invalid("give at least one of admission_rate, max_active and state")
+	case p.AdmissionRate == nil && p.MaxActive == nil && p.State == nil && p.JoinChallenge == nil &&
+		p.PowDifficulty == nil && p.MaxUsersPerIP == nil && p.ReturnURL == nil:
+		return api.Invalid("give at least one of admission_rate, max_active, state, join_challenge, pow_difficulty, " +
+			"max_users_per_ip and return_url")
 	case p.AdmissionRate != nil && (!(*p.AdmissionRate >= MinRate) || *p.AdmissionRate > maxRate):
 		return api.Invalid("admission_rate: must be between %g and %d admissions per second", MinRate, maxRate)
 	case p.MaxActive != nil && (*p.MaxActive < 1 || *p.MaxActive > maxStock):
@@ -229,6 +329,45 @@ func (p *PatchRequest) Validate() error {
 		return api.Invalid("state: must be paused, open or closed")
 	}
 	return nil
+}
+
+// checkDefences validates the join challenge, its difficulty and the
+// users per address.
+func checkDefences(challenge *string, pow, perIP *int) error {
+	switch {
+	case *challenge != ChallengeNone && *challenge != ChallengePoW && *challenge != ChallengeCaptcha:
+		return api.Invalid("join_challenge: must be none, pow or captcha")
+	case *pow < 1 || *pow > 30:
+		return api.Invalid("pow_difficulty: must be between 1 and 30 (leading zero bits)")
+	case *perIP < 0 || *perIP > maxStock:
+		return api.Invalid("max_users_per_ip: must be ≥ 0 (0: no bound)")
+	}
+	return nil
+}
+
+// checkReturnURL accepts "" (none), an absolute https URL, or http on a
+// loopback host (a shop on the operator's own machine).
+func checkReturnURL(raw string) error {
+	if raw == "" {
+		return nil
+	}
+	if len(raw) > 2048 {
+		return api.Invalid("return_url: at most 2048 bytes")
+	}
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || u.Opaque != "" {
+		return api.Invalid("return_url: must be an absolute URL such as https://shop.example/checkout")
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip, err := netip.ParseAddr(host); (err == nil && ip.IsLoopback()) || strings.EqualFold(host, "localhost") {
+			return nil
+		}
+	}
+	return api.Invalid("return_url: must be https (http only on a loopback host)")
 }
 
 // Transition checks a requested state against the effective one: nil when

@@ -1,6 +1,7 @@
 package sale
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	_ "embed"
@@ -68,11 +69,13 @@ func (st *Store) Create(ctx context.Context, s *Sale) error {
 	itemID, _ := res.LastInsertId()
 	_, err = tx.ExecContext(ctx, `INSERT INTO sales (id, item_id, name, price_cents, currency, stock_total,
 		state, starts_at, ends_at, queue_opens_at, admission_rate, max_active, ticket_ttl_seconds,
-		hold_ttl_seconds, per_user_limit, queue_mode, abandon_after_seconds, return_window_seconds, version)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)`,
+		hold_ttl_seconds, per_user_limit, queue_mode, abandon_after_seconds, return_window_seconds, version,
+		join_challenge, pow_difficulty, max_users_per_ip, return_url)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?)`,
 		s.ID, itemID, s.Name, s.PriceCents, s.Currency, s.StockTotal, string(s.State), s.StartsAt,
 		nullTime(s.EndsAt), nullTime(s.QueueOpensAt), s.AdmissionRate, s.MaxActive, s.TicketTTL,
-		s.HoldTTL, s.PerUserLimit, s.QueueMode, s.AbandonAfter, s.ReturnWindow)
+		s.HoldTTL, s.PerUserLimit, s.QueueMode, s.AbandonAfter, s.ReturnWindow,
+		s.JoinChallenge, s.PowDifficulty, s.MaxUsersPerIP, nullString(s.ReturnURL))
 	if isDuplicate(err) {
 		return ErrExists
 	}
@@ -181,6 +184,18 @@ func (st *Store) Patch(ctx context.Context, id string, p *PatchRequest, now time
 		if p.MaxActive != nil {
 			s.MaxActive = *p.MaxActive
 		}
+		if p.JoinChallenge != nil {
+			s.JoinChallenge = *p.JoinChallenge
+		}
+		if p.PowDifficulty != nil {
+			s.PowDifficulty = *p.PowDifficulty
+		}
+		if p.MaxUsersPerIP != nil {
+			s.MaxUsersPerIP = *p.MaxUsersPerIP
+		}
+		if set, u, _ := p.returnURL(); set {
+			s.ReturnURL = u
+		}
 		return true, nil
 	})
 	if err != nil {
@@ -231,6 +246,19 @@ func fromCfg(id string, m map[string]string) (*Sale, error) {
 		MaxActive: int(i("max_active")), TicketTTL: int(i("ttl")), HoldTTL: int(i("hold_ttl")),
 		PerUserLimit: int(i("per_user")), QueueMode: m["mode"], AbandonAfter: int(i("abandon")),
 		ReturnWindow: int(i("return_window")), Version: i("ver"),
+		JoinChallenge: cmp.Or(m["challenge"], ChallengeNone), ReturnURL: m["return_url"],
+	}
+	// fields a copy written before they existed lacks: their defaults
+	s.PowDifficulty, s.MaxUsersPerIP = DefaultPowDifficulty, 0
+	if m["pow"] != "" {
+		s.PowDifficulty = int(i("pow"))
+	}
+	if m["ip_users"] != "" {
+		s.MaxUsersPerIP = int(i("ip_users"))
+	}
+	if m["msg_at"] != "" && m["msg"] != "" {
+		at := i("msg_at")
+		s.Message = &Message{Text: m["msg"], At: time.UnixMilli(at).UTC()}
 	}
 	return s, firstErr
 }
