@@ -10,6 +10,9 @@
 -- saw another one know Redis lost the sale's keys, and put back the waiters
 -- they hold. Unless the sale is new, joins wait ("requeue_until") meanwhile,
 -- so that nobody new lands ahead of a waiter being put back.
+-- A change of the operator's message (msg, msg_at) is announced as an event
+-- too ("msg", the text, and "at", its time in ms; "" and the clearing time
+-- when cleared).
 -- Returns 1 when written, 0 when Redis already had this version or a newer one.
 local ver = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
@@ -20,6 +23,7 @@ if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
 end
 if cur >= ver then return 0 end
 local old = redis.call('HGET', KEYS[1], 'state')
+local oldmsg = redis.call('HGET', KEYS[1], 'msg_at') or '0' 
 local args = {}
 for i = 9, #ARGV do args[#args + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], 'ver', ver, 'state', ARGV[6], unpack(args))
@@ -36,5 +40,10 @@ if fresh then
 end
 if old and old ~= ARGV[6] then
   redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', 'state', 'd', ARGV[6])
+end
+-- a new operator message (or its clearing) goes to every socket too
+local newmsg = redis.call('HGET', KEYS[1], 'msg_at') or '0'
+if not fresh and newmsg ~= oldmsg then
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', 'msg', 'd', redis.call('HGET', KEYS[1], 'msg') or '', 'at', newmsg)
 end
 return 1

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
@@ -195,6 +196,32 @@ func (st *Store) Patch(ctx context.Context, id string, p *PatchRequest, now time
 		}
 		if set, u, _ := p.returnURL(); set {
 			s.ReturnURL = u
+		}
+		return true, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st.Get(ctx, id)
+}
+
+// MaxMessage is the longest operator message, in characters.
+const MaxMessage = 280
+
+// SetMessage sets the operator's message to the sale's shoppers ("" clears
+// it); publishing it tells every socket of the sale.
+func (st *Store) SetMessage(ctx context.Context, id, text string, now time.Time) (*Sale, error) {
+	if !utf8.ValidString(text) || utf8.RuneCountInString(text) > MaxMessage {
+		return nil, api.Invalid("text: at most %d characters of text (\"\" clears the message)", MaxMessage)
+	}
+	_, err := st.update(ctx, id, func(s *Sale) (bool, error) {
+		if text == "" {
+			if s.Message == nil {
+				return false, nil
+			}
+			s.Message = nil
+		} else {
+			s.Message = &Message{Text: text, At: now.UTC().Truncate(time.Millisecond)}
 		}
 		return true, nil
 	})

@@ -168,6 +168,22 @@ func (h *Hub) dispatch(ctx context.Context, saleID string, m redis.XMessage) {
 			c.setState(KindPurchased, 0)
 			c.Send([]byte(`{"type":"order","order":` + data + `}`))
 		}
+	case "msg":
+		at := time.UnixMilli(0)
+		if ms, err := strconv.ParseInt(field(m, "at"), 10, 64); err == nil && ms > 0 {
+			at = time.UnixMilli(ms)
+		} else if ms, err := strconv.ParseInt(m.ID[:max(strings.IndexByte(m.ID, '-'), 0)], 10, 64); err == nil {
+			at = time.UnixMilli(ms) // cleared: the time of the clearing
+		}
+		frame := messageFrame(data, at) // encoded once for every socket
+		h.mu.Lock()
+		if t := h.sales[saleID]; t != nil {
+			t.msg = frame
+		}
+		h.mu.Unlock()
+		for _, c := range h.saleConns(saleID) {
+			c.Send(frame)
+		}
 	case "state":
 		frame := typeFrame(data)
 		final := sale.State(data).Final()

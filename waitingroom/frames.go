@@ -35,6 +35,21 @@ type Admitted struct {
 	QueueToken      string `json:"queue_token,omitempty"`
 }
 
+// MessageFrame is the operator's message to a sale's shoppers ("" when it
+// was cleared).
+type MessageFrame struct {
+	Type string `json:"type"`
+	Text string `json:"text"`
+	At   string `json:"at"`
+}
+
+// KindMessage is the type of a MessageFrame.
+const KindMessage = "message"
+
+func messageFrame(text string, at time.Time) []byte {
+	return mustJSON(MessageFrame{Type: KindMessage, Text: text, At: api.Time(at)})
+}
+
 // Simple is a state with no more fields (prequeue has starts_at).
 type Simple struct {
 	Type       string  `json:"type,omitempty"`

@@ -88,6 +88,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/admin/sales/{sale}", s.admin(s.getSale))
 	mux.HandleFunc("PATCH /api/v1/admin/sales/{sale}", s.admin(s.patchSale))
 	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/summary", s.admin(s.summary))
+	mux.HandleFunc("POST /api/v1/admin/sales/{sale}/message", s.admin(s.message))
 	mux.HandleFunc("POST /api/v1/dev/token", s.devToken)
 }
 

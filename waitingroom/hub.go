@@ -2,6 +2,7 @@ package waitingroom
 
 import (
 	"context"
+	"encoding/json"
 	"hash/fnv"
 	"log/slog"
 	"sync"
@@ -64,6 +65,32 @@ type saleTrack struct {
 	table   *rankTable
 	advance []advSample // head advance samples, for the ETA
 	gen     string      // the generation of the sale's keys this node last saw
+	// msg is the last message frame read from the stream (nil: none read
+	// yet), fresher than a cached copy of the sale for a new socket
+	msg []byte
+}
+
+// lastMessage is the message frame a new socket of the sale gets after its
+// first frame: the newest the hub read from the stream, else the one of
+// the sale as the caller read it; nil when there is none.
+func (h *Hub) lastMessage(s *sale.Sale) []byte {
+	h.mu.Lock()
+	t := h.sales[s.ID]
+	var msg []byte
+	if t != nil {
+		msg = t.msg
+	}
+	h.mu.Unlock()
+	if msg != nil {
+		if m := (MessageFrame{}); json.Unmarshal(msg, &m) == nil && m.Text == "" {
+			return nil // cleared
+		}
+		return msg
+	}
+	if s.Message != nil {
+		return messageFrame(s.Message.Text, s.Message.At)
+	}
+	return nil
 }
 
 // NewHub returns a hub; Start runs its loops.

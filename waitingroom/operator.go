@@ -77,6 +77,28 @@ func (s *Server) patchSale(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
 }
 
+// message sets or clears the operator's message to a sale's shoppers.
+func (s *Server) message(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Text *string `json:"text"`
+	}
+	if err := api.ReadJSON(r, &body, false); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if body.Text == nil {
+		s.fail(w, r, api.Invalid("text: required (\"\" clears the message)"))
+		return
+	}
+	sl, err := s.store.SetMessage(r.Context(), r.PathValue("sale"), *body.Text, time.Now())
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.cfg.Logger.Info("sale message", "sale", sl.ID, "text", *body.Text)
+	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
+}
+
 func (s *Server) summary(w http.ResponseWriter, r *http.Request) {
 	sum, err := s.store.Summary(r.Context(), r.PathValue("sale"))
 	if err != nil {

@@ -81,6 +81,9 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		}
 		c.pmu.Unlock()
 		c.first(frame)
+		if msg := s.hub.lastMessage(sl); msg != nil {
+			c.Send(msg)
+		}
 	}
 	go func() {
 		// the reader ends on the client's close or an error; a server-side
