@@ -55,9 +55,17 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.log.Info("ban created", "ban", b.ID, "user", b.UserID, "ip", b.IPString(), "sale", b.SaleID,
-		"expires_at", api.TimePtr(&b.ExpiresAt), "reason", b.Reason)
+		"until", until(b), "reason", b.Reason)
 	h.changed()
 	api.WriteJSON(w, http.StatusCreated, b)
+}
+
+// until is a ban's end for the log.
+func until(b *Ban) string {
+	if b.ExpiresAt.IsZero() {
+		return "lifted"
+	}
+	return api.Time(b.ExpiresAt)
 }
 
 func (h *Handler) list(w http.ResponseWriter, r *http.Request) {
