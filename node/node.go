@@ -46,6 +46,7 @@ type Node struct {
 
 	Queue    *waitingroom.Queue
 	Hub      *waitingroom.Hub
+	Sources  *waitingroom.Sources
 	Admitter *waitingroom.Admitter
 	Orders   *checkout.Orders
 	Checkout *checkout.Service
@@ -123,8 +124,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	mux := http.NewServeMux()
 	if cfg.Has(RoleWaitingRoom) {
 		n.Queue = waitingroom.NewQueue(n.Redis, n.Sales.Keys)
+		n.Sources = waitingroom.NewSources(n.Redis, n.Sales.Keys, log)
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
-		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies,
+		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies, Sources: n.Sources,
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)
@@ -471,6 +473,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer stopBG()
 	if n.Queue != nil {
 		n.Queue.Start(bg)
+		n.Sources.Start(bg)
 		n.Hub.Start(bg)
 	}
 	if n.Admitter != nil {
@@ -549,6 +552,7 @@ func (n *Node) stop() {
 	}
 	if n.Queue != nil {
 		n.Queue.Stop()
+		n.Sources.Stop()
 	}
 	n.Close()
 }

@@ -48,7 +48,12 @@ type Keys struct {
 	Stats   string // hash: counters (admitted_total, skipped_total, seq, ...)
 	Ranks   string // string: the rank table the leader publishes each tick
 	Rebuild string // string: lock while units are rebuilt from MySQL
-	idem    string
+	// SrcJoins and SrcUsers are zsets of client prefixes (IPv4 /24, IPv6
+	// /48) by joins and by users newly placed in the queue (sources).
+	SrcJoins string
+	SrcUsers string
+	idem     string
+	ipUsers  string
 }
 
 // Sale returns the keys of one sale.
@@ -60,7 +65,8 @@ func (ks Keyspace) Sale(id string) Keys {
 		Buyers: p + "buyers", JTI: p + "jti", Pending: p + "pending", Holds: p + "holds",
 		Orders: p + "orders", Lease: p + "lease", Fence: p + "fence", Bucket: p + "bucket",
 		Ev: p + "ev", Stats: p + "stats", Ranks: p + "ranks", Rebuild: p + "rebuild",
-		idem: p + "idem:",
+		SrcJoins: p + "src:joins", SrcUsers: p + "src:users",
+		idem: p + "idem:", ipUsers: p + "ipu:",
 	}
 }
 
@@ -91,9 +97,13 @@ func (k Keys) Idem(user, key string) string {
 	return k.idem + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// IPUsers is the set of (hashes of) users who joined the sale from one
+// client address, as clientaddr.Key counts it (max_users_per_ip).
+func (k Keys) IPUsers(addr string) string { return k.ipUsers + addr }
+
 // All lists every fixed key of the sale (for deletion in tests and tools).
 func (k Keys) All() []string {
 	return []string{k.Cfg, k.Q, k.Lane, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units,
 		k.Buyers, k.JTI, k.Pending, k.Holds, k.Orders, k.Lease, k.Fence, k.Bucket, k.Ev,
-		k.Stats, k.Ranks, k.Rebuild}
+		k.Stats, k.Ranks, k.Rebuild, k.SrcJoins, k.SrcUsers}
 }

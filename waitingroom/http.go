@@ -33,6 +33,8 @@ type Config struct {
 	// X-Forwarded-Proto says whether the browser's request came over TLS,
 	// for the queue-token cookie's Secure flag. Nil trusts none.
 	Proxies *clientaddr.Resolver
+	// Sources counts joins by client prefix (nil: not counted).
+	Sources *Sources
 	// OnNoState starts a rebuild of a sale's live state from MySQL in the
 	// background (checkout's Service.RebuildSoon, which owns it); called
 	// when a script finds none. It must not block.
@@ -89,6 +91,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("PATCH /api/v1/admin/sales/{sale}", s.admin(s.patchSale))
 	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/summary", s.admin(s.summary))
 	mux.HandleFunc("POST /api/v1/admin/sales/{sale}/message", s.admin(s.message))
+	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/sources", s.admin(s.sources))
 	mux.HandleFunc("POST /api/v1/dev/token", s.devToken)
 }
 

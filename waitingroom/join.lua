@@ -14,6 +14,7 @@
 -- user, each a list:
 --   {"purchased", order} {"admitted", jti, iat, exp} {"expired"}
 --   {"waiting", position, queue_length, place, gen} {"prequeue", place, gen}
+--   (a join that placed the user adds "new" to either)
 --   {"lane", position, queue_length, place, gen} (back from a skip: admitted next)
 --   (gen: the generation of the sale's keys, for the shopper's queue token)
 --   {"closed"} {"sold_out"} {"not_open"} {"not_in_queue", gen} (from a
@@ -127,8 +128,9 @@ local function join(user, rnd)
   redis.call('ZADD', KEYS[2], score, user)
   q_n = q_n + 1
   joins = joins + 1
-  if prequeue then return {'prequeue', score, gen} end
-  return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score, gen}
+  -- "new": placed by this join (the sources count it as a user)
+  if prequeue then return {'prequeue', score, gen, 'new'} end
+  return {'waiting', redis.call('ZRANK', KEYS[2], user) + 1, queue_len(), score, gen, 'new'}
 end
 
 -- status answers a user's state. With back ("place|gen": a requeue) it puts

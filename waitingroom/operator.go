@@ -77,6 +77,23 @@ func (s *Server) patchSale(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, sl.JSON(time.Now()))
 }
 
+// sources lists the 20 client prefixes with the most joining users.
+func (s *Server) sources(w http.ResponseWriter, r *http.Request) {
+	sl, err := s.store.Cached(r.Context(), r.PathValue("sale"), time.Second)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	list := []Source{}
+	if s.cfg.Sources != nil {
+		if list, err = s.cfg.Sources.Top(r.Context(), sl.ID, 20); err != nil {
+			s.fail(w, r, err)
+			return
+		}
+	}
+	api.WriteJSON(w, http.StatusOK, map[string]any{"sources": list})
+}
+
 // message sets or clears the operator's message to a sale's shoppers.
 func (s *Server) message(w http.ResponseWriter, r *http.Request) {
 	var body struct {

@@ -62,6 +62,7 @@ type UserState struct {
 	JTI      string
 	IssuedAt int64
 	Expires  int64
+	New      bool // placed in the queue by this join
 }
 
 // Queue runs join, status and leave. Calls from concurrent requests are
@@ -303,9 +304,11 @@ func parseUserState(f []any) (UserState, error) {
 		st.Position, st.QueueLen = i64(1), i64(2)
 		st.Place, _ = strconv.ParseFloat(str(3), 64)
 		st.Gen = str(4)
+		st.New = str(5) == "new"
 	case KindPrequeue, KindLeft:
 		st.Place, _ = strconv.ParseFloat(str(1), 64)
 		st.Gen = str(2)
+		st.New = str(3) == "new"
 	case KindNotInQueue, KindRestoring:
 		st.Gen = str(1)
 	case KindExpired, KindClosed, KindSoldOut, KindNotOpen:

@@ -102,9 +102,21 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	var proof JoinProof
+	if err := api.ReadJSON(r, &proof, true); err != nil {
+		s.countJoin("invalid")
+		s.fail(w, r, err)
+		return
+	}
 	sl, err := s.store.Cached(r.Context(), saleID, time.Second)
 	if err != nil {
 		s.fail(w, r, err)
+		return
+	}
+	addr := s.cfg.Proxies.Addr(r)
+	if err := s.admit(r.Context(), sl, user, addr, &proof); err != nil {
+		s.countJoin("refused")
+		s.fail(w, r, s.queueErr(saleID, err))
 		return
 	}
 	st, err := s.queue.Join(r.Context(), saleID, user)
@@ -114,6 +126,9 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.countJoin(st.Kind)
+	if s.cfg.Sources != nil {
+		s.cfg.Sources.Record(saleID, addr, st.New)
+	}
 	switch st.Kind {
 	case KindClosed:
 		s.fail(w, r, errSaleClosed)
