@@ -24,6 +24,13 @@ func waitingAt(pos, qlen int64, place float64) waitingroom.UserState {
 	return waitingroom.UserState{Kind: waitingroom.KindWaiting, Position: pos, QueueLen: qlen, Place: place}
 }
 
+// joinedAt is waitingAt as the join that placed the user answers it.
+func joinedAt(pos, qlen int64, place float64) waitingroom.UserState {
+	st := waitingAt(pos, qlen, place)
+	st.New = true
+	return st
+}
+
 func TestJoinFIFOPlacesInArrivalOrder(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
@@ -38,7 +45,7 @@ func TestJoinFIFOPlacesInArrivalOrder(t *testing.T) {
 		st, err := q.Join(ctx, "s1", u)
 		require.NoError(t, err)
 		n := int64(i + 1)
-		require.Equal(t, waitingAt(n, n, float64(n)), st, "join %s", u)
+		require.Equal(t, joinedAt(n, n, float64(n)), st, "join %s", u)
 		score, ok := zscore(t, rdb, k.Q, u)
 		require.True(t, ok)
 		require.Equal(t, float64(n), score, "%s's place is the arrival sequence", u)
@@ -149,7 +156,7 @@ func TestJoinQueueNotOpen(t *testing.T) {
 	require.NoError(t, rdb.HSet(ctx, k.Cfg, "qopens", now-1000).Err())
 	st, err = q.Join(ctx, "s1", "ann")
 	require.NoError(t, err)
-	require.Equal(t, waitingAt(1, 1, 1), st)
+	require.Equal(t, joinedAt(1, 1, 1), st)
 }
 
 func TestJoinEndedSale(t *testing.T) {
@@ -263,10 +270,10 @@ func TestJoinPrequeueAfterStart(t *testing.T) {
 
 	st, err := q.Join(ctx, "s1", "late1")
 	require.NoError(t, err)
-	require.Equal(t, waitingAt(3, 3, twoTo52+1), st)
+	require.Equal(t, joinedAt(3, 3, twoTo52+1), st)
 	st, err = q.Join(ctx, "s1", "late2")
 	require.NoError(t, err)
-	require.Equal(t, waitingAt(4, 4, twoTo52+2), st)
+	require.Equal(t, joinedAt(4, 4, twoTo52+2), st)
 	for u, want := range map[string]string{"late1": "4503599627370497", "late2": "4503599627370498"} {
 		got, ok := zscore(t, rdb, k.Q, u)
 		require.True(t, ok)
@@ -314,7 +321,7 @@ func TestJoinAdmissionRecord(t *testing.T) {
 	// join requeues at the back and ends the admission: its reservation returns
 	st, err := q.Join(ctx, "s1", "ann")
 	require.NoError(t, err)
-	require.Equal(t, waitingAt(2, 2, 2), st)
+	require.Equal(t, joinedAt(2, 2, 2), st)
 	require.EqualValues(t, 1, hint(t, rdb, k.Units, "reserved"), "ann's 2 units return")
 	_, ok = tix(t, rdb, k, "ann")
 	require.False(t, ok)
@@ -326,7 +333,7 @@ func TestJoinAdmissionRecord(t *testing.T) {
 
 	st, err = q.Join(ctx, "s1", "dan")
 	require.NoError(t, err)
-	require.Equal(t, waitingAt(3, 3, 3), st)
+	require.Equal(t, joinedAt(3, 3, 3), st)
 	require.False(t, rdb.SIsMember(ctx, k.Expired, "dan").Val(), "a rejoin clears expired")
 	require.EqualValues(t, 10, hint(t, rdb, k.Units, "remaining"))
 }
@@ -390,7 +397,7 @@ func TestJoinSkippedReturn(t *testing.T) {
 	require.True(t, rdb.HExists(ctx, k.Skipped, "dan").Val())
 	st, err = q.Join(ctx, "s1", "dan")
 	require.NoError(t, err)
-	require.Equal(t, waitingAt(3, 5, 10), st)
+	require.Equal(t, joinedAt(3, 5, 10), st)
 	require.False(t, rdb.HExists(ctx, k.Skipped, "dan").Val())
 	_, ok = zscore(t, rdb, k.Lane, "dan")
 	require.False(t, ok)
