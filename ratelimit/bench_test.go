@@ -100,3 +100,28 @@ func BenchmarkPreFilter(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRedisPing is one bare round trip to the same Redis: what Allow's
+// figures compare with.
+func BenchmarkRedisPing(b *testing.B) {
+	rdb, _ := testenv.Redis(b)
+	ctx := context.Background()
+	b.Run("serial", func(b *testing.B) {
+		for b.Loop() {
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if err := rdb.Ping(ctx).Err(); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
