@@ -3,6 +3,7 @@
 package api
 
 import (
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -137,4 +138,20 @@ func TimePtr(t *time.Time) *string {
 	}
 	s := Time(*t)
 	return &s
+}
+
+// AdminOnly wraps operator handlers: a request without the admin token as
+// its bearer token is 401 unauthorized (an empty token lets nobody in).
+func AdminOnly(token string) func(http.HandlerFunc) http.HandlerFunc {
+	want := []byte(token)
+	return func(h http.HandlerFunc) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			got := []byte(Bearer(r))
+			if len(want) == 0 || subtle.ConstantTimeCompare(got, want) != 1 {
+				WriteError(w, Errorf(http.StatusUnauthorized, "unauthorized", "the admin token is required"))
+				return
+			}
+			h(w, r)
+		}
+	}
 }

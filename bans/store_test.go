@@ -14,7 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/api"
-	"github.com/flashsale/flashsale/testenv"
+	"github.com/flashsale/flashsale/testdb"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -23,7 +23,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // whole schema.
 func newStore(t testing.TB) (*Store, *sql.DB) {
 	t.Helper()
-	_, db := testenv.MySQL(t)
+	_, db := testdb.MySQL(t)
 	return NewStore(db, quiet), db
 }
 

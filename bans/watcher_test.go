@@ -13,7 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/flashsale/flashsale/testenv"
+	"github.com/flashsale/flashsale/testdb"
 )
 
 // calls records what OnChange was given.
@@ -37,7 +37,7 @@ func (c *calls) all() [][]Ban {
 // twoNodes is one database seen through two handles, as two nodes see it.
 func twoNodes(t *testing.T) (*Store, *Store) {
 	t.Helper()
-	dsn, db := testenv.MySQL(t)
+	dsn, db := testdb.MySQL(t)
 	other, err := sql.Open("mysql", dsn)
 	require.NoError(t, err)
 	t.Cleanup(func() { other.Close() })
@@ -142,13 +142,13 @@ func TestWatcherDropsExpired(t *testing.T) {
 // logged.
 func TestWatcherKeepsBansWhenMySQLFails(t *testing.T) {
 	t.Parallel()
-	dsn, db := testenv.MySQL(t)
+	dsn, db := testdb.MySQL(t)
 	s := NewStore(db, quiet)
 	ctx := context.Background()
 	_, err := s.Create(ctx, &CreateRequest{UserID: ptr("alice")}, time.Now())
 	require.NoError(t, err)
 
-	var logs testenv.SyncBuffer
+	var logs testdb.SyncBuffer
 	w := NewWatcher(s, slog.New(slog.NewTextHandler(&logs, nil)))
 	w.Interval = 5 * time.Millisecond
 	require.NoError(t, w.Reload(ctx))

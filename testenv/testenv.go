@@ -12,7 +12,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"database/sql"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -25,111 +24,41 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/identity"
-	"github.com/flashsale/flashsale/migrations"
 	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/ticket"
 )
 
-// RedisURL is the Redis tests use.
-func RedisURL() string {
-	if v := os.Getenv("FLASHSALE_TEST_REDIS"); v != "" {
-		return v
-	}
-	return "redis://127.0.0.1:6379/0"
-}
+// RedisURL is the Redis tests use (testdb.RedisURL).
+func RedisURL() string { return testdb.RedisURL() }
 
-// MySQLDSN is the server tests create their databases on (no database).
-func MySQLDSN() string {
-	if v := os.Getenv("FLASHSALE_TEST_MYSQL"); v != "" {
-		return v
-	}
-	return "flashsale:flashsale@tcp(127.0.0.1:3306)/?parseTime=true"
-}
+// MySQLDSN is the server tests create their databases on (testdb.MySQLDSN).
+func MySQLDSN() string { return testdb.MySQLDSN() }
 
 // RandomID is a short random hex id.
-func RandomID() string {
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
+func RandomID() string { return testdb.RandomID() }
 
-// Redis returns a client and a key prefix of the test's own; the prefix's
-// keys are deleted when the test ends.
-func Redis(t testing.TB) (*redis.Client, sale.Keyspace) {
-	t.Helper()
-	return RedisOn(t, RedisURL())
-}
+// Redis returns a client and a key prefix of the test's own (testdb.Redis).
+func Redis(t testing.TB) (*redis.Client, sale.Keyspace) { t.Helper(); return testdb.Redis(t) }
 
-// RedisOn is Redis on the server at url (e.g. a private one a fault test
-// started).
+// RedisOn is Redis on the server at url (testdb.RedisOn).
 func RedisOn(t testing.TB, url string) (*redis.Client, sale.Keyspace) {
 	t.Helper()
-	opt, err := redis.ParseURL(url)
-	require.NoError(t, err)
-	rdb := redis.NewClient(opt)
-	require.NoError(t, rdb.Ping(context.Background()).Err(), "Redis must run: make test starts it with deploy/services.sh")
-	ks := sale.Keyspace{Prefix: "t" + RandomID()}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, ks.Prefix+":*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			rdb.Del(ctx, keys[:n]...)
-			keys = keys[n:]
-		}
-		rdb.Close()
-	})
-	return rdb, ks
+	return testdb.RedisOn(t, url)
 }
 
-// MySQL creates a database of the test's own with the schema and returns
-// its DSN and a handle; the database is dropped when the test ends.
-func MySQL(t testing.TB) (string, *sql.DB) {
-	t.Helper()
-	return MySQLOn(t, MySQLDSN())
-}
+// MySQL creates a database of the test's own with the schema (testdb.MySQL).
+func MySQL(t testing.TB) (string, *sql.DB) { t.Helper(); return testdb.MySQL(t) }
 
-// MySQLOn is MySQL on the server of serverDSN (a DSN without a database;
-// e.g. a private server a fault test started).
+// MySQLOn is MySQL on the server of serverDSN (testdb.MySQLOn).
 func MySQLOn(t testing.TB, serverDSN string) (string, *sql.DB) {
 	t.Helper()
-	cfg, err := mysql.ParseDSN(serverDSN)
-	require.NoError(t, err)
-	cfg.DBName = "fs_test_" + RandomID()
-	cfg.ParseTime = true
-	cfg.Loc = time.UTC
-	dsn := cfg.FormatDSN()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	_, err = migrations.Apply(ctx, dsn)
-	require.NoError(t, err, "MySQL must run: make test starts it with deploy/services.sh")
-	db, err := sql.Open("mysql", dsn)
-	require.NoError(t, err)
-	db.SetMaxOpenConns(64)
-	t.Cleanup(func() {
-		db.Close()
-		cfg2 := *cfg
-		cfg2.DBName = ""
-		admin, err := sql.Open("mysql", cfg2.FormatDSN())
-		if err == nil {
-			// Bounded: a fault test's server may be down by now.
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			admin.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+cfg.DBName+"`")
-			cancel()
-			admin.Close()
-		}
-	})
-	return dsn, db
+	return testdb.MySQLOn(t, serverDSN)
 }
 
 // KeyFile writes a new Ed25519 ticket key to a temporary file.
@@ -332,3 +261,6 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// SyncBuffer is a buffer a process or node writes while a test reads it.
+type SyncBuffer = testdb.SyncBuffer
