@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/bans"
+	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
@@ -23,6 +25,10 @@ type HTTPConfig struct {
 	// AllowedOrigins are the other origins (besides the request's own)
 	// whose pages may cancel with the shop's fs_token cookie.
 	AllowedOrigins []string
+	// Proxies are the trusted proxies, for the client address; nil: none.
+	Proxies *clientaddr.Resolver
+	// Bans is the node's current set of live bans; nil: none.
+	Bans func() *bans.Set
 }
 
 // Handler is the checkout's HTTP API.
@@ -157,6 +163,9 @@ func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw
 	if claims.Expired(now) {
 		return reply(ErrTicketExpired)
 	}
+	if err := h.banned(r, claims.Subject, saleID); err != nil {
+		return reply(err)
+	}
 	var req struct {
 		Quantity *int `json:"quantity"`
 	}
@@ -252,7 +261,27 @@ func (h *Handler) ownOrder(r *http.Request, c caller) (*Order, error) {
 	if !c.admin && !c.service && o.UserID != c.user {
 		return nil, api.ErrNotFound
 	}
+	if !c.admin && !c.service {
+		if err := h.banned(r, c.user, o.SaleID); err != nil {
+			return nil, err
+		}
+	}
 	return o, nil
+}
+
+// ErrBanned answers a banned user or address.
+var ErrBanned = api.Errorf(http.StatusForbidden, "banned", "you are banned from this sale")
+
+// banned answers 403 banned when a live ban matches the user or the
+// client address in the sale.
+func (h *Handler) banned(r *http.Request, user, saleID string) error {
+	if h.cfg.Bans == nil {
+		return nil
+	}
+	if _, ok := h.cfg.Bans().Match(user, h.cfg.Proxies.Addr(r), saleID, time.Now()); ok {
+		return ErrBanned
+	}
+	return nil
 }
 
 func (h *Handler) getOrder(w http.ResponseWriter, r *http.Request) {

@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/migrations"
@@ -47,6 +48,7 @@ type Node struct {
 	Queue    *waitingroom.Queue
 	Hub      *waitingroom.Hub
 	Sources  *waitingroom.Sources
+	Bans     *bans.Watcher
 	Admitter *waitingroom.Admitter
 	Orders   *checkout.Orders
 	Checkout *checkout.Service
@@ -122,21 +124,32 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	wm := waitingroom.NewMetrics(n.reg)
 
 	mux := http.NewServeMux()
+	// Bans act on every shopper call of either role; every node keeps the
+	// live ones in memory, reloaded from MySQL within half a second.
+	banStore := bans.NewStore(n.DB, log)
+	n.Bans = bans.NewWatcher(banStore, log)
 	if cfg.Has(RoleWaitingRoom) {
 		n.Queue = waitingroom.NewQueue(n.Redis, n.Sales.Keys)
 		n.Sources = waitingroom.NewSources(n.Redis, n.Sales.Keys, log)
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
-		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies, Sources: n.Sources,
+		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
+			Proxies: cfg.TrustedProxies, Sources: n.Sources, Bans: n.Bans.Current,
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)
 		}
-		waitingroom.NewServer(wcfg, n.Queue, n.Hub, n.Sales, n.Issuer, n.Ident).Register(mux)
+		srv := waitingroom.NewServer(wcfg, n.Queue, n.Hub, n.Sales, n.Issuer, n.Ident)
+		srv.Register(mux)
+		n.Bans.OnChange = srv.OnBans
+		bh := bans.NewHandler(banStore, log)
+		bh.Changed = n.Bans.Poke
+		bh.Register(mux, api.AdminOnly(cfg.AdminToken))
 		mux.Handle("/", web.Handler())
 	}
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
-			Dev: cfg.Dev, AllowedOrigins: cfg.AllowedOrigins}, n.Checkout, n.Issuer, n.Ident).Register(mux)
+			Dev: cfg.Dev, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies, Bans: n.Bans.Current},
+			n.Checkout, n.Issuer, n.Ident).Register(mux)
 		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{PendingAge: cfg.ReconcilePendingAfter}, n.Checkout)
 	}
 	if cfg.Has(RoleAdmitter) {
@@ -471,6 +484,14 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
+	// The live bans before the first request (a MySQL that does not answer
+	// yet leaves the set empty; the watcher keeps trying).
+	rctx, cancel := context.WithTimeout(bg, 5*time.Second)
+	if err := n.Bans.Reload(rctx); err != nil {
+		n.log.Warn("bans: first load failed; retrying in the background", "err", err)
+	}
+	cancel()
+	n.Bans.Start(bg)
 	if n.Queue != nil {
 		n.Queue.Start(bg)
 		n.Sources.Start(bg)
@@ -541,6 +562,7 @@ func (n *Node) Run(ctx context.Context) error {
 }
 
 func (n *Node) stop() {
+	n.Bans.Stop()
 	if n.Admitter != nil {
 		n.Admitter.Stop()
 	}

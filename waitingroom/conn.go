@@ -2,6 +2,7 @@ package waitingroom
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -14,6 +15,7 @@ import (
 const (
 	CloseBadToken   = 4401
 	CloseOrigin     = 4403
+	CloseBanned     = 4403 // the user or their address is banned (the reason says "banned")
 	CloseNotInQueue = 4404
 	CloseFinal      = 4410 // sold out or closed: do not reconnect
 	CloseSlow       = 4408 // the client read too slowly; reconnect
@@ -78,6 +80,7 @@ type Conn struct {
 	ws   *websocket.Conn
 	sale string
 	user string
+	addr netip.Addr // the client's address (bans by address close it)
 	hub  *Hub
 	seq  uint64 // order of opening (connSeq)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/sale"
@@ -33,6 +34,9 @@ type Config struct {
 	// X-Forwarded-Proto says whether the browser's request came over TLS,
 	// for the queue-token cookie's Secure flag. Nil trusts none.
 	Proxies *clientaddr.Resolver
+	// Bans is the node's current set of live bans (bans.Watcher.Current);
+	// nil: none.
+	Bans func() *bans.Set
 	// Sources counts joins by client prefix (nil: not counted).
 	Sources *Sources
 	// OnNoState starts a rebuild of a sale's live state from MySQL in the

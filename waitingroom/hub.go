@@ -225,6 +225,22 @@ func (h *Hub) userConns(saleID, user string) []*Conn {
 	return out
 }
 
+// allConns lists every socket of the node.
+func (h *Hub) allConns() []*Conn {
+	var out []*Conn
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.mu.RLock()
+		for _, set := range sh.bySale {
+			for c := range set {
+				out = append(out, c)
+			}
+		}
+		sh.mu.RUnlock()
+	}
+	return out
+}
+
 // saleConns lists every socket of a sale.
 func (h *Hub) saleConns(saleID string) []*Conn {
 	var out []*Conn

@@ -1,7 +1,6 @@
 package waitingroom
 
 import (
-	"crypto/subtle"
 	"net/http"
 	"time"
 
@@ -10,15 +9,7 @@ import (
 )
 
 func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
-	want := []byte(s.cfg.AdminToken)
-	return func(w http.ResponseWriter, r *http.Request) {
-		got := []byte(api.Bearer(r))
-		if len(want) == 0 || subtle.ConstantTimeCompare(got, want) != 1 {
-			api.WriteError(w, api.Errorf(http.StatusUnauthorized, "unauthorized", "the admin token is required"))
-			return
-		}
-		h(w, r)
-	}
+	return api.AdminOnly(s.cfg.AdminToken)(h)
 }
 
 func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {

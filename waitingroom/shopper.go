@@ -102,6 +102,11 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
+	if err := s.banned(r, user, saleID); err != nil {
+		s.countJoin("banned")
+		s.fail(w, r, err)
+		return
+	}
 	var proof JoinProof
 	if err := api.ReadJSON(r, &proof, true); err != nil {
 		s.countJoin("invalid")
@@ -194,6 +199,9 @@ var (
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
 	user, at, err := s.shopper(r, saleID, false)
+	if err == nil {
+		err = s.banned(r, user, saleID)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -229,6 +237,9 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, _, err := s.shopper(r, saleID, false)
+	if err == nil {
+		err = s.banned(r, user, saleID)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return

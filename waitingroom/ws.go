@@ -32,6 +32,10 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		refuse(CloseBadToken, "bad or missing token")
 		return
 	}
+	if s.banned(r, user, saleID) != nil {
+		refuse(CloseBanned, "banned")
+		return
+	}
 	ctx := r.Context()
 	sl, err := s.store.Cached(ctx, saleID, time.Second)
 	if err != nil {
@@ -47,6 +51,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := newConn(ws, s.hub, saleID, user)
+	c.addr = s.cfg.Proxies.Addr(r)
 	s.hub.add(c)
 	defer s.hub.remove(c)
 	go c.writeLoop()

@@ -1,0 +1,84 @@
+package waitingroom
+
+import (
+	"context"
+	_ "embed"
+	"net/http"
+	"time"
+
+	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/bans"
+	"github.com/flashsale/flashsale/sale"
+)
+
+//go:embed ban.lua
+var banLua string
+
+var banScript = sale.NewScript(banLua)
+
+var errBanned = api.Errorf(http.StatusForbidden, "banned", "you are banned from this sale")
+
+// banned answers 403 banned when a live ban matches the user (may be "")
+// or the client address in the sale.
+func (s *Server) banned(r *http.Request, user, saleID string) error {
+	if s.cfg.Bans == nil {
+		return nil
+	}
+	if _, ok := s.cfg.Bans().Match(user, s.cfg.Proxies.Addr(r), saleID, time.Now()); ok {
+		return errBanned
+	}
+	return nil
+}
+
+// OnBans makes new bans act at once on this node (the bans.Watcher's
+// OnChange): the sockets of banned users and addresses close with 4403
+// "banned", and a banned user leaves the queue of the ban's sale (or of
+// every sale of the working set) with any live admission ended, its units
+// returned. Every node runs it for every new ban, so the Redis step (an
+// idempotent script) does not depend on one node living.
+func (s *Server) OnBans(added []bans.Ban) {
+	now := time.Now()
+	for _, c := range s.hub.allConns() {
+		for i := range added {
+			if added[i].Matches(c.user, c.addr, c.sale, now) {
+				c.Close(CloseBanned, "banned")
+				break
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, b := range added {
+		if b.UserID == "" {
+			continue
+		}
+		sales := []string{b.SaleID}
+		if b.SaleID == "" {
+			ids, err := s.queue.rdb.SMembers(ctx, s.store.Keys.Sales()).Result()
+			if err != nil {
+				s.cfg.Logger.Warn("ban: list the sales", "ban", b.ID, "err", err)
+				continue
+			}
+			sales = ids
+		}
+		for _, id := range sales {
+			if err := s.removeUser(ctx, id, b.UserID); err != nil {
+				s.cfg.Logger.Warn("ban: take the user out of the sale", "ban", b.ID, "sale", id, "err", err)
+			}
+		}
+	}
+}
+
+// removeUser runs ban.lua for one user in one sale.
+func (s *Server) removeUser(ctx context.Context, saleID, user string) error {
+	k := s.store.Keys.Sale(saleID)
+	v, err := banScript.Run(ctx, s.queue.rdb, []string{k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units}, user).Int64Slice()
+	if err != nil {
+		return err
+	}
+	if len(v) == 2 && (v[0] == 1 || v[1] == 1) {
+		s.cfg.Logger.Info("banned user taken out of the sale", "sale", saleID, "user", user,
+			"had_place", v[0] == 1, "had_admission", v[1] == 1)
+	}
+	return nil
+}
