@@ -37,7 +37,7 @@ const MaxNonce = 20
 //
 //	[0]      version (1)
 //	[1]      difficulty, leading zero bits (1–30)
-//	[2:9]    expiry, Unix milliseconds, big-endian (7 bytes last until the year 4253)
+//	[2:9]    expiry, Unix milliseconds, big-endian (7 bytes: two million years)
 //	[9:21]   random id (96 bits): what makes it single-use
 //	[21:39]  tag: HMAC-SHA256(key, bytes 0–20, len(sale) as uvarint, sale, user), first 18 bytes
 //
@@ -213,6 +213,10 @@ func SpendKey(ks sale.Keyspace, saleID, id string) string {
 // ttl, the challenge's remaining life (its expiry from Check minus now).
 // A second spend of the same key, or a ttl that is not positive, is
 // ErrFailed; a Redis failure is a *sale.StoreError (503).
+//
+// The expiry is read on host clocks: a node whose clock is behind the
+// spender's by d accepts the challenge d after its key is gone. NTP keeps d
+// to milliseconds; a caller that fears more may add it to ttl.
 func Spend(ctx context.Context, rdb redis.UniversalClient, key string, ttl time.Duration) error {
 	if ttl <= 0 {
 		return errExpired
