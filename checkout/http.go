@@ -12,6 +12,7 @@ import (
 	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
 )
@@ -29,6 +30,8 @@ type HTTPConfig struct {
 	Proxies *clientaddr.Resolver
 	// Bans is the node's current set of live bans; nil: none.
 	Bans func() *bans.Set
+	// Limits are the shopper calls' rate limits (nil: none).
+	Limits *ratelimit.Limiter
 }
 
 // Handler is the checkout's HTTP API.
@@ -72,13 +75,24 @@ func (h *Handler) count(result string) {
 // body, then the atomic step.
 func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
-	status, body := h.checkoutReply(r, saleID)
+	// The rate limits come first (a refusal changes nothing and is never
+	// an idempotent answer): by the ticket's user when the ticket is good.
+	now := time.Now()
+	claims, verr := h.issuer.VerifyTicket(api.Bearer(r), saleID, now)
+	user := ""
+	if verr == nil {
+		user = claims.Subject
+	}
+	if err := h.limit(r, user); err != nil {
+		h.count("rate_limited")
+		api.WriteError(w, err)
+		return
+	}
+	status, body := h.checkoutReply(r, saleID, claims, verr, now)
 	switch status {
 	case http.StatusServiceUnavailable:
 		// Until the MySQL breaker's next probe when it is open, else 1 s.
 		w.Header().Set("Retry-After", strconv.Itoa(h.svc.orders.Breaker().RetryAfter()))
-	case http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", "1")
 	}
 	api.WriteRaw(w, status, body)
 }
@@ -96,18 +110,12 @@ func (h *Handler) errorReply(saleID, user string, err error) (int, []byte) {
 
 // checkoutReply computes the answer as status and body, so an idempotent
 // replay can return it byte for byte.
-func (h *Handler) checkoutReply(r *http.Request, saleID string) (int, []byte) {
+func (h *Handler) checkoutReply(r *http.Request, saleID string, claims *ticket.Claims, verr error, now time.Time) (int, []byte) {
 	reply := func(err error) (int, []byte) { return h.errorReply(saleID, "", err) }
-	tok := api.Bearer(r)
-	if tok == "" {
-		return reply(ErrTicketInvalid)
-	}
-	now := time.Now()
-	claims, err := h.issuer.VerifyTicket(tok, saleID, now)
 	switch {
-	case errors.Is(err, ticket.ErrWrongSale):
+	case errors.Is(verr, ticket.ErrWrongSale):
 		return reply(ErrWrongSale)
-	case err != nil:
+	case verr != nil:
 		return reply(ErrTicketInvalid)
 	}
 	raw, err := api.ReadBody(r)
@@ -254,6 +262,11 @@ func eq(a, b string) bool {
 // ownOrder reads an order the caller may see: the owner's, or any for the
 // admin and the service. Another shopper's order is not found.
 func (h *Handler) ownOrder(r *http.Request, c caller) (*Order, error) {
+	if !c.admin && !c.service {
+		if err := h.limit(r, c.user); err != nil {
+			return nil, err
+		}
+	}
 	o, err := h.svc.Order(r.Context(), r.PathValue("order"))
 	if err != nil {
 		return nil, err
@@ -267,6 +280,15 @@ func (h *Handler) ownOrder(r *http.Request, c caller) (*Order, error) {
 		}
 	}
 	return o, nil
+}
+
+// limit spends one request of the client's address and of user ("" when
+// not known) from the cluster-wide rate limits: 429 when over.
+func (h *Handler) limit(r *http.Request, user string) error {
+	if h.cfg.Limits == nil {
+		return nil
+	}
+	return h.cfg.Limits.Allow(r.Context(), clientaddr.Key(h.cfg.Proxies.Addr(r)), user)
 }
 
 // ErrBanned answers a banned user or address.

@@ -105,7 +105,10 @@ func (c *cluster) start(bin, name string, extra ...string) *proc {
 	t.Helper()
 	args := append([]string{"serve", "--listen", "127.0.0.1:0", "--mysql-dsn", c.dsn,
 		"--redis-url", testenv.RedisURL(), "--redis-key-prefix", c.ks.Prefix, "--admin-token", c.admin,
-		"--identity-secret", c.secret, "--ticket-key", c.key}, extra...)
+		"--identity-secret", c.secret, "--ticket-key", c.key,
+		// every shopper of these tests comes from 127.0.0.1: the rate
+		// limits, which count per address, are tested in node and ratelimit
+		"--ip-rate", "0", "--user-rate", "0"}, extra...)
 	p := &proc{name: name, serving: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stderr = p

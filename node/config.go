@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/clientaddr"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/ticket"
 )
 
@@ -65,6 +66,13 @@ type Config struct {
 	// the main listener answers 404 for it. Empty (the default) serves
 	// /metrics on the main listener.
 	MetricsListen string
+	// IPRate, IPBurst, UserRate and UserBurst are the shopper calls' rate
+	// limits per client address and per user (--ip-rate 20, --ip-burst 40,
+	// --user-rate 5, --user-burst 10 as flags). A rate of 0 turns that
+	// limit off, and so does the zero Config (tests that storm from one
+	// address build it without the flags).
+	IPRate, UserRate   float64
+	IPBurst, UserBurst int
 	// HeaderTimeout is how long a client has to send a request's headers
 	// before the connection is closed. Not a flag (the contract says 10 s);
 	// 0 means 10 s.
@@ -143,6 +151,12 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	boolean(&c.SampleSale, "sample-sale", true, "with --dev, create the demo sale")
 	duration(&c.ReconcilePendingAfter, "reconcile-pending-after", 0,
 		"age at which an order left pending in Redis by a dead process is settled by what MySQL has (0: 15s)")
+	def := ratelimit.DefaultConfig()
+	fs.Float64Var(&c.IPRate, "ip-rate", def.IPRate, "shopper calls per second per client address (0: no limit)")
+	fs.IntVar(&c.IPBurst, "ip-burst", def.IPBurst, "burst of shopper calls per client address")
+	fs.Float64Var(&c.UserRate, "user-rate", def.UserRate, "shopper calls per second per user (0: no limit)")
+	fs.IntVar(&c.UserBurst, "user-burst", def.UserBurst, "burst of shopper calls per user")
+	c.own = append(c.own, "ip-rate", "ip-burst", "user-rate", "user-burst")
 	fs.Var(proxiesFlag{&c.TrustedProxies}, "trusted-proxies",
 		"comma list of CIDRs of proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (default none)")
 	c.own = append(c.own, "trusted-proxies")
@@ -335,6 +349,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--reconcile-pending-after: at least %s (a checkout waits up to 4 s for MySQL; "+
 			"settling its order sooner turns slow checkouts into 503s), or 0 for the default", MinReconcilePendingAfter))
 	}
+	if err := c.RateLimits().Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.IdentitySecret != "" && c.IdentityJWKSURL != "" {
 		errs = append(errs, errors.New("--identity-secret and --identity-jwks-url: give one, not both"))
 	}
@@ -400,4 +417,9 @@ func DevSecret(dataDir, name string) (string, error) {
 	defer f.Close()
 	_, err = f.WriteString(v + "\n")
 	return v, err
+}
+
+// RateLimits is the rate limiter's config of c.
+func (c *Config) RateLimits() ratelimit.Config {
+	return ratelimit.Config{IPRate: c.IPRate, IPBurst: c.IPBurst, UserRate: c.UserRate, UserBurst: c.UserBurst}
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/migrations"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
 	"github.com/flashsale/flashsale/waitingroom"
@@ -45,14 +46,19 @@ type Node struct {
 	Issuer *ticket.Issuer
 	Ident  *identity.Verifier
 
-	Queue    *waitingroom.Queue
-	Hub      *waitingroom.Hub
-	Sources  *waitingroom.Sources
-	Bans     *bans.Watcher
-	Admitter *waitingroom.Admitter
-	Orders   *checkout.Orders
-	Checkout *checkout.Service
-	Sweeper  *checkout.Sweeper
+	Queue   *waitingroom.Queue
+	Hub     *waitingroom.Hub
+	Sources *waitingroom.Sources
+	Bans    *bans.Watcher
+	Limits  *ratelimit.Limiter // nil when every limit is off
+	// limitRedis is the limiter's own client: its calls must give up at
+	// their context's deadline (ContextTimeoutEnabled), which the shared
+	// client's blocking stream reads must not.
+	limitRedis *redis.Client
+	Admitter   *waitingroom.Admitter
+	Orders     *checkout.Orders
+	Checkout   *checkout.Service
+	Sweeper    *checkout.Sweeper
 
 	reg      *prometheus.Registry
 	handler  http.Handler
@@ -128,12 +134,22 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	// live ones in memory, reloaded from MySQL within half a second.
 	banStore := bans.NewStore(n.DB, log)
 	n.Bans = bans.NewWatcher(banStore, log)
+	if rl := cfg.RateLimits(); rl.IPRate > 0 || rl.UserRate > 0 {
+		o := *n.Redis.Options()
+		o.ContextTimeoutEnabled = true
+		n.limitRedis = redis.NewClient(&o)
+		rl.Logger = log
+		if n.Limits, err = ratelimit.New(rl, n.limitRedis, cfg.KeyPrefix); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	if cfg.Has(RoleWaitingRoom) {
 		n.Queue = waitingroom.NewQueue(n.Redis, n.Sales.Keys)
 		n.Sources = waitingroom.NewSources(n.Redis, n.Sales.Keys, log)
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
 		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
-			Proxies: cfg.TrustedProxies, Sources: n.Sources, Bans: n.Bans.Current,
+			Proxies: cfg.TrustedProxies, Sources: n.Sources, Bans: n.Bans.Current, Limits: n.Limits,
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)
@@ -148,7 +164,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
-			Dev: cfg.Dev, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies, Bans: n.Bans.Current},
+			Dev: cfg.Dev, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies, Bans: n.Bans.Current, Limits: n.Limits},
 			n.Checkout, n.Issuer, n.Ident).Register(mux)
 		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{PendingAge: cfg.ReconcilePendingAfter}, n.Checkout)
 	}
@@ -597,5 +613,8 @@ func (n *Node) Close() {
 	}
 	if n.Redis != nil {
 		n.Redis.Close()
+	}
+	if n.limitRedis != nil {
+		n.limitRedis.Close()
 	}
 }

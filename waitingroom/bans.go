@@ -8,6 +8,7 @@ import (
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/bans"
+	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/sale"
 )
 
@@ -28,6 +29,33 @@ func (s *Server) banned(r *http.Request, user, saleID string) error {
 		return errBanned
 	}
 	return nil
+}
+
+// limit spends one request of the client's address and of the user ("" when
+// the caller is not known yet) from the cluster-wide rate limits: 429
+// rate_limited with Retry-After when over either.
+func (s *Server) limit(r *http.Request, user string) error {
+	if s.cfg.Limits == nil {
+		return nil
+	}
+	return s.cfg.Limits.Allow(r.Context(), clientaddr.Key(s.cfg.Proxies.Addr(r)), user)
+}
+
+// gate is what every shopper call passes once its caller is known (user
+// "" when authentication failed: the address's limit still counts it): a
+// live ban (403 banned), then the rate limits (429). authErr is the
+// authentication's outcome, answered when the gate lets it through.
+func (s *Server) gate(r *http.Request, user, saleID string, authErr error) error {
+	if authErr != nil {
+		if err := s.limit(r, ""); err != nil {
+			return err
+		}
+		return authErr
+	}
+	if err := s.banned(r, user, saleID); err != nil {
+		return err
+	}
+	return s.limit(r, user)
 }
 
 // OnBans makes new bans act at once on this node (the bans.Watcher's

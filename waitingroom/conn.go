@@ -13,12 +13,13 @@ import (
 
 // WebSocket close codes a browser can read.
 const (
-	CloseBadToken   = 4401
-	CloseOrigin     = 4403
-	CloseBanned     = 4403 // the user or their address is banned (the reason says "banned")
-	CloseNotInQueue = 4404
-	CloseFinal      = 4410 // sold out or closed: do not reconnect
-	CloseSlow       = 4408 // the client read too slowly; reconnect
+	CloseBadToken    = 4401
+	CloseOrigin      = 4403
+	CloseBanned      = 4403 // the user or their address is banned (the reason says "banned")
+	CloseRateLimited = 4429 // too many connections from this user or address: retry after a while
+	CloseNotInQueue  = 4404
+	CloseFinal       = 4410 // sold out or closed: do not reconnect
+	CloseSlow        = 4408 // the client read too slowly; reconnect
 	// CloseReplaced ends a user's oldest socket of a sale on a node when
 	// they open more than SocketLimits.MaxUserSockets (reason "replaced by
 	// a newer connection"): a newer tab took its place, so a page should

@@ -13,6 +13,10 @@ func (s *Server) devToken(w http.ResponseWriter, r *http.Request) {
 		api.WriteError(w, api.ErrNotFound)
 		return
 	}
+	if err := s.limit(r, ""); err != nil {
+		s.fail(w, r, err)
+		return
+	}
 	var req struct {
 		User string `json:"user"`
 	}

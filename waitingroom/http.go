@@ -14,6 +14,7 @@ import (
 	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/identity"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
 )
@@ -37,6 +38,8 @@ type Config struct {
 	// Bans is the node's current set of live bans (bans.Watcher.Current);
 	// nil: none.
 	Bans func() *bans.Set
+	// Limits are the shopper calls' rate limits (nil: none).
+	Limits *ratelimit.Limiter
 	// Sources counts joins by client prefix (nil: not counted).
 	Sources *Sources
 	// OnNoState starts a rebuild of a sale's live state from MySQL in the

@@ -97,13 +97,8 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, err := s.user(r)
-	if err != nil {
-		s.countJoin("unauthorized")
-		s.fail(w, r, err)
-		return
-	}
-	if err := s.banned(r, user, saleID); err != nil {
-		s.countJoin("banned")
+	if err := s.gate(r, user, saleID, err); err != nil {
+		s.countJoin(api.AsError(err).Code)
 		s.fail(w, r, err)
 		return
 	}
@@ -199,10 +194,7 @@ var (
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
 	user, at, err := s.shopper(r, saleID, false)
-	if err == nil {
-		err = s.banned(r, user, saleID)
-	}
-	if err != nil {
+	if err := s.gate(r, user, saleID, err); err != nil {
 		s.fail(w, r, err)
 		return
 	}
@@ -237,10 +229,7 @@ func (s *Server) leave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, _, err := s.shopper(r, saleID, false)
-	if err == nil {
-		err = s.banned(r, user, saleID)
-	}
-	if err != nil {
+	if err := s.gate(r, user, saleID, err); err != nil {
 		s.fail(w, r, err)
 		return
 	}

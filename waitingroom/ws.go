@@ -28,12 +28,15 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	user, at, err := s.shopper(r, saleID, true)
-	if err != nil {
-		refuse(CloseBadToken, "bad or missing token")
-		return
-	}
-	if s.banned(r, user, saleID) != nil {
-		refuse(CloseBanned, "banned")
+	if err := s.gate(r, user, saleID, err); err != nil {
+		switch api.AsError(err).Code {
+		case "banned":
+			refuse(CloseBanned, "banned")
+		case "rate_limited":
+			refuse(CloseRateLimited, "rate limited")
+		default:
+			refuse(CloseBadToken, "bad or missing token")
+		}
 		return
 	}
 	ctx := r.Context()
