@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,6 +74,10 @@ type Config struct {
 	// address build it without the flags).
 	IPRate, UserRate   float64
 	IPBurst, UserBurst int
+	// CaptchaVerifyURL, CaptchaSecret and CaptchaSiteKey configure the
+	// siteverify captcha (Turnstile, hCaptcha, reCAPTCHA) that sales with
+	// join_challenge "captcha" ask for; all three or none.
+	CaptchaVerifyURL, CaptchaSecret, CaptchaSiteKey string
 	// HeaderTimeout is how long a client has to send a request's headers
 	// before the connection is closed. Not a flag (the contract says 10 s);
 	// 0 means 10 s.
@@ -146,6 +151,9 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	str(&c.KeyPrefix, "redis-key-prefix", "fs", "prefix of every Redis key")
 	str(&c.DebugListen, "debug-listen", "", "serve net/http/pprof on this address (off when empty; keep it private)")
 	str(&c.MetricsListen, "metrics-listen", "", "serve /metrics on this address only (default: on --listen)")
+	str(&c.CaptchaVerifyURL, "captcha-verify-url", "", "siteverify URL of the captcha (e.g. https://challenges.cloudflare.com/turnstile/v0/siteverify)")
+	str(&c.CaptchaSecret, "captcha-secret", "", "the captcha's secret key")
+	str(&c.CaptchaSiteKey, "captcha-site-key", "", "the captcha's site key, for the waiting page's widget")
 	boolean(&c.Dev, "dev", false, "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale (loopback --listen only)")
 	duration(&c.ShutdownDelay, "shutdown-delay", 0, "time /readyz answers 503 before shutdown")
 	boolean(&c.SampleSale, "sample-sale", true, "with --dev, create the demo sale")
@@ -351,6 +359,19 @@ func (c *Config) Validate() error {
 	}
 	if err := c.RateLimits().Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	set := 0
+	for _, v := range []string{c.CaptchaVerifyURL, c.CaptchaSecret, c.CaptchaSiteKey} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		errs = append(errs, errors.New("--captcha-verify-url, --captcha-secret and --captcha-site-key: give all three, or none"))
+	} else if c.CaptchaVerifyURL != "" {
+		if u, err := url.Parse(c.CaptchaVerifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--captcha-verify-url: %q is not an http(s) URL", c.CaptchaVerifyURL))
+		}
 	}
 	if c.IdentitySecret != "" && c.IdentityJWKSURL != "" {
 		errs = append(errs, errors.New("--identity-secret and --identity-jwks-url: give one, not both"))

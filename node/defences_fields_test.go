@@ -7,6 +7,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -15,7 +16,9 @@ import (
 // bad values are 422 naming the field.
 func TestSaleDefenceFields(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t)
+	s := testenv.Start(t, func(c *node.Config) {
+		c.CaptchaVerifyURL, c.CaptchaSecret, c.CaptchaSiteKey = "http://127.0.0.1:9/siteverify", "secret", "site"
+	})
 	sl := s.CreateSale(t, nil)
 	id := sl["id"].(string)
 	require.Equal(t, "none", sl["join_challenge"])

@@ -25,6 +25,7 @@ import (
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/bans"
+	"github.com/flashsale/flashsale/challenge"
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/migrations"
@@ -150,9 +151,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
 		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
 			Proxies: cfg.TrustedProxies, Sources: n.Sources, Bans: n.Bans.Current, Limits: n.Limits,
+			PoW: challenge.NewPoW(challenge.KeyFrom(n.Issuer.Keys().Current.Seed())),
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)
+		}
+		if cfg.CaptchaVerifyURL != "" {
+			wcfg.Captcha = &challenge.Captcha{VerifyURL: cfg.CaptchaVerifyURL, Secret: cfg.CaptchaSecret,
+				SiteKey: cfg.CaptchaSiteKey}
 		}
 		srv := waitingroom.NewServer(wcfg, n.Queue, n.Hub, n.Sales, n.Issuer, n.Ident)
 		srv.Register(mux)

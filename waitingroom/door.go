@@ -5,11 +5,13 @@ import (
 	"crypto/sha256"
 	_ "embed"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"net/netip"
 	"time"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/challenge"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/sale"
 )
@@ -86,8 +88,89 @@ func (s *Server) admit(ctx context.Context, sl *sale.Sale, user string, addr net
 	return s.checkIPUsers(ctx, sl, user, clientaddr.Key(addr))
 }
 
+// challengeRequired is the 403 a newcomer gets without the proof the sale
+// asks for; error.kind says which.
+func challengeRequired(kind string) error {
+	e := api.Errorf(http.StatusForbidden, "challenge_required",
+		"this sale asks newcomers for a %s: get one with POST /api/v1/sales/{sale}/challenge", kindName(kind))
+	e.Extra = map[string]any{"kind": kind}
+	return e
+}
+
+func kindName(kind string) string {
+	if kind == sale.ChallengePoW {
+		return "proof of work"
+	}
+	return kind
+}
+
+var errNoCaptcha = &api.Error{Status: http.StatusServiceUnavailable, Code: "unavailable", RetryAfter: 30,
+	Message: "this sale asks for a captcha, but this server has no captcha verifier (--captcha-verify-url)"}
+
 // checkChallenge asks a newcomer for the proof the sale's join challenge
-// needs (the lead wires proof of work and captcha in here).
+// needs: a solved proof of work, single-use (one SET NX), or a captcha
+// token the verifier accepts.
 func (s *Server) checkChallenge(ctx context.Context, sl *sale.Sale, user string, addr netip.Addr, proof *JoinProof) error {
+	switch sl.JoinChallenge {
+	case sale.ChallengePoW:
+		if proof.PoW == nil {
+			return challengeRequired(sl.JoinChallenge)
+		}
+		if s.cfg.PoW == nil {
+			return api.Unavailable("the proof-of-work verifier")
+		}
+		now := time.Now()
+		id, exp, err := s.cfg.PoW.Check(proof.PoW.Challenge, proof.PoW.Nonce, sl.ID, user, now)
+		if err != nil {
+			return err
+		}
+		return challenge.Spend(ctx, s.queue.rdb, challenge.SpendKey(s.store.Keys, sl.ID, id), exp.Sub(now))
+	case sale.ChallengeCaptcha:
+		if proof.Captcha == nil {
+			return challengeRequired(sl.JoinChallenge)
+		}
+		if s.cfg.Captcha == nil {
+			return errNoCaptcha
+		}
+		remote := ""
+		if addr.IsValid() {
+			remote = addr.String()
+		}
+		if err := s.cfg.Captcha.Verify(ctx, *proof.Captcha, remote); err != nil {
+			if !errors.Is(err, challenge.ErrFailed) {
+				s.cfg.Logger.Warn("captcha verifier failed", "sale", sl.ID, "err", err)
+			}
+			return err
+		}
+	}
 	return nil
+}
+
+// challenge answers what the sale's join challenge asks of the caller (user
+// or queue token): {"kind":"none"}, the captcha's site key, or a fresh
+// proof-of-work challenge bound to the caller and the sale.
+func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
+	saleID := r.PathValue("sale")
+	user, _, err := s.shopper(r, saleID, false)
+	if err := s.gate(r, user, saleID, err); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	sl, err := s.store.Cached(r.Context(), saleID, time.Second)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	switch {
+	case sl.JoinChallenge == sale.ChallengePoW && s.cfg.PoW != nil:
+		c, exp := s.cfg.PoW.Issue(sl.ID, user, sl.PowDifficulty, time.Now())
+		api.WriteJSON(w, http.StatusOK, map[string]any{"kind": "pow", "challenge": c,
+			"difficulty": sl.PowDifficulty, "expires_at": api.Time(exp)})
+	case sl.JoinChallenge == sale.ChallengeCaptcha && s.cfg.Captcha != nil:
+		api.WriteJSON(w, http.StatusOK, map[string]any{"kind": "captcha", "site_key": s.cfg.Captcha.SiteKey})
+	case sl.JoinChallenge == sale.ChallengeNone:
+		api.WriteJSON(w, http.StatusOK, map[string]any{"kind": "none"})
+	default:
+		s.fail(w, r, errNoCaptcha)
+	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/bans"
+	"github.com/flashsale/flashsale/challenge"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/ratelimit"
@@ -38,6 +39,12 @@ type Config struct {
 	// Bans is the node's current set of live bans (bans.Watcher.Current);
 	// nil: none.
 	Bans func() *bans.Set
+	// PoW issues and checks proof-of-work join challenges (nil: sales that
+	// ask for one answer 503).
+	PoW *challenge.PoW
+	// Captcha checks captcha tokens (nil: not configured; a sale cannot
+	// ask for a captcha).
+	Captcha *challenge.Captcha
 	// Limits are the shopper calls' rate limits (nil: none).
 	Limits *ratelimit.Limiter
 	// Sources counts joins by client prefix (nil: not counted).
@@ -90,6 +97,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /.well-known/jwks.json", s.jwks)
 	mux.HandleFunc("POST /api/v1/sales/{sale}/join", s.join)
 	mux.HandleFunc("GET /api/v1/sales/{sale}/status", s.status)
+	mux.HandleFunc("POST /api/v1/sales/{sale}/challenge", s.challenge)
 	mux.HandleFunc("DELETE /api/v1/sales/{sale}/join", s.leave)
 	mux.HandleFunc("GET /api/v1/sales/{sale}/ws", s.ws)
 	mux.HandleFunc("POST /api/v1/admin/sales", s.admin(s.createSale))

@@ -12,6 +12,15 @@ func (s *Server) admin(h http.HandlerFunc) http.HandlerFunc {
 	return api.AdminOnly(s.cfg.AdminToken)(h)
 }
 
+// canChallenge refuses a captcha challenge when no verifier is configured.
+func (s *Server) canChallenge(kind string) error {
+	if kind == sale.ChallengeCaptcha && s.cfg.Captcha == nil {
+		return api.Invalid("join_challenge: captcha needs a verifier: start the server with --captcha-verify-url, " +
+			"--captcha-secret and --captcha-site-key")
+	}
+	return nil
+}
+
 func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
 	var req sale.CreateRequest
 	if err := api.ReadJSON(r, &req, false); err != nil {
@@ -19,6 +28,9 @@ func (s *Server) createSale(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	sl, err := req.Build(time.Now())
+	if err == nil {
+		err = s.canChallenge(sl.JoinChallenge)
+	}
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -55,7 +67,11 @@ func (s *Server) getSale(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) patchSale(w http.ResponseWriter, r *http.Request) {
 	var p sale.PatchRequest
-	if err := api.ReadJSON(r, &p, false); err != nil {
+	err := api.ReadJSON(r, &p, false)
+	if err == nil && p.JoinChallenge != nil {
+		err = s.canChallenge(*p.JoinChallenge)
+	}
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
