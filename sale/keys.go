@@ -52,8 +52,12 @@ type Keys struct {
 	// /48) by joins and by users newly placed in the queue (sources).
 	SrcJoins string
 	SrcUsers string
-	idem     string
-	ipUsers  string
+	// Passes is a zset of the holders of an operator's pass waiting for
+	// the next admitter tick (they wait in Lane too).
+	Passes  string
+	idem    string
+	ipUsers string
+	pass    string
 }
 
 // Sale returns the keys of one sale.
@@ -65,8 +69,8 @@ func (ks Keyspace) Sale(id string) Keys {
 		Buyers: p + "buyers", JTI: p + "jti", Pending: p + "pending", Holds: p + "holds",
 		Orders: p + "orders", Lease: p + "lease", Fence: p + "fence", Bucket: p + "bucket",
 		Ev: p + "ev", Stats: p + "stats", Ranks: p + "ranks", Rebuild: p + "rebuild",
-		SrcJoins: p + "src:joins", SrcUsers: p + "src:users",
-		idem: p + "idem:", ipUsers: p + "ipu:",
+		SrcJoins: p + "src:joins", SrcUsers: p + "src:users", Passes: p + "passes",
+		idem: p + "idem:", ipUsers: p + "ipu:", pass: p + "pass:",
 	}
 }
 
@@ -97,6 +101,9 @@ func (k Keys) Idem(user, key string) string {
 	return k.idem + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
+// Pass is the single-use mark of an operator's pass (by its jti).
+func (k Keys) Pass(jti string) string { return k.pass + jti }
+
 // IPUsers is the set of (hashes of) users who joined the sale from one
 // client address, as clientaddr.Key counts it (max_users_per_ip).
 func (k Keys) IPUsers(addr string) string { return k.ipUsers + addr }
@@ -105,5 +112,5 @@ func (k Keys) IPUsers(addr string) string { return k.ipUsers + addr }
 func (k Keys) All() []string {
 	return []string{k.Cfg, k.Q, k.Lane, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units,
 		k.Buyers, k.JTI, k.Pending, k.Holds, k.Orders, k.Lease, k.Fence, k.Bucket, k.Ev,
-		k.Stats, k.Ranks, k.Rebuild, k.SrcJoins, k.SrcUsers}
+		k.Stats, k.Ranks, k.Rebuild, k.SrcJoins, k.SrcUsers, k.Passes}
 }

@@ -115,16 +115,7 @@ var ticketParser = jwt.NewParser(jwt.WithValidMethods([]string{"EdDSA"}), jwt.Wi
 // check exp: the caller does, after its idempotency lookup, with Expired.
 func (i *Issuer) VerifyTicket(token, sale string, now time.Time) (*Claims, error) {
 	var c Claims
-	_, err := ticketParser.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
-		kid, _ := t.Header["kid"].(string)
-		if kid == i.keys.Kid {
-			return i.keys.Current.Public(), nil
-		}
-		if pub, ok := i.keys.Previous[kid]; ok {
-			return pub, nil
-		}
-		return nil, fmt.Errorf("unknown kid %q", kid)
-	})
+	_, err := ticketParser.ParseWithClaims(token, &c, i.keyOf)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
 	}
@@ -141,6 +132,19 @@ func (i *Issuer) VerifyTicket(token, sale string, now time.Time) (*Claims, error
 		return &c, ErrWrongSale
 	}
 	return &c, nil
+}
+
+// keyOf is the public key of a token's kid: the current key or a previous
+// one of the key file.
+func (i *Issuer) keyOf(t *jwt.Token) (any, error) {
+	kid, _ := t.Header["kid"].(string)
+	if kid == i.keys.Kid {
+		return i.keys.Current.Public(), nil
+	}
+	if pub, ok := i.keys.Previous[kid]; ok {
+		return pub, nil
+	}
+	return nil, fmt.Errorf("unknown kid %q", kid)
 }
 
 // Expired reports whether the claims' exp has passed.

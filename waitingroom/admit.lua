@@ -6,7 +6,8 @@
 -- shopper can buy. Absent shoppers at the head are skipped.
 -- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] prefix of the presence hashes (seen_key), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] units, KEYS[10] bucket,
--- KEYS[11] lease, KEYS[12] stats, KEYS[13] ev
+-- KEYS[11] lease, KEYS[12] stats, KEYS[13] ev, KEYS[14] passes (pass
+-- holders, admitted first: see pass.lua)
 -- ARGV[1] the caller's lease value "holder|fence", ARGV[2] most admissions
 -- this call, ARGV[3] jti prefix (random, unique per call), ARGV[4] most skips
 -- this call, ARGV[5] event stream max length
@@ -52,7 +53,7 @@ if expired > 0 then redis.call('HINCRBY', KEYS[12], 'tickets_expired_total', exp
 if state == 'closed' or state == 'sold_out' then
   if redis.call('EXISTS', KEYS[2]) + redis.call('EXISTS', KEYS[3]) > 0 then
     -- once: the queue's end takes every presence hash with it
-    redis.call('DEL', KEYS[2], KEYS[3])
+    redis.call('DEL', KEYS[2], KEYS[3], KEYS[14])
     for b = 0, 8191, 512 do
       local keys = {}
       for i = b, b + 511 do keys[#keys + 1] = KEYS[4] .. i end
@@ -67,6 +68,48 @@ local reserved = tonumber(redis.call('HGET', KEYS[9], 'reserved'))
 local unreserved = remaining - reserved
 local active = redis.call('ZCARD', KEYS[7])
 local admitted, skipped = 0, 0
+local per = num(cfg, 'per_user', 1)
+local ttl = num(cfg, 'ttl', 300)
+local iat = math.floor(now / 1000)
+local exp = iat + ttl
+
+-- admit_user admits user (taken out of the zset from): a reservation of
+-- min(per_user_limit, unreserved) units, an admission record, a live
+-- ticket, an event.
+local function admit_user(user, from)
+  local r = math.min(per, unreserved)
+  unreserved = unreserved - r
+  reserved = reserved + r
+  admitted = admitted + 1
+  local jti = ARGV[3] .. string.format('%x', admitted)
+  redis.call('ZREM', from, user)
+  redis.call('HDEL', seen_key(KEYS[4], user), user) -- presence only matters while waiting
+  redis.call('HSET', KEYS[8], user, adm_enc({jti = jti, iat = iat, exp = exp, r = r}))
+  redis.call('ZADD', KEYS[7], exp * 1000, user)
+  event('adm', user, jti .. '|' .. iat .. '|' .. exp)
+end
+
+-- 3. Holders of an operator's pass first, at this tick, outside the rate
+-- (within max_active and the units; each counts as an admission).
+-- A pass holder waits in the lane too (so status shows them first); one
+-- who left or was banned since is no longer there, and is dropped.
+if state == 'open' then
+  local n = math.min(num(cfg, 'max_active', 0) - active, unreserved, tonumber(ARGV[2]))
+  while n > 0 do
+    local head = redis.call('ZRANGE', KEYS[14], 0, 0)
+    if #head == 0 then break end
+    local user = head[1]
+    if redis.call('ZSCORE', KEYS[3], user) then
+      redis.call('ZREM', KEYS[3], user)
+      admit_user(user, KEYS[14])
+      n = n - 1
+    else
+      redis.call('ZREM', KEYS[14], user)
+    end
+  end
+  active = active + admitted
+end
+local passed = admitted
 
 if state == 'open' and unreserved > 0 then
   -- GCRA: one admission every T ms, a burst of one second's admissions.
@@ -89,13 +132,9 @@ if state == 'open' and unreserved > 0 then
   if oldT > 0 and oldT ~= T then tat = now + (tat - now) * T / oldT end
   local allow = math.floor((now + burst * T - tat) / T + 1e-9)
   local free = num(cfg, 'max_active', 0) - active
-  local want = math.min(allow, free, tonumber(ARGV[2]))
-  local per = num(cfg, 'per_user', 1)
-  local ttl = num(cfg, 'ttl', 300)
+  local want = passed + math.min(allow, free, tonumber(ARGV[2]))
   local abandon = num(cfg, 'abandon', 60) * 1000
   local maxskip = tonumber(ARGV[4])
-  local iat = math.floor(now / 1000)
-  local exp = iat + ttl
 
   while admitted < want and unreserved > 0 do
     -- the lane (shoppers back from a skip) goes first; then the head
@@ -118,26 +157,17 @@ if state == 'open' and unreserved > 0 then
         if skipped >= maxskip then break end
       end
     end
-    if user then
-      local r = math.min(per, unreserved)
-      unreserved = unreserved - r
-      reserved = reserved + r
-      admitted = admitted + 1
-      local jti = ARGV[3] .. string.format('%x', admitted)
-      redis.call('ZREM', from, user)
-      redis.call('HDEL', seen_key(KEYS[4], user), user) -- presence only matters while waiting
-      redis.call('HSET', KEYS[8], user, adm_enc({jti = jti, iat = iat, exp = exp, r = r}))
-      redis.call('ZADD', KEYS[7], exp * 1000, user)
-      event('adm', user, jti .. '|' .. iat .. '|' .. exp)
-    end
+    if user then admit_user(user, from) end
   end
-  if admitted > 0 then
-    tat = tat + admitted * T
+  if admitted > passed then
+    tat = tat + (admitted - passed) * T
     redis.call('SET', KEYS[10], string.format('%.3f|%.6f', tat, T), 'PX', math.ceil(tat - now + 60000))
-    redis.call('HSET', KEYS[9], 'reserved', reserved)
-    redis.call('HINCRBY', KEYS[12], 'admitted_total', admitted)
   end
   if skipped > 0 then redis.call('HINCRBY', KEYS[12], 'skipped_total', skipped) end
+end
+if admitted > 0 then
+  redis.call('HSET', KEYS[9], 'reserved', reserved)
+  redis.call('HINCRBY', KEYS[12], 'admitted_total', admitted)
 end
 
 local qlen = redis.call('ZCARD', KEYS[2]) + redis.call('ZCARD', KEYS[3])

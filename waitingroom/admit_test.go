@@ -432,3 +432,28 @@ func TestAdmitTinyRate(t *testing.T) {
 		})
 	}
 }
+
+// TestAdmitPassesWithinLimits: pass holders are admitted ahead of the
+// queue and outside the rate, but never beyond max_active or the units;
+// one who left the lane (left or banned) is dropped, not admitted.
+func TestAdmitPassesWithinLimits(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newAdmitEnv(t, map[string]any{"rate": "0.001", "max_active": "2"}, 5)
+	e.wait(t, nil, "q1", "q2")
+	for _, u := range []string{"p1", "p2", "p3", "gone"} {
+		require.NoError(t, e.rdb.ZAdd(ctx, e.k.Lane, redisZ(0, u)).Err())
+		require.NoError(t, e.rdb.ZAdd(ctx, e.k.Passes, redisZ(1, u)).Err())
+	}
+	require.NoError(t, e.rdb.ZRem(ctx, e.k.Lane, "gone").Err()) // left before the tick
+	res := e.admit(t)
+	require.EqualValues(t, 2, res.Admitted, "max_active 2")
+	for _, u := range []string{"gone", "p1", "p2"} {
+		_, ok := tix(t, e.rdb, e.k, u)
+		require.Equal(t, u != "gone", ok, "%s admitted", u)
+	}
+	require.Equal(t, "2", e.rdb.HGet(ctx, e.k.Units, "reserved").Val())
+	require.Equal(t, "2", e.rdb.HGet(ctx, e.k.Stats, "admitted_total").Val())
+	require.Equal(t, []string{"p3"}, e.rdb.ZRange(ctx, e.k.Passes, 0, -1).Val(), "p3 waits; gone was dropped")
+	require.Equal(t, []string{"q1", "q2"}, e.queue(t), "the queue did not move")
+}

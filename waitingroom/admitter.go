@@ -254,7 +254,7 @@ func (a *Admitter) admitCmd(ctx context.Context, c redis.Scripter, id, leaseValu
 	prefix := make([]byte, 6)
 	_, _ = rand.Read(prefix)
 	return admitScript.Run(ctx, c,
-		[]string{k.Cfg, k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units, k.Bucket, k.Lease, k.Stats, k.Ev},
+		[]string{k.Cfg, k.Q, k.Lane, k.Seen, k.Skipped, k.Expired, k.Adm, k.Tix, k.Units, k.Bucket, k.Lease, k.Stats, k.Ev, k.Passes},
 		leaseValue, a.cfg.MaxPerTick, hex.EncodeToString(prefix)+"-", a.cfg.MaxSkipsPerTick, sale.EventStreamLen)
 }
 

@@ -14,12 +14,18 @@ import (
 	"github.com/flashsale/flashsale/challenge"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/ticket"
 )
 
-//go:embed ipusers.lua
-var ipUsersLua string
+var (
+	//go:embed ipusers.lua
+	ipUsersLua string
+	//go:embed pass.lua
+	passLua string
 
-var ipUsersScript = sale.NewScript(ipUsersLua)
+	ipUsersScript = sale.NewScript(ipUsersLua)
+	passScript    = sale.NewScript(passLua)
+)
 
 var errIPLimit = api.Errorf(http.StatusForbidden, "ip_limit",
 	"too many shoppers have joined this sale from your network address")
@@ -72,6 +78,9 @@ type JoinProof struct {
 // sale's join challenge (a newcomer must prove it; a user already queued,
 // admitted or who bought rejoins with no proof) and max_users_per_ip.
 func (s *Server) admit(ctx context.Context, sl *sale.Sale, user string, addr netip.Addr, proof *JoinProof) error {
+	if proof.Pass != nil {
+		return s.usePass(ctx, sl, user, *proof.Pass)
+	}
 	if sl.JoinChallenge != sale.ChallengeNone || sl.MaxUsersPerIP > 0 {
 		st, err := s.queue.Status(ctx, sl.ID, user)
 		if err != nil {
@@ -173,4 +182,39 @@ func (s *Server) challenge(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.fail(w, r, errNoCaptcha)
 	}
+}
+
+// usePass lets the holder of an operator's pass in with no challenge and no
+// bound per address, into the priority lane (admitted at the next tick
+// ahead of the queue), once. A pass of another user or sale is 403
+// forbidden; an invalid, expired or used one 403 challenge_failed.
+func (s *Server) usePass(ctx context.Context, sl *sale.Sale, user, pass string) error {
+	now := time.Now()
+	c, err := s.issuer.VerifyPass(pass, now)
+	switch {
+	case errors.Is(err, ticket.ErrExpired):
+		return passFailed("the pass has expired")
+	case err != nil:
+		return passFailed("the pass is not valid")
+	case c.Subject != user || c.Audience != sl.ID:
+		return api.Errorf(http.StatusForbidden, "forbidden", "this pass is for another user or sale")
+	}
+	k := s.store.Keys.Sale(sl.ID)
+	ttl := time.Unix(c.ExpiresAt, 0).Sub(now)
+	res, err := passScript.Run(ctx, s.queue.rdb, []string{k.Cfg, k.Q, k.Lane, k.Tix, k.Buyers, k.Skipped, k.Expired,
+		k.Pass(c.ID), k.Passes}, user, max(ttl.Milliseconds(), 1)).Text()
+	switch {
+	case err != nil:
+		return &sale.StoreError{Store: "Redis", Err: err}
+	case res == "nostate":
+		return ErrNoState
+	case res == "used":
+		return passFailed("the pass was used already")
+	}
+	s.cfg.Logger.Info("pass used", "sale", sl.ID, "user", user, "result", res)
+	return nil
+}
+
+func passFailed(why string) error {
+	return api.Errorf(http.StatusForbidden, "challenge_failed", "%s: ask the operator for a new one", why)
 }

@@ -107,6 +107,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/summary", s.admin(s.summary))
 	mux.HandleFunc("POST /api/v1/admin/sales/{sale}/message", s.admin(s.message))
 	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/sources", s.admin(s.sources))
+	mux.HandleFunc("POST /api/v1/admin/sales/{sale}/passes", s.admin(s.createPass))
 	mux.HandleFunc("POST /api/v1/dev/token", s.devToken)
 }
 
