@@ -151,7 +151,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
 		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
 			Proxies: cfg.TrustedProxies, Sources: n.Sources, Bans: n.Bans.Current, Limits: n.Limits,
-			PoW: challenge.NewPoW(challenge.KeyFrom(n.Issuer.Keys().Current.Seed())),
+			PoW:    challenge.NewPoW(challenge.KeyFrom(n.Issuer.Keys().Current.Seed())),
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
 		if cfg.Dev {
 			wcfg.DevSecret = []byte(cfg.IdentitySecret)
