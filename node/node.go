@@ -24,6 +24,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/audit"
 	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/challenge"
 	"github.com/flashsale/flashsale/checkout"
@@ -183,7 +184,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	})
 	mux.HandleFunc("GET /readyz", n.ready)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
-	n.handler = n.instrument(api.Routes(mux))
+	auditLog := audit.New(n.DB, cfg.TrustedProxies, log)
+	mux.HandleFunc("GET /api/v1/admin/audit", api.AdminOnly(cfg.AdminToken)(auditLog.List))
+	n.handler = n.instrument(auditLog.Middleware(api.Routes(mux)))
 	return n, nil
 }
 
