@@ -73,10 +73,11 @@ func (l *Log) Middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		var body []byte
+		// the body as the handler reads it (a copy of its first bytes): the
+		// handler's own reading, limits and errors stay as they are
+		var seen capped
 		if r.Body != nil {
-			body, _ = io.ReadAll(io.LimitReader(r.Body, api.MaxBody+1))
-			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.Body = readCloser{io.TeeReader(r.Body, &seen), r.Body}
 		}
 		rec := &recorder{ResponseWriter: w, code: http.StatusOK}
 		next.ServeHTTP(rec, r)
@@ -92,7 +93,7 @@ func (l *Log) Middleware(next http.Handler) http.Handler {
 			addr = a.String()
 		}
 		e := entry{actor: "admin", address: addr, action: action,
-			sale: r.PathValue("sale"), target: r.PathValue("id"), request: body}
+			sale: r.PathValue("sale"), target: r.PathValue("id"), request: seen.Bytes()}
 		if action == "sale.create" || action == "ban.create" {
 			var answer struct {
 				ID string `json:"id"`
@@ -203,6 +204,22 @@ func (l *Log) List(w http.ResponseWriter, r *http.Request) {
 		next = &n
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"entries": out, "next": next})
+}
+
+// capped keeps the first maxRequest+1 bytes written to it (one more, so
+// that a longer body is known to be too long).
+type capped struct{ bytes.Buffer }
+
+func (c *capped) Write(b []byte) (int, error) {
+	if room := maxRequest + 1 - c.Len(); room > 0 {
+		c.Buffer.Write(b[:min(len(b), room)])
+	}
+	return len(b), nil
+}
+
+type readCloser struct {
+	io.Reader
+	io.Closer
 }
 
 // recorder keeps a handler's status and the first bytes of its answer.
