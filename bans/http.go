@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/flashsale/flashsale/api"
@@ -22,6 +23,11 @@ type Handler struct {
 	// passes its Watcher's Poke, so the change acts here at once rather
 	// than at the next tick).
 	Changed func()
+	// Trusted are the trusted proxies' networks (--trusted-proxies): a ban
+	// of an address or network that overlaps one is refused, since a proxy
+	// is no client (it would ban nobody, or, were the proxy itself taken
+	// for the client, everybody behind it).
+	Trusted []netip.Prefix
 }
 
 // NewHandler returns the endpoints on store.
@@ -46,6 +52,17 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 	if err := api.ReadJSON(r, &req, false); err != nil {
 		h.fail(w, r, err)
 		return
+	}
+	if req.IP != nil {
+		if p, err := ParsePrefix(*req.IP); err == nil {
+			for _, tp := range h.Trusted {
+				if p.Overlaps(tp) {
+					h.fail(w, r, api.Invalid("ip: %s covers a trusted proxy (%s in --trusted-proxies); ban the clients behind it instead",
+						*req.IP, tp))
+					return
+				}
+			}
+		}
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), requestTimeout)
 	defer cancel()

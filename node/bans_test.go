@@ -108,6 +108,13 @@ func TestBans(t *testing.T) {
 	sum := a.Do(t, "GET", "/api/v1/admin/sales/"+open+"/summary", a.AdminToken, nil).JSON(t)
 	require.EqualValues(t, 0, sum["active"], "the summary shows the admission ended: %v", sum)
 
+	// a ban covering a trusted proxy is refused; 0.0.0.0/0 too
+	for _, ip := range []string{"127.0.0.0/8", "127.0.0.1", "0.0.0.0/0", "::/0", "::ffff:127.0.0.1"} {
+		r := a.Do(t, "POST", "/api/v1/admin/bans", a.AdminToken, map[string]any{"ip": ip})
+		require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s: %s", ip, r.Body)
+		require.Contains(t, string(r.Body), "ip:")
+	}
+
 	// a CIDR ban closes carol's socket and refuses newcomers from it
 	carolWS := socket(a, paused, "carol", "198.51.100.7")
 	ban(map[string]any{"ip": "198.51.100.0/24"})

@@ -166,6 +166,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.Bans.OnChange = srv.OnBans
 		bh := bans.NewHandler(banStore, log)
 		bh.Changed = n.Bans.Poke
+		bh.Trusted = cfg.TrustedProxies.Prefixes()
 		bh.Register(mux, api.AdminOnly(cfg.AdminToken))
 		mux.Handle("/", web.Handler())
 	}
