@@ -15,9 +15,15 @@
   const base = "/api/v1/sales/" + encodeURIComponent(saleId);
   const keys = { user: "fs_user", userToken: "fs_user_token", queueToken: "fs_qt_" + saleId };
 
-  const views = ["loading", "missing", "signin", "join", "prequeue", "waiting", "admitted", "order", "expired", "sold_out", "closed"];
+  const views = ["loading", "missing", "signin", "join", "challenge", "prequeue", "waiting", "admitted", "order", "expired",
+    "sold_out", "closed", "banned"];
   const finalViews = ["sold_out", "closed"];
   const maxBackoff = 15000;
+  // A socket refused with 4429 (rate limited) waits 3–6 s, then up to a
+  // minute, each with jitter: a crowd that met the limit together must not
+  // come back together.
+  const limitedBackoff = 6000;
+  const maxLimitedBackoff = 60000;
 
   const state = {
     sale: null,
@@ -34,7 +40,19 @@
     error: "",
     notice: "",
     busy: false,
+    // challenge is the join challenge in progress: {kind: "loading"},
+    // {kind: "pow", difficulty, tried, done} or {kind: "captcha", siteKey}.
+    challenge: null,
+    challengeRounds: 0, // challenges fetched since the shopper last pressed Join (a bound: no loop)
+    challengeFailed: 0, // challenge_failed answers since then: one new challenge, then say so
+    message: null, // the operator's {text, at}
+    messageFrameAt: 0, // when a message frame last came (local ms): newer than a sale read near it
+    busyUntil: 0, // a 429 (or a 4429) makes the page wait until then (local ms): "Busy — retrying in N s"
   };
+
+  // retry is the one call the page makes again after a 429 (join, status, …).
+  const retry = { timer: 0 };
+  let powWorker = null;
 
   // live is the WebSocket and its fallbacks.
   const live = {
@@ -44,6 +62,7 @@
     retryTimer: 0,
     pollTimer: 0,
     rejoined: false, // one rejoin per 4401, reset by a good frame
+    limited: 0, // 4429 closes in a row, reset by a good frame
     refused: false, // the server refused the socket (4403, 4404, 4409, 4410): poll, do not reconnect
     polling: false,
   };
@@ -87,6 +106,7 @@
   async function loadSale() {
     try {
       state.sale = await request("GET", base);
+      saleMessage();
       return true;
     } catch (err) {
       if (err.status === 404) {
@@ -102,13 +122,23 @@
     if (document.hidden || !state.sale || isFinal()) return;
     try {
       state.sale = await request("GET", base);
+      saleMessage();
       render();
     } catch {
       // the next refresh will do; the queue state comes from elsewhere
     }
   }
 
-  const isFinal = () => finalViews.includes(state.view);
+  const isFinal = () => finalViews.includes(state.view) || state.view === "banned";
+
+  // saleMessage shows the sale's `message` field, unless a message frame came
+  // in the last few seconds: the public sale is cached for up to a second per
+  // node, so a read near a frame may be older than it.
+  function saleMessage() {
+    if (Date.now() - state.messageFrameAt < 3000) return;
+    const m = state.sale && state.sale.message;
+    state.message = m && m.text ? { text: m.text, at: m.at } : null;
+  }
 
   // --- queue state ----------------------------------------------------------
 
@@ -180,6 +210,11 @@
       case "order":
         if (f.order) showOrder(f.order);
         break;
+      case "message": // the operator's; "" clears it
+        state.message = f.text ? { text: String(f.text), at: f.at } : null;
+        state.messageFrameAt = Date.now();
+        render();
+        break;
     }
   }
 
@@ -230,8 +265,13 @@
   }
 
   // statusFailed maps a refused status to a view; other failures keep the view.
-  function statusFailed(err) {
-    if (err.status === 401) {
+  // again is the call to make once a 429's Retry-After has passed.
+  function statusFailed(err, again) {
+    if (err.code === "banned") {
+      toBanned();
+    } else if (err.code === "rate_limited") {
+      retryLater(err, again || checkStatus);
+    } else if (err.status === 401) {
       const had = Boolean(userToken());
       dropUserToken();
       toSignIn(had ? "Your sign-in has expired. Please sign in again." : "");
@@ -257,24 +297,71 @@
 
   // --- joining and leaving ----------------------------------------------------
 
-  async function join() {
+  // joinPressed is a shopper's own Join: it may fetch a challenge again.
+  function joinPressed() {
+    state.challengeRounds = 0;
+    state.challengeFailed = 0;
+    join();
+  }
+
+  // join joins the queue; proof, when given, is the answer to the sale's
+  // join challenge ({pow: {challenge, nonce}} or {captcha: token}).
+  async function join(proof) {
+    cancelRetry();
     state.error = "";
     setBusy(true);
     try {
-      const res = await request("POST", base + "/join", { token: userToken() });
+      const res = await request("POST", base + "/join", { token: userToken(), body: proof });
       if (res.queue_token) store.set(keys.queueToken, res.queue_token);
       live.refused = false;
       state.firstPosition = 0;
       state.order = null;
+      state.challenge = null;
+      state.challengeRounds = 0;
+      state.challengeFailed = 0;
       applyPosition(res);
     } catch (err) {
-      joinFailed(err);
+      joinFailed(err, proof);
     } finally {
       setBusy(false);
     }
   }
 
-  function joinFailed(err) {
+  function joinFailed(err, proof) {
+    if (err.code === "rate_limited") {
+      retryLater(err, () => join(proof)); // a proof refused for the rate is not spent
+      return;
+    }
+    if (err.code === "challenge_required") {
+      startChallenge();
+      return;
+    }
+    if (err.code === "challenge_failed") {
+      // Expired (a tab left open), or the captcha's token refused: one new
+      // challenge, then say so.
+      if (++state.challengeFailed <= 1) {
+        if (proof && proof.captcha) state.error = "That check did not pass. Please try once more.";
+        startChallenge();
+        return;
+      }
+      stopChallenge();
+      state.challengeFailed = 0;
+      state.view = "join";
+      state.error = "We could not confirm that you are a person, so you have not joined yet. Press Join to try again.";
+      render();
+      return;
+    }
+    stopChallenge();
+    if (err.code === "banned") {
+      toBanned();
+      return;
+    }
+    if (err.code === "ip_limit") {
+      state.view = "join";
+      state.error = "Too many shoppers have joined from your network. You cannot join from this network right now.";
+      render();
+      return;
+    }
     if (err.status === 401) {
       dropUserToken();
       toSignIn(state.shopSignIn ? "" : "Please sign in to join.");
@@ -285,10 +372,175 @@
       state.view = "join";
       state.error = opens ? "The queue opens at " + formatTime(opens) + "." : err.message;
     } else {
-      if (state.view === "loading") state.view = "join";
+      if (state.view === "loading" || state.view === "challenge") state.view = "join";
       state.error = err.message;
     }
     render();
+  }
+
+  // --- the join challenge -------------------------------------------------------
+
+  // startChallenge fetches the sale's join challenge and answers it: proof of
+  // work in a Web Worker, or a captcha. A few rounds at most per Join press.
+  async function startChallenge() {
+    stopChallenge();
+    if (++state.challengeRounds > 3) {
+      state.view = "join";
+      state.error = "Joining needs a check that keeps changing. Please try again in a moment.";
+      render();
+      return;
+    }
+    state.view = "challenge";
+    state.challenge = { kind: "loading" };
+    render();
+    let c;
+    try {
+      c = await request("POST", base + "/challenge", { token: userToken() });
+    } catch (err) {
+      state.challenge = null;
+      if (err.code === "rate_limited") {
+        state.challengeRounds--;
+        retryLater(err, startChallenge);
+        return;
+      }
+      joinFailed(err);
+      return;
+    }
+    if (state.view !== "challenge") return; // cancelled meanwhile
+    if (c && c.kind === "pow") solvePow(c);
+    else if (c && c.kind === "captcha") showCaptcha(c);
+    else join(); // the operator turned the challenge off meanwhile
+  }
+
+  // solvePow runs /static/pow-worker.js on the challenge; its progress
+  // messages (about every 50 ms) move the progress bar.
+  function solvePow(c) {
+    let w;
+    try {
+      w = new Worker("/static/pow-worker.js");
+    } catch {
+      powBroke();
+      return;
+    }
+    powWorker = w;
+    state.challenge = { kind: "pow", difficulty: c.difficulty, tried: 0, done: false };
+    w.onmessage = (e) => {
+      if (powWorker !== w) return; // cancelled
+      const m = e.data || {};
+      if (m.type === "progress") {
+        state.challenge.tried = m.tried;
+        render();
+        return;
+      }
+      w.terminate();
+      powWorker = null;
+      if (m.type !== "done") {
+        powBroke();
+        return;
+      }
+      state.challenge.done = true;
+      join({ pow: { challenge: c.challenge, nonce: m.nonce } });
+    };
+    w.onerror = () => {
+      if (powWorker === w) powBroke();
+    };
+    w.postMessage({ challenge: c.challenge, difficulty: c.difficulty });
+    render();
+  }
+
+  function powBroke() {
+    stopChallenge();
+    state.view = "join";
+    state.error = "Your browser could not finish the check. Press Join to try again.";
+    render();
+  }
+
+  // showCaptcha asks for a captcha. No vendor script is loaded here (there
+  // is no network in development, and the CSP allows scripts from 'self'
+  // only), so the widget's place shows a labelled placeholder and the
+  // token is typed into "Captcha token". To plug Cloudflare Turnstile in:
+  //   1. in web.go's CSP, add https://challenges.cloudflare.com to
+  //      script-src and add frame-src https://challenges.cloudflare.com;
+  //   2. in sale.html, load
+  //      https://challenges.cloudflare.com/turnstile/v0/api.js?render=explicit;
+  //   3. here, render it and hide the token form:
+  //        turnstile.render($("captcha-widget"), { sitekey: c.site_key, callback: submitCaptcha });
+  //      Turnstile calls submitCaptcha with the token, which joins with
+  //      {"captcha": token}; the server checks it with siteverify.
+  // hCaptcha (hcaptcha.render) and reCAPTCHA (grecaptcha.render) take the
+  // same sitekey and callback.
+  function showCaptcha(c) {
+    state.challenge = { kind: "captcha", siteKey: String(c.site_key || "") };
+    $("captcha-widget").dataset.sitekey = state.challenge.siteKey;
+    $("captcha-token").value = "";
+    render();
+    $("captcha-token").focus();
+  }
+
+  function submitCaptcha(token) {
+    if (state.busy) return;
+    join({ captcha: token });
+  }
+
+  function captchaSubmitted(ev) {
+    ev.preventDefault();
+    const token = $("captcha-token").value.trim();
+    if (!token) {
+      state.error = "Enter the captcha token.";
+      render();
+      return;
+    }
+    submitCaptcha(token);
+  }
+
+  // stopChallenge ends a challenge in progress (the worker stops hashing).
+  function stopChallenge() {
+    if (powWorker) powWorker.terminate();
+    powWorker = null;
+    state.challenge = null;
+  }
+
+  function cancelChallenge() {
+    stopChallenge();
+    cancelRetry();
+    state.error = "";
+    toJoin();
+  }
+
+  // --- bans and rate limits -------------------------------------------------------
+
+  // toBanned is final: no retries, no reconnects, no polling.
+  function toBanned() {
+    cancelRetry();
+    stopChallenge();
+    stopLive();
+    live.refused = true;
+    dropQueueToken();
+    state.view = "banned";
+    state.ticket = null;
+    state.error = "";
+    state.notice = "";
+    state.busyUntil = 0;
+    render();
+  }
+
+  // retryLater makes fn the page's next try, after the 429's Retry-After
+  // (whole seconds), and says so. One try waits at a time: a new one
+  // replaces it, so 429s never pile up into a storm.
+  function retryLater(err, fn) {
+    const seconds = Math.min(300, Math.max(1, err.retryAfter || 5));
+    cancelRetry();
+    state.busyUntil = Date.now() + seconds * 1000;
+    retry.timer = setTimeout(() => {
+      retry.timer = 0;
+      fn();
+    }, seconds * 1000);
+    render();
+  }
+
+  function cancelRetry() {
+    clearTimeout(retry.timer);
+    retry.timer = 0;
   }
 
   async function leave() {
@@ -297,6 +549,11 @@
     try {
       await request("DELETE", base + "/join", { token: queueToken() || userToken() });
     } catch (err) {
+      if (err.code === "banned") {
+        setBusy(false);
+        toBanned();
+        return;
+      }
       if (err.status !== 404) {
         state.error = err.message;
         setBusy(false);
@@ -319,7 +576,13 @@
       render();
       return;
     }
+    await signInAs(user);
+  }
+
+  async function signInAs(user) {
     state.error = "";
+    state.challengeRounds = 0;
+    state.challengeFailed = 0;
     setBusy(true);
     try {
       const res = await request("POST", "/api/v1/dev/token", { body: { user } });
@@ -327,6 +590,11 @@
       store.set(keys.user, res.user || user);
       dropQueueToken(); // any stored wait was someone else's
     } catch (err) {
+      if (err.code === "rate_limited") {
+        setBusy(false);
+        retryLater(err, () => signInAs(user));
+        return;
+      }
       if (err.status !== 404) {
         state.error = err.message;
         setBusy(false);
@@ -346,12 +614,16 @@
       if (err.status === 404 || err.status === 401) {
         await join();
       } else {
-        statusFailed(err);
+        statusFailed(err, enterQueue);
       }
     }
   }
 
   function switchUser() {
+    stopChallenge();
+    cancelRetry();
+    live.refused = false; // a ban or a refused socket was the other user's
+    state.busyUntil = 0;
     dropUserToken();
     dropQueueToken();
     state.shopSignIn = false;
@@ -375,7 +647,7 @@
     const { key } = state.purchase;
     state.error = "";
     setBusy(true);
-    for (let retry = 0; ; retry++) {
+    for (let again = 0; ; again++) {
       try {
         const order = await request("POST", base + "/checkout", {
           token: state.ticket,
@@ -390,14 +662,14 @@
         setTimeout(refreshSale, 1100);
         break;
       } catch (err) {
-        if ((err.status === 503 || err.status === 429) && retry < 3) {
-          const wait = Math.min(30, err.retryAfter ?? 1);
-          state.notice = "The shop is busy; trying again in " + wait + " s…";
+        if ((err.status === 503 || err.status === 429) && again < 3) {
+          const wait = Math.min(30, Math.max(1, err.retryAfter ?? 1));
+          state.busyUntil = Date.now() + wait * 1000;
           render();
           await sleep(wait * 1000);
           continue;
         }
-        state.notice = "";
+        state.busyUntil = 0;
         checkoutFailed(err);
         break;
       }
@@ -424,6 +696,9 @@
         break;
       case "sale_closed":
         finish("closed");
+        return;
+      case "banned":
+        toBanned();
         return;
       case "network":
         state.error = err.message + " Press Buy now again: you will not be charged twice.";
@@ -453,6 +728,14 @@
         toSignIn("Sign in again to see your order.");
         return;
       }
+      if (err.code === "banned") {
+        toBanned();
+        return;
+      }
+      if (err.code === "rate_limited") {
+        retryLater(err, () => loadOrder(id));
+        return;
+      }
       state.order = { id };
       state.view = "order";
       state.error = "Could not load your order: " + err.message;
@@ -468,6 +751,11 @@
     try {
       showOrder(await request("POST", "/api/v1/" + path.replace("{order}", encodeURIComponent(id)), { token: userToken() }));
     } catch (err) {
+      if (err.code === "banned") {
+        setBusy(false);
+        toBanned();
+        return;
+      }
       state.error = err.status === 404 && notFoundMessage ? notFoundMessage : err.message;
       if (err.code === "order_not_held") loadOrder(id);
     }
@@ -531,21 +819,30 @@
         return;
       }
       live.rejoined = false;
+      live.limited = 0; // a refused socket opens, then closes without a frame
       onFrame(frame);
     };
     ws.onclose = (ev) => {
       if (live.ws !== ws) return; // we closed it ourselves
       live.ws = null;
-      onClose(ev.code);
+      onClose(ev.code, ev.reason);
     };
   }
 
-  function onClose(code) {
+  function onClose(code, reason) {
     switch (code) {
       case 4401: // queue token bad or missing
         rejoinOnce();
         return;
-      case 4403: // Origin not allowed: a setup problem, so poll instead
+      case 4429: // rate limited: come back later, not at once, and do not poll meanwhile
+        reconnectLimited();
+        return;
+      case 4403:
+        if (reason === "banned") { // the user or their address is banned: final
+          toBanned();
+          return;
+        }
+        // Origin not allowed: a setup problem, so poll instead
         live.refused = true;
         state.notice = "Live updates are not available here; checking every few seconds instead.";
         render();
@@ -597,10 +894,23 @@
     live.retryTimer = setTimeout(connect, delay);
   }
 
-  function startPolling() {
+  // reconnectLimited reconnects a socket refused with 4429 after 3–6 s, then
+  // 6–12 s, … up to a minute: the close carries no Retry-After.
+  function reconnectLimited() {
+    if (!live.wanted) return;
+    clearTimeout(live.retryTimer);
+    const ceiling = Math.min(maxLimitedBackoff, limitedBackoff * 2 ** live.limited);
+    live.limited++;
+    const delay = ceiling / 2 + Math.random() * (ceiling / 2);
+    state.busyUntil = Date.now() + delay;
+    live.retryTimer = setTimeout(connect, delay);
+    render();
+  }
+
+  function startPolling(seconds) {
     if (live.pollTimer) return;
     live.polling = true;
-    const every = Math.max(1, (state.position && state.position.poll_after_seconds) || 2);
+    const every = seconds || Math.max(1, (state.position && state.position.poll_after_seconds) || 2);
     live.pollTimer = setTimeout(poll, every * 1000);
   }
 
@@ -616,6 +926,14 @@
     try {
       applyPosition(await getStatus());
     } catch (err) {
+      if (err.code === "rate_limited") {
+        // the next poll waits out Retry-After, however short poll_after_seconds is
+        const seconds = Math.min(300, Math.max(1, err.retryAfter || 5));
+        state.busyUntil = Date.now() + seconds * 1000;
+        render();
+        if (live.polling) startPolling(seconds);
+        return;
+      }
       if (err.status === 0 || err.status >= 500) {
         state.notice = "Connection lost. Retrying… (you keep your place)";
         render();
@@ -641,8 +959,13 @@
     show($("error"), Boolean(state.error));
     setText($("notice"), state.notice);
     show($("notice"), Boolean(state.notice));
+    const wait = Math.ceil((state.busyUntil - Date.now()) / 1000);
+    show($("retry-notice"), wait > 0);
+    if (wait > 0) setText($("retry-seconds"), wait);
+    renderMessage();
 
     if (state.view === "signin") renderSignIn();
+    if (state.view === "challenge") renderChallenge();
     if (state.view === "prequeue") renderPrequeue();
     if (state.view === "waiting") renderWaiting();
     if (state.view === "admitted") renderAdmitted();
@@ -675,7 +998,38 @@
   function renderSignIn() {
     show($("signin-form"), !state.shopSignIn);
     show($("signin-shop"), state.shopSignIn);
-    $("signin").disabled = state.busy;
+    $("signin").disabled = state.busy || Boolean(retry.timer);
+  }
+
+  function renderMessage() {
+    const m = state.message;
+    show($("message"), Boolean(m));
+    setText($("message-text"), m ? m.text : "");
+    setText($("message-at"), m ? formatTime(m.at) : "");
+    $("message-at").dateTime = (m && m.at) || "";
+  }
+
+  function renderChallenge() {
+    const c = state.challenge || { kind: "loading" };
+    const captcha = c.kind === "captcha";
+    setText($("challenge-title"), captcha ? "Show that you are a person" : "Checking your browser…");
+    show($("pow-box"), !captcha);
+    show($("captcha-box"), captcha);
+    $("captcha-token").disabled = state.busy;
+    $("captcha-submit").disabled = state.busy;
+    $("challenge-cancel").disabled = state.busy;
+    if (captcha) return;
+    // The tries a solve needs are random (geometric, 2^difficulty on
+    // average), so the bar is an estimate: the chance of having found one.
+    const bar = $("pow-progress");
+    if (c.kind !== "pow" || (!c.tried && !c.done)) {
+      bar.removeAttribute("value"); // indeterminate until the first progress message
+      setText($("pow-status"), "Starting…");
+      return;
+    }
+    const pct = c.done ? 100 : Math.min(99, 100 * (1 - Math.exp(-c.tried / 2 ** c.difficulty)));
+    bar.value = pct;
+    setText($("pow-status"), c.done ? "Done. Joining…" : "About " + Math.floor(pct) + "% (tried " + formatNumber(c.tried) + " answers)");
   }
 
   function renderPrequeue() {
@@ -770,7 +1124,7 @@
     const join = $("join");
     show(join, canJoin);
     setText(join, v === "signin" ? "I have signed in: join" : orderOver ? "Join again" : state.joinLabel);
-    join.disabled = state.busy;
+    join.disabled = state.busy || Boolean(retry.timer);
     show($("leave"), v === "waiting" || v === "prequeue");
     $("leave").disabled = state.busy;
   }
@@ -790,7 +1144,7 @@
       if (lastHoldLeft > 0 && left === 0) setTimeout(() => loadOrder(o.id), 1500);
       lastHoldLeft = left;
     }
-    if (["prequeue", "waiting", "admitted", "order"].includes(state.view)) render();
+    if (["prequeue", "waiting", "admitted", "order"].includes(state.view) || state.busyUntil > Date.now() - 1000) render();
   }
 
   // --- start ----------------------------------------------------------------------------
@@ -799,7 +1153,9 @@
     readFragmentToken();
     $("signin-user").value = store.get(keys.user) || randomName();
     $("signin-form").addEventListener("submit", signIn);
-    $("join").addEventListener("click", () => (state.view === "signin" ? enterQueue() : join()));
+    $("join").addEventListener("click", () => (state.view === "signin" ? enterQueue() : joinPressed()));
+    $("captcha-form").addEventListener("submit", captchaSubmitted);
+    $("challenge-cancel").addEventListener("click", cancelChallenge);
     $("leave").addEventListener("click", leave);
     $("buy-form").addEventListener("submit", buy);
     $("quantity").addEventListener("change", render);
@@ -830,8 +1186,8 @@
     try {
       applyPosition(await getStatus());
     } catch (err) {
-      statusFailed(err); // 401 → sign-in, 404 → join, 410 → final
-      if (state.view === "loading") state.view = "join";
+      statusFailed(err, resume); // 401 → sign-in, 404 → join, 410 → final, 403 banned → final, 429 → later
+      if (state.view === "loading" && err.code !== "rate_limited") state.view = "join";
       render();
     }
   }
