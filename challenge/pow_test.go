@@ -19,7 +19,7 @@ import (
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/sale"
-	"github.com/flashsale/flashsale/testenv"
+	"github.com/flashsale/flashsale/testdb"
 )
 
 var testKey = []byte("a test key of 32 bytes, no more.")
@@ -261,7 +261,7 @@ func TestSpendKey(t *testing.T) {
 // even by 50 at once, is refused.
 func TestSpendIsSingleUse(t *testing.T) {
 	t.Parallel()
-	rdb, ks := testenv.Redis(t)
+	rdb, ks := testdb.Redis(t)
 	ctx := context.Background()
 	p := NewPoW(testKey)
 	issued := time.Now()

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/ratelimit"
-	"github.com/flashsale/flashsale/testenv"
+	"github.com/flashsale/flashsale/testdb"
 )
 
 // benchClient is the i-th of many distinct clients: an address and a user
@@ -24,7 +24,7 @@ func benchClient(i int64) (netip.Prefix, string) {
 // BenchmarkAllow is Allow with the default limits against the real Redis,
 // every call allowed (one round trip each), one caller and many.
 func BenchmarkAllow(b *testing.B) {
-	rdb, ks := testenv.Redis(b)
+	rdb, ks := testdb.Redis(b)
 	ctx := context.Background()
 	for _, m := range modes {
 		l := m.limiter(b, ratelimit.DefaultConfig(), rdb, ks.Prefix+":"+m.name)
@@ -61,7 +61,7 @@ func BenchmarkAllow(b *testing.B) {
 // (the map grows to its bound and evicts), and a flood from one client that
 // the pre-filter sheds before Redis (through Allow).
 func BenchmarkPreFilter(b *testing.B) {
-	rdb, ks := testenv.Redis(b)
+	rdb, ks := testdb.Redis(b)
 	ctx := context.Background()
 	b.Run("distinct clients", func(b *testing.B) {
 		l, err := ratelimit.New(ratelimit.DefaultConfig(), rdb, ks.Prefix)
@@ -104,7 +104,7 @@ func BenchmarkPreFilter(b *testing.B) {
 // BenchmarkRedisPing is one bare round trip to the same Redis: what Allow's
 // figures compare with.
 func BenchmarkRedisPing(b *testing.B) {
-	rdb, _ := testenv.Redis(b)
+	rdb, _ := testdb.Redis(b)
 	ctx := context.Background()
 	b.Run("serial", func(b *testing.B) {
 		for b.Loop() {

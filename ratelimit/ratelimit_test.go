@@ -22,7 +22,7 @@ import (
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/ratelimit"
-	"github.com/flashsale/flashsale/testenv"
+	"github.com/flashsale/flashsale/testdb"
 )
 
 // mode is one way of reaching Redis: one script over both keys (one
@@ -80,7 +80,7 @@ func redisMicros(t testing.TB, rdb *redis.Client) int64 {
 // away), and over the whole run no more than rate × t + burst get through.
 func TestBurstThenSteadyRate(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		rdb, ks := testenv.Redis(t)
+		rdb, ks := testdb.Redis(t)
 		for _, tc := range []struct {
 			name string
 			cfg  ratelimit.Config
@@ -137,7 +137,7 @@ func TestBurstThenSteadyRate(t *testing.T) {
 // and that the refusal wrote nothing.
 func TestRetryAfterIsTheWaitRoundedUp(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		rdb, ks := testenv.Redis(t)
+		rdb, ks := testdb.Redis(t)
 		ctx := context.Background()
 		// Burst 1: a request is allowed once Redis's clock reaches the TAT.
 		l := m.limiter(t, ratelimit.Config{IPRate: 1, IPBurst: 1, UserRate: 1, UserBurst: 1}, rdb, ks.Prefix)
@@ -188,7 +188,7 @@ func TestRetryAfterIsTheWaitRoundedUp(t *testing.T) {
 // further and polling would never get through).
 func TestRefusedRequestSpendsNothing(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		rdb, ks := testenv.Redis(t)
+		rdb, ks := testdb.Redis(t)
 		ctx := context.Background()
 
 		t.Run("one limit refuses, the other is not spent", func(t *testing.T) {
@@ -235,7 +235,7 @@ func TestRefusedRequestSpendsNothing(t *testing.T) {
 // at once let through no more than one limit, rate × t + burst, together.
 func TestTwoNodesKeepOneLimit(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		rdb, ks := testenv.Redis(t)
+		rdb, ks := testdb.Redis(t)
 		for _, tc := range []struct {
 			name string
 			cfg  ratelimit.Config
@@ -285,7 +285,7 @@ func TestTwoNodesKeepOneLimit(t *testing.T) {
 // written for it); both off, Allow never asks Redis.
 func TestZeroTurnsALimitOff(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		rdb, ks := testenv.Redis(t)
+		rdb, ks := testdb.Redis(t)
 		ctx := context.Background()
 
 		t.Run("address off", func(t *testing.T) {
@@ -306,7 +306,7 @@ func TestZeroTurnsALimitOff(t *testing.T) {
 			rateLimited(t, l.Allow(ctx, client("10.1.0.0"), "bob")) // the address limit still holds
 		})
 		t.Run("both off", func(t *testing.T) {
-			var log testenv.SyncBuffer
+			var log testdb.SyncBuffer
 			dead := redis.NewClient(&redis.Options{Addr: freeAddr(t)})
 			t.Cleanup(func() { dead.Close() })
 			l := m.limiter(t, ratelimit.Config{Logger: slog.New(slog.NewTextHandler(&log, nil))}, dead, "fs")
@@ -335,7 +335,7 @@ func keys(t testing.TB, rdb *redis.Client, pattern string) []string {
 // holds the raw id.
 func TestOddUserIDsAreSeparate(t *testing.T) {
 	forModes(t, func(t *testing.T, m mode) {
-		rdb, ks := testenv.Redis(t)
+		rdb, ks := testdb.Redis(t)
 		ctx := context.Background()
 		l := m.limiter(t, ratelimit.Config{UserRate: 1, UserBurst: 1}, rdb, ks.Prefix)
 		long := strings.Repeat("x", 255)
@@ -359,7 +359,7 @@ func TestOddUserIDsAreSeparate(t *testing.T) {
 // TestKeysExpireWhenIdle: each key lives as long as its TAT lies ahead
 // (burst × interval at most), plus a second.
 func TestKeysExpireWhenIdle(t *testing.T) {
-	rdb, ks := testenv.Redis(t)
+	rdb, ks := testdb.Redis(t)
 	ctx := context.Background()
 	l, err := ratelimit.New(ratelimit.Config{IPRate: 10, IPBurst: 5, UserRate: 2, UserBurst: 3}, rdb, ks.Prefix)
 	require.NoError(t, err)
@@ -396,7 +396,7 @@ func TestPreFilterStaysBounded(t *testing.T) {
 	} {
 		t.Run(strconv.Itoa(tc.bound)+"@"+strconv.FormatFloat(tc.rate, 'g', -1, 64), func(t *testing.T) {
 			t.Parallel()
-			rdb, ks := testenv.Redis(t)
+			rdb, ks := testdb.Redis(t)
 			ctx := context.Background()
 			l, err := ratelimit.New(ratelimit.Config{IPRate: tc.rate, IPBurst: 1, UserRate: tc.rate, UserBurst: 1, LocalKeys: tc.bound}, rdb, ks.Prefix)
 			require.NoError(t, err)
@@ -426,7 +426,7 @@ func TestPreFilterStaysBounded(t *testing.T) {
 // layer passes clientaddr.Key), another /64 has its own, and an
 // IPv4-mapped address is its IPv4 client.
 func TestIPv6CountedByItsSlash64(t *testing.T) {
-	rdb, ks := testenv.Redis(t)
+	rdb, ks := testdb.Redis(t)
 	ctx := context.Background()
 	l, err := ratelimit.New(ratelimit.Config{IPRate: 1, IPBurst: 2}, rdb, ks.Prefix)
 	require.NoError(t, err)
@@ -454,7 +454,7 @@ func TestIPv6CountedByItsSlash64(t *testing.T) {
 // for any number.
 func TestPoliteClientNeverLimited(t *testing.T) {
 	t.Parallel()
-	rdb, ks := testenv.Redis(t)
+	rdb, ks := testdb.Redis(t)
 	ctx := context.Background()
 	l, err := ratelimit.New(ratelimit.DefaultConfig(), rdb, ks.Prefix)
 	require.NoError(t, err)
@@ -475,7 +475,7 @@ func TestPoliteClientNeverLimited(t *testing.T) {
 // until the node's pre-filter (twice the rate and burst) is spent; the rest
 // is refused locally, with a Retry-After too.
 func TestPreFilterShedsFloods(t *testing.T) {
-	rdb, ks := testenv.Redis(t)
+	rdb, ks := testdb.Redis(t)
 	calls := &callCounter{}
 	rdb.AddHook(calls)
 	ctx := context.Background()
@@ -581,7 +581,7 @@ func TestFailsOpen(t *testing.T) {
 			// ReadTimeout (3 s), not by Allow's context
 			rdb := redis.NewClient(&redis.Options{Addr: tc.addr(t), ContextTimeoutEnabled: true})
 			t.Cleanup(func() { rdb.Close() })
-			var log testenv.SyncBuffer
+			var log testdb.SyncBuffer
 			cfg := ratelimit.Config{IPRate: 1, IPBurst: 1, UserRate: 1, UserBurst: 1,
 				Timeout: 100 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&log, nil))}
 			for _, m := range modes {
@@ -607,7 +607,7 @@ func TestFailOpenWarnsAtMostEvery10s(t *testing.T) {
 	t.Parallel()
 	rdb := redis.NewClient(&redis.Options{Addr: freeAddr(t)})
 	t.Cleanup(func() { rdb.Close() })
-	var log testenv.SyncBuffer
+	var log testdb.SyncBuffer
 	calls := &callCounter{}
 	rdb.AddHook(calls)
 	l, err := ratelimit.New(ratelimit.Config{UserRate: 1000, UserBurst: 1000,
@@ -625,8 +625,8 @@ func TestFailOpenWarnsAtMostEvery10s(t *testing.T) {
 // TestCanceledRequestIsNotAnOutage: a request whose client hung up allows
 // (nothing to limit) without calling Redis down.
 func TestCanceledRequestIsNotAnOutage(t *testing.T) {
-	rdb, ks := testenv.Redis(t)
-	var log testenv.SyncBuffer
+	rdb, ks := testdb.Redis(t)
+	var log testdb.SyncBuffer
 	l, err := ratelimit.New(ratelimit.Config{IPRate: 1, IPBurst: 1, Logger: slog.New(slog.NewTextHandler(&log, nil))}, rdb, ks.Prefix)
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
