@@ -244,6 +244,7 @@ func TestBrowserShopperBuys(t *testing.T) {
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	require.NoError(t, err)
 	saveScreenshot(t, png, "admitted.png")
+	checkPage(t, ctx, "admitted")
 
 	click(t, ctx, "#buy")
 	waitFor[bool](t, ctx, 20*time.Second, "the order held", textJS("order-status")+` === "held"`)
@@ -251,6 +252,7 @@ func TestBrowserShopperBuys(t *testing.T) {
 	require.True(t, strings.HasPrefix(orderID, "ord_"), "order id %q", orderID)
 	require.True(t, eval[bool](t, ctx, visibleJS("pay")), "a held order can be paid")
 	require.False(t, eval[bool](t, ctx, visibleJS("buy")), "the Buy button is gone once bought")
+	checkPage(t, ctx, "held")
 
 	click(t, ctx, "#pay")
 	waitFor[bool](t, ctx, 20*time.Second, "the order paid", textJS("order-status")+` === "paid"`)
@@ -316,6 +318,7 @@ func TestBrowserLivePosition(t *testing.T) {
 	require.Equal(t, "paused", eval[string](t, ctx, textJS("eta")))
 	require.Equal(t, "Paused", eval[string](t, ctx, textJS("state")))
 	require.True(t, eval[bool](t, ctx, visibleJS("position")), "a paused waiter keeps their place")
+	checkPage(t, ctx, "paused")
 
 	r = s.Do(t, "PATCH", "/api/v1/admin/sales/"+id, s.AdminToken, map[string]any{"state": "closed"})
 	require.Equal(t, http.StatusOK, r.Status, "close: %s", r.Body)
@@ -323,6 +326,7 @@ func TestBrowserLivePosition(t *testing.T) {
 	require.False(t, eval[bool](t, ctx, visibleJS("view-waiting")))
 	require.Equal(t, "Closed", eval[string](t, ctx, textJS("state")))
 	require.False(t, eval[bool](t, ctx, visibleJS("leave")), "nothing to leave once closed")
+	checkPage(t, ctx, "closed")
 	require.True(t, eval[bool](t, ctx, `window.__noReload === true`), "the page was reloaded")
 }
 
@@ -347,6 +351,7 @@ func TestBrowserOperatorConsole(t *testing.T) {
 	require.Contains(t, eval[string](t, ctx, textJS("error")), "Wrong token")
 	require.False(t, eval[bool](t, ctx, visibleJS("console-view")))
 	require.True(t, eval[bool](t, ctx, visibleJS("admin-token")))
+	checkPage(t, ctx, "wrong token")
 
 	do(t, ctx, "sign in",
 		clear("admin-token"),
@@ -395,6 +400,7 @@ func TestBrowserOperatorConsole(t *testing.T) {
 	require.Equal(t, id, eval[string](t, ctx, textJS("detail-id")))
 	require.Equal(t, "true", eval[string](t, ctx, `document.querySelector(`+jsString(row)+`).getAttribute("aria-pressed")`))
 	require.Equal(t, "Consistent", eval[string](t, ctx, textJS("consistent")))
+	checkPage(t, ctx, "a sale's summary")
 	require.Equal(t, "Open", eval[string](t, ctx, textJS("summary-state")))
 	require.Equal(t, "10", eval[string](t, ctx, `document.getElementById("rate").value`), "the default rate")
 
