@@ -2,7 +2,9 @@
 // its figures are compared with, on this machine, with a progress line each
 // second and a final report.
 //
-//	loadgen join     --url U --sale S          joins, each a different user
+//	loadgen join     --url U --sale S          joins, each a different user (--xff: from its own address)
+//	loadgen botfarm  --url U                   a bot farm and honest shoppers at a sale it creates
+//	loadgen tokens   -n N                      print N user tokens, one a line (for wrk scripts)
 //	loadgen checkout --url U --sale S          checkouts, each a different user's ticket
 //	loadgen get      --url U                   GETs of one URL (e.g. the hello server)
 //	loadgen hello    --listen ADDR             serve a hello-world HTTP server (the baseline)
@@ -14,6 +16,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"database/sql"
 	"errors"
@@ -21,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -49,13 +53,19 @@ type options struct {
 	conc, premint                                            int
 	dur                                                      time.Duration
 	max                                                      int64
+	xff                                                      bool
 }
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("a mode is required: join, checkout, get, hello, insert")
+		return errors.New("a mode is required: join, checkout, get, hello, insert, botfarm, tokens")
 	}
 	mode := args[0]
+	if mode == "botfarm" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return botfarmMain(ctx, args[1:])
+	}
 	fs := flag.NewFlagSet("loadgen "+mode, flag.ContinueOnError)
 	var o options
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "server base URL (get: the full URL)")
@@ -70,6 +80,7 @@ func run(args []string) error {
 	fs.IntVar(&o.premint, "premint", 200000, "join, checkout: tokens minted before the clock starts")
 	fs.DurationVar(&o.dur, "d", 10*time.Second, "duration")
 	fs.Int64Var(&o.max, "n", 0, "stop after this many requests (0: by duration only)")
+	fs.BoolVar(&o.xff, "xff", false, "join: each request from its own address in 10.0.0.0/8, by X-Forwarded-For (the server needs --trusted-proxies 127.0.0.1/32)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -90,6 +101,8 @@ func run(args []string) error {
 		return drive(ctx, o, "GET "+o.url, func(int64) (int, error) { return do(client, "GET", o.url, "", "") })
 	case "insert":
 		return insertLoad(ctx, o)
+	case "tokens":
+		return printTokens(o)
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }
@@ -113,7 +126,8 @@ func newClient(conc int) *http.Client {
 	}}
 }
 
-func do(c *http.Client, method, url, token, body string) (int, error) {
+// do makes one request; hdr are extra header name, value pairs.
+func do(c *http.Client, method, url, token, body string, hdr ...string) (int, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -124,6 +138,9 @@ func do(c *http.Client, method, url, token, body string) (int, error) {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -167,8 +184,41 @@ func joinLoad(ctx context.Context, o options) error {
 		} else if tok, _, err = identity.Mint(sec, fmt.Sprintf("%s%d", o.prefix, i), time.Hour); err != nil {
 			return 0, err
 		}
+		if o.xff {
+			return do(client, "POST", url, tok, "", "X-Forwarded-For", xffAddr(i).String())
+		}
 		return do(client, "POST", url, tok, "")
 	})
+}
+
+// xffAddr is request i's client address for --xff: 10.0.0.0/8 counted up
+// from 10.0.0.1, so every request of a run (up to 16 million) is a
+// different address, hence a different rate-limit key.
+func xffAddr(i int64) netip.Addr {
+	v := uint32(10<<24) + uint32(i%(1<<24))
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// printTokens writes o.max user tokens (distinct users, valid 2 h) to
+// stdout, one a line, for load tools that cannot mint them (wrk's Lua).
+func printTokens(o options) error {
+	if o.max <= 0 {
+		return errors.New("tokens: -n must be at least 1")
+	}
+	sec, err := secret(o)
+	if err != nil {
+		return err
+	}
+	w := bufio.NewWriter(os.Stdout)
+	for i := int64(1); i <= o.max; i++ {
+		tok, _, err := identity.Mint(sec, fmt.Sprintf("%s%d", o.prefix, i), 2*time.Hour)
+		if err != nil {
+			return err
+		}
+		w.WriteString(tok)
+		w.WriteByte('\n')
+	}
+	return w.Flush()
 }
 
 func checkoutLoad(ctx context.Context, o options) error {
