@@ -1,6 +1,7 @@
 package checkout
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -58,7 +59,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := api.AsError(err)
-	if e.Status >= 500 {
+	if e.Status >= 500 && r.Context().Err() == nil { // a client that hung up is no failure of ours
 		h.svc.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	api.WriteError(w, e)
@@ -101,7 +102,7 @@ func (h *Handler) checkout(w http.ResponseWriter, r *http.Request) {
 // code; 5xx are logged.
 func (h *Handler) errorReply(saleID, user string, err error) (int, []byte) {
 	e := api.AsError(err)
-	if e.Status >= 500 {
+	if e.Status >= 500 && !errors.Is(err, context.Canceled) {
 		h.svc.cfg.Logger.Error("checkout failed", "sale", saleID, "user", user, "err", err)
 	}
 	h.count(e.Code)

@@ -114,7 +114,7 @@ func (s *Server) Register(mux *http.ServeMux) {
 // fail writes an error, logging the ones that are not the caller's fault.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := api.AsError(err)
-	if e.Status >= 500 {
+	if e.Status >= 500 && r.Context().Err() == nil { // a client that hung up is no failure of ours
 		s.cfg.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path,
 			"sale", r.PathValue("sale"), "err", err)
 	}
