@@ -23,7 +23,9 @@ func TestOperatorMessage(t *testing.T) {
 	b := testenv.StartOn(t, a.Redis, a.Keys, a.DSN, a.DB, a.Config.TicketKey, a.Issuer.Keys(), func(c *node.Config) {
 		c.AdminToken, c.IdentitySecret = a.AdminToken, a.Config.IdentitySecret
 	})
-	saleID := a.CreateSale(t, map[string]any{"admission_rate": 0.001})["id"].(string)
+	saleID := a.CreateSale(t, nil)["id"].(string)
+	// paused: nobody is admitted, so each socket's first frame is its position
+	require.Equal(t, http.StatusOK, a.Do(t, "PATCH", "/api/v1/admin/sales/"+saleID, a.AdminToken, map[string]any{"state": "paused"}).Status)
 	dial := func(s *testenv.Server, user string) *websocket.Conn {
 		j := s.Do(t, "POST", "/api/v1/sales/"+saleID+"/join", s.UserToken(t, user), nil)
 		require.Equal(t, http.StatusOK, j.Status, "%s", j.Body)
