@@ -28,9 +28,7 @@ func TestBans(t *testing.T) {
 	require.NoError(t, err)
 	trust := func(c *node.Config) { c.TrustedProxies = lo }
 	a := testenv.Start(t, trust)
-	b := testenv.StartOn(t, a.Redis, a.Keys, a.DSN, a.DB, a.Config.TicketKey, a.Issuer.Keys(), trust, func(c *node.Config) {
-		c.AdminToken, c.IdentitySecret = a.AdminToken, a.Config.IdentitySecret
-	})
+	b := a.Peer(t, trust)
 	ctx := context.Background()
 	open := a.CreateSale(t, map[string]any{"stock": 5, "admission_rate": 1000})["id"].(string)
 	paused := a.CreateSale(t, map[string]any{"stock": 5})["id"].(string)

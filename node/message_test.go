@@ -10,7 +10,6 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/stretchr/testify/require"
 
-	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -20,9 +19,7 @@ import (
 func TestOperatorMessage(t *testing.T) {
 	t.Parallel()
 	a := testenv.Start(t)
-	b := testenv.StartOn(t, a.Redis, a.Keys, a.DSN, a.DB, a.Config.TicketKey, a.Issuer.Keys(), func(c *node.Config) {
-		c.AdminToken, c.IdentitySecret = a.AdminToken, a.Config.IdentitySecret
-	})
+	b := a.Peer(t)
 	saleID := a.CreateSale(t, nil)["id"].(string)
 	// paused: nobody is admitted, so each socket's first frame is its position
 	require.Equal(t, http.StatusOK, a.Do(t, "PATCH", "/api/v1/admin/sales/"+saleID, a.AdminToken, map[string]any{"state": "paused"}).Status)

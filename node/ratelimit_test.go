@@ -28,9 +28,7 @@ func TestRateLimits(t *testing.T) {
 		c.IPRate, c.IPBurst, c.UserRate, c.UserBurst = 0.5, 3, 0.5, 2
 	}
 	a := testenv.Start(t, limits)
-	b := testenv.StartOn(t, a.Redis, a.Keys, a.DSN, a.DB, a.Config.TicketKey, a.Issuer.Keys(), limits, func(c *node.Config) {
-		c.AdminToken, c.IdentitySecret = a.AdminToken, a.Config.IdentitySecret
-	})
+	b := a.Peer(t, limits)
 	saleID := a.CreateSale(t, map[string]any{"admission_rate": 0.001})["id"].(string)
 	join := func(s *testenv.Server, user, addr string) *testenv.Response {
 		return s.Do(t, "POST", "/api/v1/sales/"+saleID+"/join", s.UserToken(t, user), nil, "X-Forwarded-For", addr)

@@ -264,3 +264,12 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string
 
 // SyncBuffer is a buffer a process or node writes while a test reads it.
 type SyncBuffer = testdb.SyncBuffer
+
+// Peer starts another node on s's stores (Redis prefix, MySQL database,
+// ticket key) with the same admin token and identity secret, so one user
+// token and one ticket serve both: a second node of one deployment.
+func (s *Server) Peer(t testing.TB, opts ...Options) *Server {
+	t.Helper()
+	same := func(c *node.Config) { c.AdminToken, c.IdentitySecret = s.AdminToken, s.Config.IdentitySecret }
+	return StartOn(t, s.Redis, s.Keys, s.DSN, s.DB, s.Config.TicketKey, s.Issuer.Keys(), append(opts, same)...)
+}
