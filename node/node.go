@@ -518,6 +518,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	cancel()
 	n.Bans.Start(bg)
+	if n.Limits != nil {
+		n.Limits.Start(bg)
+	}
 	if n.Queue != nil {
 		n.Queue.Start(bg)
 		n.Sources.Start(bg)
@@ -589,6 +592,10 @@ func (n *Node) Run(ctx context.Context) error {
 
 func (n *Node) stop() {
 	n.Bans.Stop()
+	if n.Limits != nil {
+		// after the server's drain: no request is left to ask it
+		n.Limits.Stop()
+	}
 	if n.Admitter != nil {
 		n.Admitter.Stop()
 	}

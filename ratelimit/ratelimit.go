@@ -26,15 +26,21 @@
 // its address's, and reads TIME itself instead of through the prelude every
 // other script shares. The GCRA is 30 lines of Lua.
 //
-// # One round trip
+// # One round trip, shared
 //
-// On one Redis server (a *redis.Client) both keys go to one call of
-// gcra.lua: every key allows or nothing is spent, atomically. On Redis
-// Cluster (or any other client) an address's key and a user's key live on
-// different slots, which one script may not touch together (CROSSSLOT), so
-// Allow sends two single-key calls in one pipeline; when one allows and the
-// other refuses, a second call (refund.lua, on the refusal path only) gives
-// the spent request back.
+// On one Redis server (a *redis.Client) both keys of a request go to one
+// call of gcra.lua: every key allows or nothing is spent, atomically. On
+// Redis Cluster (or any other client) an address's key and a user's key
+// live on different slots, which one script may not touch together
+// (CROSSSLOT), so each key gets its own single-key call, in one pipeline;
+// when one allows and the other refuses, a second call (refund.lua, on the
+// refusal path only) gives the spent request back.
+//
+// Between Start and Stop, requests in flight at the same moment share that
+// round trip: a few batchers each take every request waiting and send them
+// as one script call (one pipeline on Cluster), as the queue batches joins.
+// A round trip per request cost a busy node about a third of its CPU in
+// system calls (docs/bench-abuse.md); a batch costs one.
 //
 // # Redis down or slow
 //
@@ -65,6 +71,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -72,6 +79,7 @@ import (
 
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/startstop"
 )
 
 var (
@@ -149,8 +157,8 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Limiter checks requests against the limits. It is safe for concurrent use
-// and owns no goroutine.
+// Limiter checks requests against the limits. It is safe for concurrent use;
+// its batchers run between Start and Stop.
 type Limiter struct {
 	cfg    Config
 	rdb    redis.UniversalClient
@@ -163,6 +171,11 @@ type Limiter struct {
 
 	downUntil atomic.Int64 // unix ns: Redis is left alone until then
 	lastLog   atomic.Int64 // unix ns of the last outage warning
+
+	// Start's batchers take requests from reqs while batched is true.
+	reqs    chan *request
+	batched atomic.Bool
+	startstop.Loop
 }
 
 // limit is one of the two limits: its GCRA parameters and its pre-filter.
@@ -207,6 +220,7 @@ func New(cfg Config, rdb redis.UniversalClient, prefix string) (*Limiter, error)
 	_, single := rdb.(*redis.Client)
 	return &Limiter{
 		cfg: cfg, rdb: rdb, prefix: prefix, split: !single,
+		reqs: make(chan *request, 4096),
 		ip:   newLimit[netip.Prefix]("address", cfg.IPRate, cfg.IPBurst, cfg.LocalKeys),
 		user: newLimit[[16]byte]("user", cfg.UserRate, cfg.UserBurst, cfg.LocalKeys),
 	}, nil
@@ -240,34 +254,34 @@ type check struct {
 // not "", of the user. It answers nil when every limit that is on allows,
 // else the 429 rate_limited *api.Error with RetryAfter, the whole seconds
 // (at least 1) until the request would be allowed; a refused request spends
-// nothing in Redis. It makes at most one Redis round trip (two on Redis
-// Cluster when one limit allows and the other refuses), and allows when
-// Redis fails or is slow.
+// nothing in Redis. It costs at most one Redis round trip, shared with the
+// requests in flight at the same moment once Start runs the batchers (two
+// on Redis Cluster when one limit allows and the other refuses), and allows
+// when Redis fails or is slow.
 func (l *Limiter) Allow(ctx context.Context, addr netip.Prefix, user string) error {
 	now := time.Now()
-	checks, n, err := l.preFilter(now, addr, user)
-	if err != nil || n == 0 {
+	r := &request{}
+	var err error
+	r.checks, r.n, err = l.preFilter(now, addr, user)
+	if err != nil || r.n == 0 {
 		return err
 	}
 	if now.UnixNano() < l.downUntil.Load() {
 		return nil // Redis failed a moment ago: the pre-filter alone limits
 	}
+	if l.batched.Load() {
+		r.done = make(chan result, 1)
+		select {
+		case l.reqs <- r:
+			return l.await(ctx, r)
+		default: // the batchers are behind: this one goes on its own
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
 	defer cancel()
-	wait, what, refundErr, err := l.spend(rctx, checks[:n])
-	if err != nil {
-		l.failed(ctx, err)
-		return nil
-	}
-	if refundErr != nil {
-		// The request is still refused, the safe side; one interval of
-		// the other limit stays spent.
-		l.failed(ctx, refundErr)
-	}
-	if wait > 0 {
-		return refusal(time.Duration(wait)*time.Microsecond, what)
-	}
-	return nil
+	batch := [1]*request{r}
+	l.spend(rctx, batch[:])
+	return l.answer(ctx, r.res)
 }
 
 // preFilter asks the local limiters and, when they allow, returns the
@@ -308,81 +322,244 @@ func (l *Limiter) preFilter(now time.Time, addr netip.Prefix, user string) (chec
 	return checks, n, nil
 }
 
-// spend runs the GCRA of the checks: the µs to wait and which limit asks
-// it, or 0 when every check allowed (and spent). refundErr is a failure to
-// give back what one limit spent when the other refused (Redis Cluster).
-func (l *Limiter) spend(ctx context.Context, checks []check) (wait int64, what string, refundErr, err error) {
-	if !l.split || len(checks) == 1 {
-		keys := make([]string, len(checks))
-		args := make([]any, 0, 2*len(checks))
-		for i, c := range checks {
-			keys[i] = c.key
-			args = append(args, c.interval, c.burst)
-		}
-		allowed, w, worst, err := gcraReply(gcraScript.Run(ctx, l.rdb, keys, args...))
-		if err != nil || allowed {
-			return 0, "", nil, err
-		}
-		if worst < 1 || worst > len(checks) {
-			return 0, "", nil, fmt.Errorf("ratelimit: gcra.lua named key %d of %d", worst, len(checks))
-		}
-		return w, checks[worst-1].what, nil, nil
+// await waits for a batched request's answer, at most Config.Timeout.
+func (l *Limiter) await(ctx context.Context, r *request) error {
+	t := time.NewTimer(l.cfg.Timeout)
+	defer t.Stop()
+	select {
+	case res := <-r.done:
+		return l.answer(ctx, res)
+	case <-t.C:
+		l.failed(ctx, errSlow)
+		return nil
+	case <-ctx.Done():
+		return nil // the client hung up: nothing to limit
 	}
-
-	// Redis Cluster: one single-key call per limit, in one pipeline.
-	var cmds [2]*redis.Cmd
-	err = sale.ExecPipeline(ctx, l.rdb, func(pipe redis.Pipeliner) {
-		for i, c := range checks {
-			cmds[i] = gcraScript.EvalSha(ctx, pipe, []string{c.key}, c.interval, c.burst)
-		}
-	})
-	if err != nil {
-		return 0, "", nil, err
-	}
-	var spent []check
-	for i, c := range checks {
-		allowed, w, _, err := gcraReply(cmds[i])
-		if err != nil {
-			return 0, "", nil, err
-		}
-		if allowed {
-			spent = append(spent, c)
-		} else if w > wait {
-			wait, what = w, c.what
-		}
-	}
-	if wait == 0 {
-		return 0, "", nil, nil
-	}
-	// Refused by one limit: the other gives its request back, so a refused
-	// request costs nothing.
-	for _, c := range spent {
-		if err := refundScript.Run(ctx, l.rdb, []string{c.key}, c.interval).Err(); err != nil {
-			refundErr = fmt.Errorf("ratelimit: refund of the %s limit: %w", c.what, err)
-		}
-	}
-	return wait, what, refundErr, nil
 }
 
-// gcraReply reads gcra.lua's {allowed, wait_µs, worst key} and rejects any
-// other reply.
-func gcraReply(cmd *redis.Cmd) (allowed bool, wait int64, worst int, err error) {
-	v, err := cmd.Slice()
-	if err != nil {
-		return false, 0, 0, fmt.Errorf("ratelimit: gcra.lua: %w", err)
+var errSlow = errors.New("no answer within the rate limits' timeout")
+
+// answer turns a request's result into Allow's.
+func (l *Limiter) answer(ctx context.Context, res result) error {
+	if res.err != nil {
+		l.failed(ctx, res.err)
+		return nil
 	}
-	if len(v) == 3 {
-		code, ok1 := v[0].(int64)
-		w, ok2 := v[1].(int64)
-		k, ok3 := v[2].(int64)
-		switch {
-		case ok1 && ok2 && ok3 && code == 1:
-			return true, 0, 0, nil
-		case ok1 && ok2 && ok3 && code == 0 && w > 0:
-			return false, w, int(k), nil
+	if res.refundErr != nil {
+		// The request is still refused, the safe side; one interval of
+		// the other limit stays spent.
+		l.failed(ctx, res.refundErr)
+	}
+	if res.wait > 0 {
+		return refusal(time.Duration(res.wait)*time.Microsecond, res.what)
+	}
+	return nil
+}
+
+// request is one Allow on its way to Redis: its checks (n of them) and,
+// batched, the channel its result comes back on.
+type request struct {
+	checks [2]check
+	n      int
+	res    result
+	done   chan result // nil when Allow calls spend itself
+}
+
+// result is a request's answer: the µs to wait and which limit asks it, or
+// 0 when every check allowed (and spent). refundErr is a failure to give
+// back what one limit spent when the other refused (Redis Cluster).
+type result struct {
+	wait      int64
+	what      string
+	refundErr error
+	err       error
+}
+
+// maxBatch bounds the requests of one script call (or one pipeline), and
+// batchers is how many batches may be in flight at once, so one slow round
+// trip does not hold up the next batch.
+const (
+	maxBatch = 256
+	batchers = 4
+)
+
+// Start runs the batchers until ctx ends or Stop: from then on concurrent
+// Allow calls share round trips, one script call (one pipeline on Redis
+// Cluster) answering every request waiting at that moment. Without Start
+// every Allow makes its own round trip.
+func (l *Limiter) Start(ctx context.Context) {
+	l.Go(ctx, func(ctx context.Context) {
+		l.batched.Store(true)
+		var wg sync.WaitGroup
+		for range batchers {
+			wg.Go(func() { l.batch(ctx) })
+		}
+		<-ctx.Done()
+		l.batched.Store(false)
+		wg.Wait()
+		// Whatever came in while stopping is allowed at once (a request
+		// that saw batched just before it turned off and came in after
+		// this drain waits out Config.Timeout, and is allowed then).
+		for {
+			select {
+			case r := <-l.reqs:
+				r.done <- result{} // allowed: the node is stopping, Redis is not at fault
+			default:
+				return
+			}
+		}
+	})
+}
+
+func (l *Limiter) batch(ctx context.Context) {
+	batch := make([]*request, 0, maxBatch)
+	for {
+		batch = batch[:0]
+		select {
+		case r := <-l.reqs:
+			batch = append(batch, r)
+		case <-ctx.Done():
+			return
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-l.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+		l.spend(rctx, batch)
+		cancel()
+		for _, r := range batch {
+			r.done <- r.res
 		}
 	}
-	return false, 0, 0, fmt.Errorf("ratelimit: gcra.lua answered %v", v)
+}
+
+// spend runs the GCRA of the requests and sets each one's res.
+func (l *Limiter) spend(ctx context.Context, reqs []*request) {
+	if !l.split {
+		l.spendOne(ctx, reqs)
+		return
+	}
+	l.spendSplit(ctx, reqs)
+}
+
+// spendOne: one call of gcra.lua for the whole batch (one Redis server).
+func (l *Limiter) spendOne(ctx context.Context, reqs []*request) {
+	keys := make([]string, 0, 2*len(reqs))
+	args := make([]any, 0, 5*len(reqs))
+	for _, r := range reqs {
+		args = append(args, r.n)
+		for _, c := range r.checks[:r.n] {
+			keys = append(keys, c.key)
+			args = append(args, c.interval, c.burst)
+		}
+	}
+	replies, err := gcraReply(gcraScript.Run(ctx, l.rdb, keys, args...), len(reqs))
+	for i, r := range reqs {
+		switch {
+		case err != nil:
+			r.res = result{err: err}
+		case replies[i].wait == 0:
+			r.res = result{}
+		case replies[i].worst < 1 || replies[i].worst > r.n:
+			r.res = result{err: fmt.Errorf("ratelimit: gcra.lua named key %d of %d", replies[i].worst, r.n)}
+		default:
+			r.res = result{wait: replies[i].wait, what: r.checks[replies[i].worst-1].what}
+		}
+	}
+}
+
+// spendSplit: Redis Cluster, where a request's two keys live on different
+// slots: one single-key call per check, all in one pipeline; a request that
+// one limit refused and the other allowed gets the spent one back (a second
+// pipeline, on the refusal path only).
+func (l *Limiter) spendSplit(ctx context.Context, reqs []*request) {
+	cmds := make([][2]*redis.Cmd, len(reqs))
+	err := sale.ExecPipeline(ctx, l.rdb, func(pipe redis.Pipeliner) {
+		for i, r := range reqs {
+			for j, c := range r.checks[:r.n] {
+				cmds[i][j] = gcraScript.EvalSha(ctx, pipe, []string{c.key}, 1, c.interval, c.burst)
+			}
+		}
+	})
+	type refund struct {
+		r *request
+		c check
+	}
+	var refunds []refund
+	for i, r := range reqs {
+		if err != nil {
+			r.res = result{err: err}
+			continue
+		}
+		r.res = result{}
+		var spent []check
+		for j, c := range r.checks[:r.n] {
+			replies, err := gcraReply(cmds[i][j], 1)
+			if err != nil {
+				r.res = result{err: err}
+				break
+			}
+			if replies[0].wait == 0 {
+				spent = append(spent, c)
+			} else if replies[0].wait > r.res.wait {
+				r.res.wait, r.res.what = replies[0].wait, c.what
+			}
+		}
+		if r.res.err == nil && r.res.wait > 0 {
+			// Refused by one limit: the other gives its request back, so
+			// a refused request costs nothing.
+			for _, c := range spent {
+				refunds = append(refunds, refund{r, c})
+			}
+		}
+	}
+	if len(refunds) == 0 {
+		return
+	}
+	rcmds := make([]*redis.Cmd, len(refunds))
+	_ = sale.ExecPipeline(ctx, l.rdb, func(pipe redis.Pipeliner) {
+		for i, f := range refunds {
+			rcmds[i] = refundScript.EvalSha(ctx, pipe, []string{f.c.key}, f.c.interval)
+		}
+	})
+	for i, f := range refunds {
+		if err := rcmds[i].Err(); err != nil {
+			f.r.res.refundErr = fmt.Errorf("ratelimit: refund of the %s limit: %w", f.c.what, err)
+		}
+	}
+}
+
+// gcraReply reads gcra.lua's reply for n requests, {wait, worst} each,
+// and rejects any other shape.
+func gcraReply(cmd *redis.Cmd, n int) ([]gcraAnswer, error) {
+	v, err := cmd.Slice()
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: gcra.lua: %w", err)
+	}
+	if len(v) != 2*n {
+		return nil, fmt.Errorf("ratelimit: gcra.lua answered %d values for %d requests", len(v), n)
+	}
+	out := make([]gcraAnswer, n)
+	for i := range out {
+		w, ok1 := v[2*i].(int64)
+		k, ok2 := v[2*i+1].(int64)
+		if !ok1 || !ok2 || w < 0 || (w > 0) != (k > 0) {
+			return nil, fmt.Errorf("ratelimit: gcra.lua answered %v", v[2*i:2*i+2])
+		}
+		out[i] = gcraAnswer{wait: w, worst: int(k)}
+	}
+	return out, nil
+}
+
+type gcraAnswer struct {
+	wait  int64 // µs; 0 = allowed
+	worst int   // 1-based key of the request that asks the wait
 }
 
 // failed notes a Redis failure: Redis is left alone for downFor, and the

@@ -27,13 +27,18 @@ import (
 
 // mode is one way of reaching Redis: one script over both keys (one
 // server), or one call per key in a pipeline with a refund (Redis Cluster,
-// run here on the one test server).
+// run here on the one test server); each either a round trip per request
+// or batched (Start).
 type mode struct {
-	name string
-	new  func(ratelimit.Config, redis.UniversalClient, string) (*ratelimit.Limiter, error)
+	name    string
+	new     func(ratelimit.Config, redis.UniversalClient, string) (*ratelimit.Limiter, error)
+	batched bool
 }
 
-var modes = []mode{{"one script", ratelimit.New}, {"cluster pipeline", ratelimit.NewSplit}}
+var modes = []mode{
+	{"one script", ratelimit.New, false}, {"cluster pipeline", ratelimit.NewSplit, false},
+	{"one script batched", ratelimit.New, true}, {"cluster pipeline batched", ratelimit.NewSplit, true},
+}
 
 // forModes runs f once per mode, in parallel.
 func forModes(t *testing.T, f func(t *testing.T, m mode)) {
@@ -49,6 +54,10 @@ func (m mode) limiter(t testing.TB, cfg ratelimit.Config, rdb redis.UniversalCli
 	t.Helper()
 	l, err := m.new(cfg, rdb, prefix)
 	require.NoError(t, err)
+	if m.batched {
+		l.Start(context.Background())
+		t.Cleanup(l.Stop)
+	}
 	return l
 }
 
@@ -596,7 +605,7 @@ func TestFailsOpen(t *testing.T) {
 				rateLimited(t, l.Allow(context.Background(), client("192.0.2.1"), "alice"))
 				require.NoError(t, l.Allow(context.Background(), client("192.0.2.2"), "bob"))
 			}
-			require.Equal(t, 2, strings.Count(log.String(), "rate limits: Redis failed"), "one warning per Limiter:\n%s", log.String())
+			require.Equal(t, len(modes), strings.Count(log.String(), "rate limits: Redis failed"), "one warning per Limiter:\n%s", log.String())
 		})
 	}
 }
@@ -660,4 +669,71 @@ func TestConfigValidate(t *testing.T) {
 		_, err := ratelimit.New(c, nil, "fs")
 		require.Error(t, err)
 	}
+}
+
+// TestBatchesShareRoundTrips: many requests at once from many clients and
+// from one greedy user cost far fewer Redis calls than requests, and the
+// limits are as exact as one call each: every distinct client is allowed,
+// and the greedy user gets exactly its burst.
+func TestBatchesShareRoundTrips(t *testing.T) {
+	for _, m := range modes {
+		if !m.batched {
+			continue
+		}
+		t.Run(m.name, func(t *testing.T) {
+			t.Parallel()
+			rdb, ks := testdb.Redis(t)
+			calls := &callCounter{}
+			counted := redis.NewClient(rdb.Options())
+			t.Cleanup(func() { counted.Close() })
+			counted.AddHook(calls)
+			// a slow rate: nothing refills during the test
+			l := m.limiter(t, ratelimit.Config{IPRate: 0.01, IPBurst: 1, UserRate: 0.01, UserBurst: 10}, counted, ks.Prefix)
+
+			const clients = 400
+			var allowed, greedy atomic.Int64
+			var wg sync.WaitGroup
+			for i := range clients {
+				wg.Go(func() {
+					addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), 32)
+					if err := l.Allow(context.Background(), addr, "user-"+strconv.Itoa(i)); err == nil {
+						allowed.Add(1)
+					} else {
+						rateLimited(t, err)
+					}
+				})
+				wg.Go(func() {
+					// the greedy user, from addresses of its own
+					addr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)}), 32)
+					if err := l.Allow(context.Background(), addr, "greedy"); err == nil {
+						greedy.Add(1)
+					} else {
+						rateLimited(t, err)
+					}
+				})
+			}
+			wg.Wait()
+			require.EqualValues(t, clients, allowed.Load(), "every distinct client is within its limits")
+			require.EqualValues(t, 10, greedy.Load(), "one user gets its burst, however its requests were batched")
+			// 2×400 requests; the greedy user's are shed by the pre-filter
+			// after its local burst of 20, so 420 reach the batchers
+			require.Less(t, calls.n.Load(), int64(clients), "batches must share round trips (%d calls)", calls.n.Load())
+			t.Logf("%d Redis calls for %d requests", calls.n.Load(), 2*clients)
+		})
+	}
+}
+
+// TestStopThenStartAgain: after Stop, Allow goes on with a round trip
+// of its own, and a second Start batches again.
+func TestStopThenStartAgain(t *testing.T) {
+	rdb, ks := testdb.Redis(t)
+	l, err := ratelimit.New(ratelimit.Config{UserRate: 0.01, UserBurst: 2}, rdb, ks.Prefix)
+	require.NoError(t, err)
+	l.Start(context.Background())
+	require.NoError(t, l.Allow(context.Background(), netip.Prefix{}, "carol"))
+	l.Stop()
+	require.NoError(t, l.Allow(context.Background(), netip.Prefix{}, "carol"))
+	l.Start(context.Background())
+	defer l.Stop()
+	rateLimited(t, l.Allow(context.Background(), netip.Prefix{}, "carol"))
 }
