@@ -113,10 +113,32 @@ func TestBans(t *testing.T) {
 		require.Contains(t, string(r.Body), "ip:")
 	}
 
-	// a CIDR ban closes carol's socket and refuses newcomers from it
+	// a CIDR ban closes carol's socket and refuses newcomers from it;
+	// carol's place goes at once, and those who joined from the network
+	// without a socket lose theirs at their next call: frank's place,
+	// gina's admission (its unit returns)
 	carolWS := socket(a, paused, "carol", "198.51.100.7")
+	require.Equal(t, http.StatusOK, join(b, paused, "frank", "198.51.100.8").Status)
+	require.Equal(t, http.StatusOK, join(a, open, "gina", "198.51.100.9").Status)
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		st := a.Do(t, "GET", "/api/v1/sales/"+open+"/status", a.UserToken(t, "gina"), nil, from("198.51.100.9")...).JSON(t)
+		return st["state"] == "admitted"
+	}, "gina is admitted")
+	require.Equal(t, "1", a.Redis.HGet(ctx, k.Units, "reserved").Val())
 	ban(map[string]any{"ip": "198.51.100.0/24"})
 	require.Equal(t, 4403, closedWith(carolWS))
+	pk := a.Keys.Sale(paused)
+	testenv.Eventually(t, time.Second, func() bool { return a.Redis.ZScore(ctx, pk.Q, "carol").Err() != nil },
+		"carol's place went with her socket")
+	_, err = a.Redis.ZScore(ctx, pk.Q, "frank").Result()
+	require.NoError(t, err, "frank has not called since the ban")
+	testenv.Eventually(t, time.Second, func() bool {
+		return b.Do(t, "GET", "/api/v1/sales/"+paused+"/status", b.UserToken(t, "frank"), nil, from("198.51.100.8")...).Status == http.StatusForbidden
+	}, "frank's poll is refused")
+	require.Error(t, a.Redis.ZScore(ctx, pk.Q, "frank").Err(), "frank's place went at his call")
+	bannedOn(a, a.Do(t, "GET", "/api/v1/sales/"+open+"/status", a.UserToken(t, "gina"), nil, from("198.51.100.9")...))
+	require.False(t, a.Redis.HExists(ctx, k.Tix, "gina").Val(), "gina's admission ended")
+	require.Equal(t, "0", a.Redis.HGet(ctx, k.Units, "reserved").Val(), "its unit returned")
 	testenv.Eventually(t, time.Second, func() bool { return join(b, paused, "dave", "198.51.100.200").Status == http.StatusForbidden },
 		"the other node refuses the banned network within a second")
 	bannedOn(b, join(b, paused, "dave", "198.51.100.200"))

@@ -53,9 +53,24 @@ func (s *Server) gate(r *http.Request, user, saleID string, authErr error) error
 		return authErr
 	}
 	if err := s.banned(r, user, saleID); err != nil {
+		s.endBannedPlace(r, user, saleID)
 		return err
 	}
 	return s.limit(r, user)
+}
+
+// endBannedPlace takes a caller refused by a ban out of the sale: a user
+// ban did so when it was made (OnBans), but an address or CIDR ban does not
+// know who joined from the address, so its users go when they next call
+// (a poll, a join, a socket). The rate limits go first, so a banned flood
+// costs Redis no more than an allowed one would.
+func (s *Server) endBannedPlace(r *http.Request, user, saleID string) {
+	if user == "" || saleID == "" || s.limit(r, user) != nil {
+		return
+	}
+	if err := s.removeUser(r.Context(), saleID, user); err != nil {
+		s.cfg.Logger.Warn("ban: take the user out of the sale", "sale", saleID, "err", err)
+	}
 }
 
 // OnBans makes new bans act at once on this node (the bans.Watcher's
@@ -66,16 +81,28 @@ func (s *Server) gate(r *http.Request, user, saleID string, authErr error) error
 // idempotent script) does not depend on one node living.
 func (s *Server) OnBans(added []bans.Ban) {
 	now := time.Now()
+	type place struct{ sale, user string }
+	var byAddr []place // users of sockets an address ban closed
 	for _, c := range s.hub.allConns() {
 		for i := range added {
 			if added[i].Matches(c.user, c.addr, c.sale, now) {
 				c.Close(CloseBanned, "banned")
+				if added[i].UserID == "" {
+					byAddr = append(byAddr, place{c.sale, c.user})
+				}
 				break
 			}
 		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	// An address ban knows its users only by their calls: those with a
+	// socket here go now, the others at their next call (endBannedPlace).
+	for _, p := range byAddr {
+		if err := s.removeUser(ctx, p.sale, p.user); err != nil {
+			s.cfg.Logger.Warn("ban: take the user out of the sale", "sale", p.sale, "err", err)
+		}
+	}
 	for _, b := range added {
 		if b.UserID == "" {
 			continue
