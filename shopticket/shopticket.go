@@ -75,10 +75,10 @@ type Claims struct {
 // Verification failures, matched with errors.Is on Verify's errors.
 // WriteError answers each as flashsale's checkout does.
 var (
-	ErrNoTicket    = errors.New("no ticket")                        // 401 ticket_invalid
-	ErrInvalid     = errors.New("ticket invalid")                   // 401 ticket_invalid
-	ErrWrongSale   = errors.New("ticket is for another sale")       // 403 wrong_sale
-	ErrExpired     = errors.New("ticket expired")                   // 401 ticket_expired
+	ErrNoTicket    = errors.New("no ticket")                         // 401 ticket_invalid
+	ErrInvalid     = errors.New("ticket invalid")                    // 401 ticket_invalid
+	ErrWrongSale   = errors.New("ticket is for another sale")        // 403 wrong_sale
+	ErrExpired     = errors.New("ticket expired")                    // 401 ticket_expired
 	ErrUnavailable = errors.New("the ticket keys cannot be fetched") // 503 unavailable
 )
 
