@@ -55,6 +55,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 	mux.HandleFunc("POST /api/v1/orders/{order}/cancel", h.cancel)
 	mux.HandleFunc("POST /api/v1/orders/{order}/confirm", h.confirm)
 	mux.HandleFunc("POST /api/v1/dev/orders/{order}/pay", h.devPay)
+	mux.HandleFunc("GET /api/v1/admin/sales/{sale}/orders.csv", h.exportOrders)
 }
 
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
