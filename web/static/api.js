@@ -1,5 +1,6 @@
-// api.js: the fetch helper, error parsing and formatting the pages share.
-// A classic script loaded before the page's own; it defines one global, `api`.
+// api.js: the fetch helper, error parsing, languages and formatting the pages
+// share. A classic script loaded before the page's own; it defines one
+// global, `api`.
 "use strict";
 
 const api = (() => {
@@ -85,12 +86,23 @@ const api = (() => {
     return Number.isNaN(at) ? null : Math.max(0, Math.ceil((at - Date.now()) / 1000));
   }
 
+  // locale is the language numbers, prices and times are written for:
+  // undefined (the browser's) until a page sets one (setLocale).
+  let locale;
+  let number = new Intl.NumberFormat();
+  let plural = new Intl.PluralRules();
+  function setLocale(lang) {
+    locale = lang;
+    number = new Intl.NumberFormat(lang);
+    plural = new Intl.PluralRules(lang);
+  }
+
   // formatMoney shows integer minor units in the currency's own decimals
-  // (EUR 79900 → €799.00, JPY 500 → ¥500).
+  // (EUR 79900 → €799.00 in English, 799,00 € in German; JPY 500 → ¥500).
   function formatMoney(minor, currency) {
     if (typeof minor !== "number" || !currency) return "";
     try {
-      const f = new Intl.NumberFormat(undefined, { style: "currency", currency });
+      const f = new Intl.NumberFormat(locale, { style: "currency", currency });
       const digits = f.resolvedOptions().maximumFractionDigits;
       return f.format(minor / 10 ** digits);
     } catch {
@@ -98,7 +110,6 @@ const api = (() => {
     }
   }
 
-  const number = new Intl.NumberFormat();
   function formatNumber(n) {
     return typeof n === "number" ? number.format(n) : "—";
   }
@@ -108,7 +119,7 @@ const api = (() => {
     if (!iso) return "";
     const d = new Date(iso);
     if (Number.isNaN(d.getTime())) return iso;
-    return d.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "medium" });
+    return d.toLocaleString(locale, { dateStyle: "medium", timeStyle: "medium" });
   }
 
   // secondsUntil is the whole seconds left until an RFC 3339 time, never negative.
@@ -131,14 +142,16 @@ const api = (() => {
     return m + ":" + rest;
   }
 
-  // formatDuration: 42 s, 3 min, 1 h 5 min (for estimates, so rounded).
+  // formatDuration: 42 sec, 3 min, 1 hr 5 min in English, in the page's
+  // language otherwise (for estimates, so rounded).
   function formatDuration(seconds) {
     const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return s + " s";
-    if (s < 3600) return Math.round(s / 60) + " min";
+    const unit = (n, u) => new Intl.NumberFormat(locale, { style: "unit", unit: u, unitDisplay: "short" }).format(n);
+    if (s < 60) return unit(s, "second");
+    if (s < 3600) return unit(Math.round(s / 60), "minute");
     const h = Math.floor(s / 3600);
     const m = Math.round((s % 3600) / 60);
-    return m ? h + " h " + m + " min" : h + " h";
+    return m ? unit(h, "hour") + " " + unit(m, "minute") : unit(h, "hour");
   }
 
   // uuid makes an Idempotency-Key. crypto.randomUUID exists only in secure
@@ -198,13 +211,130 @@ const api = (() => {
     closed: "Closed",
     sold_out: "Sold out",
   };
+  // stateLabel names a sale's state in the page's language (in English on a
+  // page that loads no catalogue, such as the console).
   function stateLabel(s) {
+    if (has("state." + s)) return t("state." + s);
     return stateLabels[s] || s || "—";
+  }
+
+  // --- languages -------------------------------------------------------------
+  //
+  // One catalogue per language, /static/i18n/<lang>.json: key → text, or
+  // key → {"one": …, "other": …} by Intl.PluralRules for text with a
+  // {count}. A theme may override any key (and adds "title" and "notice")
+  // with /theme/text.<lang>.json, which the page lists in a meta tag.
+
+  const i18n = { lang: "en", texts: null, theme: {} };
+
+  // prefs is localStorage that never throws: the language a shopper chose
+  // stays chosen on their next visit.
+  const prefs = {
+    get(key) {
+      try {
+        return localStorage.getItem(key);
+      } catch {
+        return null;
+      }
+    },
+    set(key, value) {
+      try {
+        localStorage.setItem(key, value);
+      } catch {
+        // the choice lasts this visit only
+      }
+    },
+  };
+
+  // chooseLanguage: the shopper's own choice, else the language the server
+  // picked from Accept-Language, else navigator.languages, else English.
+  function chooseLanguage(available) {
+    const stored = prefs.get("fs_lang");
+    if (available.includes(stored)) return stored;
+    const html = document.documentElement;
+    if (html.dataset.langNegotiated === "true" && available.includes(html.lang)) return html.lang;
+    for (const l of navigator.languages || []) {
+      const primary = String(l).toLowerCase().split("-")[0];
+      if (available.includes(primary)) return primary;
+    }
+    return "en";
+  }
+
+  // loadLanguage fetches a catalogue (and the theme's texts for it) and
+  // makes it the page's language; it throws when the catalogue cannot be
+  // had, and the page keeps the language it had.
+  async function loadLanguage(lang) {
+    const meta = document.querySelector('meta[name="flashsale-theme-texts"]');
+    const themed = meta ? meta.content.split(" ").includes(lang) : false;
+    const getJSON = async (url) => {
+      const res = await fetch(url);
+      if (!res.ok) throw new Error(url + " answered " + res.status);
+      return res.json();
+    };
+    const [texts, theme] = await Promise.all([
+      getJSON("/static/i18n/" + encodeURIComponent(lang) + ".json"),
+      themed ? getJSON("/theme/text." + encodeURIComponent(lang) + ".json").catch(() => ({})) : {},
+    ]);
+    i18n.lang = lang;
+    i18n.texts = texts;
+    i18n.theme = theme && typeof theme === "object" ? theme : {};
+    setLocale(lang);
+    document.documentElement.lang = lang;
+  }
+
+  function lookup(key) {
+    const own = i18n.theme[key];
+    if (typeof own === "string") return own;
+    return i18n.texts ? i18n.texts[key] : undefined;
+  }
+
+  const has = (key) => lookup(key) !== undefined;
+
+  // t is the text of key with {name}s filled from params (numbers in the
+  // page's language). A missing key shows as itself: a bug the tests catch.
+  function t(key, params) {
+    let s = lookup(key);
+    if (s && typeof s === "object") s = s[plural.select(params ? params.count : 0)] ?? s.other;
+    if (typeof s !== "string") return key;
+    if (!params) return s;
+    return s.replace(/\{(\w+)\}/g, (m, name) => {
+      if (!(name in params)) return m;
+      const v = params[name];
+      return typeof v === "number" ? formatNumber(v) : String(v);
+    });
+  }
+
+  // translate writes the language's texts into every [data-i18n] element
+  // under root. A child marked data-ph="name" is kept (with its id and
+  // text) and put where {name} is in the translation, so word order can
+  // differ by language.
+  function translate(root) {
+    for (const el of root.querySelectorAll("[data-i18n]")) {
+      const text = t(el.dataset.i18n);
+      const slots = {};
+      for (const c of el.querySelectorAll(":scope > [data-ph]")) slots[c.dataset.ph] = c;
+      if (!Object.keys(slots).length) {
+        setText(el, text);
+        continue;
+      }
+      const nodes = text.split(/\{(\w+)\}/).map((part, i) =>
+        i % 2 ? slots[part] || document.createTextNode("") : document.createTextNode(part));
+      el.replaceChildren(...nodes);
+    }
+    for (const el of root.querySelectorAll("[data-i18n-label]")) el.setAttribute("aria-label", t(el.dataset.i18nLabel));
   }
 
   return {
     ApiError,
     request,
+    setLocale,
+    chooseLanguage,
+    loadLanguage,
+    language: () => i18n.lang,
+    t,
+    has,
+    translate,
+    prefs,
     formatMoney,
     formatNumber,
     formatTime,

@@ -3,11 +3,13 @@
 // All that is known lives in `state`; handlers change it and call render(), the
 // one function that writes the page. The WebSocket (with polling while it is
 // down) feeds the same applyPosition/onFrame functions as the HTTP answers.
+// Every text comes from the language's catalogue (api.t, /static/i18n/), so
+// `state` keeps catalogue keys, never sentences: a language switch redraws all.
 "use strict";
 
 (() => {
   const {
-    $, request, store, setText, show, sleep, uuid,
+    $, request, store, setText, show, sleep, uuid, t, has, translate, prefs,
     formatMoney, formatNumber, formatTime, formatCountdown, formatDuration, secondsUntil, stateLabel,
   } = api;
 
@@ -15,8 +17,8 @@
   const base = "/api/v1/sales/" + encodeURIComponent(saleId);
   const keys = { user: "fs_user", userToken: "fs_user_token", queueToken: "fs_qt_" + saleId };
 
-  const views = ["loading", "missing", "signin", "join", "challenge", "prequeue", "waiting", "admitted", "order", "expired",
-    "sold_out", "closed", "banned"];
+  const views = ["loading", "missing", "upcoming", "signin", "join", "challenge", "prequeue", "waiting", "admitted", "order",
+    "expired", "sold_out", "closed", "banned"];
   const finalViews = ["sold_out", "closed"];
   const maxBackoff = 15000;
   // A socket refused with 4429 (rate limited) waits 3–6 s, then up to a
@@ -24,21 +26,27 @@
   // come back together.
   const limitedBackoff = 6000;
   const maxLimitedBackoff = 60000;
+  // The live region speaks the position at most this often, unless it
+  // changed a lot (speakPosition).
+  const speakEvery = 30000;
 
   const state = {
     sale: null,
     view: "loading",
     shopSignIn: false, // the dev sign-in is off: the shop signs people in (fs_token cookie)
     position: null, // the last waiting answer or frame
+    positionAt: 0, // when it came (local ms), for the ETA between frames
     firstPosition: 0, // the highest position seen since joining, for the progress bar
     startsAt: null,
     ticket: null,
     ticketExpiresAt: null,
     purchase: null, // {key, quantity}: one checkout attempt, its Idempotency-Key reused on retry
     order: null,
-    joinLabel: "Join the queue",
-    error: "",
-    notice: "",
+    joinLabel: "join.button", // the Join button's catalogue key
+    // error and notice are what to say: {key, params} for t(), or {text}
+    // (the server's own words, for an error code the catalogue lacks).
+    error: null,
+    notice: null,
     busy: false,
     // challenge is the join challenge in progress: {kind: "loading"},
     // {kind: "pow", difficulty, tried, done} or {kind: "captcha", siteKey}.
@@ -49,6 +57,19 @@
     messageFrameAt: 0, // when a message frame last came (local ms): newer than a sale read near it
     busyUntil: 0, // a 429 (or a 4429) makes the page wait until then (local ms): "Busy — retrying in N s"
   };
+
+  const say = (key, params) => ({ key, params });
+
+  // sayError is what to tell the shopper about a failed request: the
+  // catalogue's words for its code, or the server's own message.
+  function sayError(err) {
+    if (has("error." + err.code)) return say("error." + err.code);
+    if (err.status === 0) return say("error.network");
+    if (err.status >= 500) return say("error.unavailable");
+    return { text: err.message };
+  }
+
+  const textOf = (m) => (!m ? "" : m.key ? t(m.key, m.params) : m.text);
 
   // retry is the one call the page makes again after a 429 (join, status, …).
   const retry = { timer: 0 };
@@ -66,6 +87,12 @@
     refused: false, // the server refused the socket (4403, 4404, 4409, 4410): poll, do not reconnect
     polling: false,
   };
+
+  // shown is what the waiting view draws, moving toward the latest answer
+  // over a moment rather than jumping (moveShown).
+  const shown = { position: null, progress: 0, eta: null, frame: 0 };
+  // spoken is what the live region last said (speakPosition).
+  const spoken = { position: null, flags: "", at: 0, lang: "" };
 
   // --- tokens -------------------------------------------------------------
 
@@ -101,6 +128,35 @@
     }
   }
 
+  // --- the language ----------------------------------------------------------
+
+  const languages = () => Array.from($("lang").options, (o) => o.value);
+
+  // useLanguage loads lang and redraws the page in it; a catalogue that
+  // cannot be had keeps the language the page has (and says so).
+  async function useLanguage(lang) {
+    try {
+      await api.loadLanguage(lang);
+    } catch {
+      $("lang").value = api.language();
+      state.error = say("error.language");
+      render();
+      return false;
+    }
+    translate(document);
+    $("lang").value = lang;
+    spoken.lang = ""; // say the position again, in the new language
+    render();
+    return true;
+  }
+
+  async function languageChosen() {
+    const lang = $("lang").value;
+    prefs.set("fs_lang", lang);
+    if (state.error && state.error.key === "error.language") state.error = null;
+    await useLanguage(lang);
+  }
+
   // --- the sale -----------------------------------------------------------
 
   async function loadSale() {
@@ -112,7 +168,7 @@
       if (err.status === 404) {
         state.view = "missing";
       } else {
-        state.error = "Could not load the sale: " + err.message;
+        state.error = say("error.loadSale", { reason: textOf(sayError(err)) });
       }
       return false;
     }
@@ -140,6 +196,12 @@
     state.message = m && m.text ? { text: m.text, at: m.at } : null;
   }
 
+  // queueOpensIn is the seconds until the sale's queue opens, 0 once open.
+  function queueOpensIn() {
+    const at = state.sale && state.sale.queue_opens_at;
+    return at ? secondsUntil(at) : 0;
+  }
+
   // --- queue state ----------------------------------------------------------
 
   // applyPosition shows a position answer (join, status) or the same as a frame.
@@ -149,6 +211,7 @@
       case "waiting":
         state.view = "waiting";
         state.position = p;
+        state.positionAt = Date.now();
         state.startsAt = p.starts_at || null;
         if (typeof p.position === "number") state.firstPosition = Math.max(state.firstPosition, p.position);
         if (state.sale && p.paused) state.sale.state = "paused";
@@ -174,7 +237,7 @@
       case "expired":
         state.view = "expired";
         state.ticket = null;
-        state.joinLabel = "Join again";
+        state.joinLabel = "join.again";
         stopLive();
         break;
     }
@@ -224,18 +287,27 @@
     if (state.sale) state.sale.state = kind;
     dropQueueToken();
     stopLive();
+    cancelRetry();
+    state.busyUntil = 0;
     if (state.view === "order") {
-      state.notice = kind === "sold_out" ? "The sale has sold out." : "The sale has closed.";
+      state.notice = say(kind === "sold_out" ? "notice.soldOut" : "notice.closed");
     } else {
       state.view = kind;
       state.ticket = null;
+      state.error = null;
+      state.notice = null;
     }
     render();
   }
 
+  // toJoin offers Join, or, before the queue opens, counts down to it.
   function toJoin(label) {
     stopLive();
-    state.view = "join";
+    if (state.sale && finalViews.includes(state.sale.state)) {
+      finish(state.sale.state);
+      return;
+    }
+    state.view = queueOpensIn() > 0 ? "upcoming" : "join";
     if (label) state.joinLabel = label;
     render();
   }
@@ -247,7 +319,7 @@
       return;
     }
     state.view = "signin";
-    state.error = message || "";
+    state.error = message ? say(message) : null;
     render();
   }
 
@@ -274,13 +346,13 @@
     } else if (err.status === 401) {
       const had = Boolean(userToken());
       dropUserToken();
-      toSignIn(had ? "Your sign-in has expired. Please sign in again." : "");
+      toSignIn(had ? "signin.expired" : "");
     } else if (err.status === 404) {
       toJoin();
     } else if (err.status === 410) {
       finish(err.code === "sold_out" ? "sold_out" : "closed");
     } else {
-      state.error = err.message;
+      state.error = sayError(err);
       render();
     }
   }
@@ -288,7 +360,7 @@
   async function checkStatus() {
     try {
       applyPosition(await getStatus());
-      state.error = "";
+      state.error = null;
       render();
     } catch (err) {
       statusFailed(err);
@@ -308,7 +380,7 @@
   // join challenge ({pow: {challenge, nonce}} or {captcha: token}).
   async function join(proof) {
     cancelRetry();
-    state.error = "";
+    state.error = null;
     setBusy(true);
     try {
       const res = await request("POST", base + "/join", { token: userToken(), body: proof });
@@ -340,14 +412,14 @@
       // Expired (a tab left open), or the captcha's token refused: one new
       // challenge, then say so.
       if (++state.challengeFailed <= 1) {
-        if (proof && proof.captcha) state.error = "That check did not pass. Please try once more.";
+        if (proof && proof.captcha) state.error = say("challenge.again");
         startChallenge();
         return;
       }
       stopChallenge();
       state.challengeFailed = 0;
       state.view = "join";
-      state.error = "We could not confirm that you are a person, so you have not joined yet. Press Join to try again.";
+      state.error = say("challenge.failed");
       render();
       return;
     }
@@ -358,22 +430,26 @@
     }
     if (err.code === "ip_limit") {
       state.view = "join";
-      state.error = "Too many shoppers have joined from your network. You cannot join from this network right now.";
+      state.error = say("error.ip_limit");
       render();
       return;
     }
     if (err.status === 401) {
       dropUserToken();
-      toSignIn(state.shopSignIn ? "" : "Please sign in to join.");
+      toSignIn(state.shopSignIn ? "" : "signin.toJoin");
     } else if (err.status === 410) {
       finish(err.code === "sold_out" ? "sold_out" : "closed");
     } else if (err.code === "queue_not_open") {
-      const opens = state.sale && state.sale.queue_opens_at;
-      state.view = "join";
-      state.error = opens ? "The queue opens at " + formatTime(opens) + "." : err.message;
+      if (queueOpensIn() > 0) {
+        state.view = "upcoming"; // its countdown says when
+      } else {
+        state.view = "join";
+        state.error = say("error.queue_not_open");
+        setTimeout(refreshSale, 1100); // our copy of the sale is out of date
+      }
     } else {
       if (state.view === "loading" || state.view === "challenge") state.view = "join";
-      state.error = err.message;
+      state.error = sayError(err);
     }
     render();
   }
@@ -386,7 +462,7 @@
     stopChallenge();
     if (++state.challengeRounds > 3) {
       state.view = "join";
-      state.error = "Joining needs a check that keeps changing. Please try again in a moment.";
+      state.error = say("challenge.changing");
       render();
       return;
     }
@@ -451,7 +527,7 @@
   function powBroke() {
     stopChallenge();
     state.view = "join";
-    state.error = "Your browser could not finish the check. Press Join to try again.";
+    state.error = say("challenge.broke");
     render();
   }
 
@@ -486,7 +562,7 @@
     ev.preventDefault();
     const token = $("captcha-token").value.trim();
     if (!token) {
-      state.error = "Enter the captcha token.";
+      state.error = say("challenge.enterToken");
       render();
       return;
     }
@@ -503,7 +579,7 @@
   function cancelChallenge() {
     stopChallenge();
     cancelRetry();
-    state.error = "";
+    state.error = null;
     toJoin();
   }
 
@@ -518,8 +594,8 @@
     dropQueueToken();
     state.view = "banned";
     state.ticket = null;
-    state.error = "";
-    state.notice = "";
+    state.error = null;
+    state.notice = null;
     state.busyUntil = 0;
     render();
   }
@@ -544,7 +620,7 @@
   }
 
   async function leave() {
-    state.error = "";
+    state.error = null;
     setBusy(true);
     try {
       await request("DELETE", base + "/join", { token: queueToken() || userToken() });
@@ -555,7 +631,7 @@
         return;
       }
       if (err.status !== 404) {
-        state.error = err.message;
+        state.error = sayError(err);
         setBusy(false);
         return;
       }
@@ -563,7 +639,7 @@
     dropQueueToken();
     state.position = null;
     setBusy(false);
-    toJoin("Join the queue");
+    toJoin("join.button");
   }
 
   // signIn gets a demo user token, then joins. When the server has no dev sign-in
@@ -572,7 +648,7 @@
     ev.preventDefault();
     const user = $("signin-user").value.trim();
     if (!user) {
-      state.error = "Enter a name.";
+      state.error = say("signin.enterName");
       render();
       return;
     }
@@ -580,7 +656,7 @@
   }
 
   async function signInAs(user) {
-    state.error = "";
+    state.error = null;
     state.challengeRounds = 0;
     state.challengeFailed = 0;
     setBusy(true);
@@ -596,7 +672,7 @@
         return;
       }
       if (err.status !== 404) {
-        state.error = err.message;
+        state.error = sayError(err);
         setBusy(false);
         return;
       }
@@ -645,7 +721,7 @@
       state.purchase = { key: uuid(), quantity };
     }
     const { key } = state.purchase;
-    state.error = "";
+    state.error = null;
     setBusy(true);
     for (let again = 0; ; again++) {
       try {
@@ -655,7 +731,7 @@
           body: { quantity },
         });
         state.purchase = null;
-        state.notice = "";
+        state.notice = null;
         showOrder(order);
         // The units left just changed; the public sale is cached for up to
         // 1 s per node, so ask once that has passed, not now.
@@ -701,11 +777,11 @@
         toBanned();
         return;
       case "network":
-        state.error = err.message + " Press Buy now again: you will not be charged twice.";
+        state.error = say("error.buyNetwork");
         render();
         return;
     }
-    state.error = err.message;
+    state.error = sayError(err);
     render();
   }
 
@@ -725,7 +801,7 @@
     } catch (err) {
       if (err.status === 401) {
         dropUserToken();
-        toSignIn("Sign in again to see your order.");
+        toSignIn("signin.forOrder");
         return;
       }
       if (err.code === "banned") {
@@ -738,7 +814,7 @@
       }
       state.order = { id };
       state.view = "order";
-      state.error = "Could not load your order: " + err.message;
+      state.error = say("error.loadOrder", { reason: textOf(sayError(err)) });
       render();
     }
   }
@@ -746,7 +822,7 @@
   async function orderAction(path, notFoundMessage) {
     const id = state.order && state.order.id;
     if (!id) return;
-    state.error = "";
+    state.error = null;
     setBusy(true);
     try {
       showOrder(await request("POST", "/api/v1/" + path.replace("{order}", encodeURIComponent(id)), { token: userToken() }));
@@ -756,14 +832,14 @@
         toBanned();
         return;
       }
-      state.error = err.status === 404 && notFoundMessage ? notFoundMessage : err.message;
+      state.error = err.status === 404 && notFoundMessage ? say(notFoundMessage) : sayError(err);
       if (err.code === "order_not_held") loadOrder(id);
     }
     setBusy(false);
   }
 
-  const pay = () => orderAction("dev/orders/{order}/pay", "Demo payment is only available when the server runs with --dev.");
-  const cancel = () => orderAction("orders/{order}/cancel", "");
+  const pay = () => orderAction("dev/orders/{order}/pay", "error.devPay");
+  const cancel = () => orderAction("orders/{order}/cancel", null);
 
   // --- the live connection ------------------------------------------------------
 
@@ -807,7 +883,7 @@
       if (live.ws !== ws) return;
       live.attempt = 0;
       stopPolling();
-      state.notice = "";
+      state.notice = null;
       render();
     };
     ws.onmessage = (ev) => {
@@ -844,7 +920,7 @@
         }
         // Origin not allowed: a setup problem, so poll instead
         live.refused = true;
-        state.notice = "Live updates are not available here; checking every few seconds instead.";
+        state.notice = say("notice.noLive");
         render();
         startPolling();
         return;
@@ -852,7 +928,7 @@
         // sockets for; this one polls instead (reconnecting would close
         // another tab's socket, and so on for ever)
         live.refused = true;
-        state.notice = "Open in several tabs: this one checks every few seconds instead of live.";
+        state.notice = say("notice.tabs");
         render();
         startPolling();
         return;
@@ -864,7 +940,7 @@
         return;
       default:
         if (!live.wanted) return;
-        state.notice = "Connection lost. Reconnecting… (you keep your place)";
+        state.notice = say("notice.reconnecting");
         render();
         reconnectLater();
         startPolling();
@@ -876,7 +952,7 @@
     stopPolling();
     if (live.rejoined) {
       dropQueueToken();
-      toSignIn("Please sign in again.");
+      toSignIn("signin.again");
       return;
     }
     live.rejoined = true;
@@ -935,7 +1011,7 @@
         return;
       }
       if (err.status === 0 || err.status >= 500) {
-        state.notice = "Connection lost. Retrying… (you keep your place)";
+        state.notice = say("notice.retrying");
         render();
       } else {
         statusFailed(err);
@@ -946,24 +1022,35 @@
 
   // --- rendering -------------------------------------------------------------------
 
+  // ready is set once a catalogue has loaded: until then the page keeps the
+  // English of its HTML rather than show catalogue keys.
+  let ready = false;
+
   function setBusy(busy) {
     state.busy = busy;
     render();
   }
 
   function render() {
+    if (!ready) return;
     renderSale();
     renderUser();
     for (const v of views) show($("view-" + v), state.view === v);
-    setText($("error"), state.error);
+    setText($("error"), textOf(state.error));
     show($("error"), Boolean(state.error));
-    setText($("notice"), state.notice);
+    setText($("notice"), textOf(state.notice));
     show($("notice"), Boolean(state.notice));
     const wait = Math.ceil((state.busyUntil - Date.now()) / 1000);
     show($("retry-notice"), wait > 0);
-    if (wait > 0) setText($("retry-seconds"), wait);
+    if (wait > 0) setText($("retry-seconds"), formatNumber(wait));
     renderMessage();
 
+    if (state.view !== "waiting") {
+      spoken.position = null; // a new wait is spoken at once
+      shown.position = null; // and drawn without rolling from the last one
+    }
+    if (state.view === "upcoming") renderUpcoming();
+    if (state.view === "join") renderJoin();
     if (state.view === "signin") renderSignIn();
     if (state.view === "challenge") renderChallenge();
     if (state.view === "prequeue") renderPrequeue();
@@ -975,15 +1062,22 @@
 
   function renderSale() {
     const s = state.sale;
+    // A theme's "title" names the shop in the header and the tab.
+    setText($("brand-title"), has("title") ? t("title") : "flashsale");
+    const notice = has("notice") ? t("notice") : "";
+    setText($("theme-notice"), notice);
+    show($("theme-notice"), Boolean(notice));
+    const suffix = has("title") ? t("title") : t("page.title");
     if (!s) {
-      setText($("sale-name"), state.view === "missing" ? "Sale not found" : "Waiting room");
+      setText($("sale-name"), state.view === "missing" ? t("missing.heading") : t("page.title"));
+      document.title = suffix;
       for (const id of ["price", "stock", "state"]) show($(id), false);
       return;
     }
-    document.title = s.name + " · waiting room";
+    document.title = s.name + " · " + suffix;
     setText($("sale-name"), s.name);
     setText($("price"), formatMoney(s.price_cents, s.currency));
-    setText($("stock"), formatNumber(s.stock_remaining) + " of " + formatNumber(s.stock_total) + " left");
+    setText($("stock"), t("sale.left", { left: s.stock_remaining, total: s.stock_total }));
     setText($("state"), stateLabel(s.state));
     $("state").className = "badge " + (s.state || "");
     for (const id of ["price", "stock", "state"]) show($(id), true);
@@ -1009,10 +1103,28 @@
     $("message-at").dateTime = (m && m.at) || "";
   }
 
+  function setTime(id, iso) {
+    setText($(id), formatTime(iso));
+    $(id).dateTime = iso || "";
+  }
+
+  function renderUpcoming() {
+    const at = state.sale && state.sale.queue_opens_at;
+    setText($("opens-countdown"), formatCountdown(secondsUntil(at)));
+    setTime("opens-at", at);
+  }
+
+  function renderJoin() {
+    const at = state.sale && state.sale.starts_at;
+    const future = at && secondsUntil(at) > 0;
+    show($("join-starts"), Boolean(future));
+    if (future) setText($("join-countdown"), formatCountdown(secondsUntil(at)));
+  }
+
   function renderChallenge() {
     const c = state.challenge || { kind: "loading" };
     const captcha = c.kind === "captcha";
-    setText($("challenge-title"), captcha ? "Show that you are a person" : "Checking your browser…");
+    setText($("challenge-title"), t(captcha ? "challenge.titleCaptcha" : "challenge.titlePow"));
     show($("pow-box"), !captcha);
     show($("captcha-box"), captcha);
     $("captcha-token").disabled = state.busy;
@@ -1024,55 +1136,108 @@
     const bar = $("pow-progress");
     if (c.kind !== "pow" || (!c.tried && !c.done)) {
       bar.removeAttribute("value"); // indeterminate until the first progress message
-      setText($("pow-status"), "Starting…");
+      setText($("pow-status"), t("challenge.starting"));
       return;
     }
     const pct = c.done ? 100 : Math.min(99, 100 * (1 - Math.exp(-c.tried / 2 ** c.difficulty)));
     bar.value = pct;
-    setText($("pow-status"), c.done ? "Done. Joining…" : "About " + Math.floor(pct) + "% (tried " + formatNumber(c.tried) + " answers)");
+    setText($("pow-status"), c.done ? t("challenge.done") : t("challenge.progress", { percent: Math.floor(pct), tried: c.tried }));
   }
 
   function renderPrequeue() {
-    setText($("starts-at"), formatTime(state.startsAt));
-    $("starts-at").dateTime = state.startsAt || "";
+    setTime("starts-at", state.startsAt);
     setText($("prequeue-countdown"), formatCountdown(secondsUntil(state.startsAt)));
   }
 
   function renderWaiting() {
     const p = state.position || {};
-    setText($("position"), formatNumber(p.position));
-    setText($("queue-length"), formatNumber(p.queue_length));
-    setText($("eta"), etaText(p));
     show($("paused-banner"), Boolean(p.paused));
     show($("reserved-banner"), Boolean(p.all_reserved) && !p.paused);
 
     const future = state.startsAt && secondsUntil(state.startsAt) > 0;
     show($("waiting-starts"), Boolean(future));
-    if (future) {
-      setText($("waiting-starts-at"), formatTime(state.startsAt));
-      $("waiting-starts-at").dateTime = state.startsAt;
-    }
+    if (future) setTime("waiting-starts-at", state.startsAt);
 
-    const first = Math.max(state.firstPosition, p.position || 0, 1);
-    const moved = first - (p.position || first);
+    setText($("queue-length"), formatNumber(p.queue_length));
+    if (shown.eta === null) moveEta();
+    setText($("eta"), etaText(p));
+    speakPosition(p);
+    drawPosition();
+  }
+
+  // drawPosition draws the position, the people ahead and the progress bar
+  // from shown.position, and moves that toward the latest position a
+  // fraction each frame: a drop of 40 places rolls down over about a
+  // second instead of jumping. A hidden tab jumps (it draws no frames).
+  function drawPosition() {
+    const p = state.position || {};
+    const target = typeof p.position === "number" ? p.position : null;
+    if (target === null || shown.position === null || document.hidden) {
+      shown.position = target;
+    } else {
+      const d = target - shown.position;
+      shown.position = Math.abs(d) < 0.5 ? target : shown.position + d * 0.15;
+    }
+    const now = shown.position === null ? null : Math.max(1, Math.round(shown.position));
+    setText($("position"), formatNumber(now));
+    setText($("ahead"), formatNumber(now === null ? null : now - 1));
+    const first = Math.max(state.firstPosition, target || 0, 1);
+    const moved = now === null ? 0 : Math.max(0, first - shown.position);
     $("progress").max = first;
     $("progress").value = moved;
-    setText($("progress-hint"), progressHint(p.position, moved));
+    setText($("progress-hint"), progressHint(target, Math.round(first - (target || first))));
+    if (shown.position !== target && !shown.frame) {
+      shown.frame = requestAnimationFrame(() => {
+        shown.frame = 0;
+        if (state.view === "waiting") drawPosition();
+      });
+    }
+  }
+
+  // moveEta moves the shown ETA toward the latest estimate counted down
+  // since it came, by a third each second: estimates that wobble between
+  // answers do not make the page wobble.
+  function moveEta() {
+    const p = state.position || {};
+    if (p.paused || typeof p.eta_seconds !== "number") {
+      shown.eta = null;
+      return;
+    }
+    const target = Math.max(0, p.eta_seconds - (Date.now() - state.positionAt) / 1000);
+    shown.eta = shown.eta === null ? target : shown.eta + (target - shown.eta) / 3;
   }
 
   function etaText(p) {
-    if (p.paused) return "paused";
-    if (typeof p.eta_seconds !== "number") return "estimating…";
-    return "about " + formatDuration(p.eta_seconds);
+    if (p.paused) return t("eta.paused");
+    if (shown.eta === null) return t("eta.estimating");
+    if (shown.eta < 5) return t("eta.soon");
+    return t("eta.about", { eta: formatDuration(shown.eta) });
+  }
+
+  // speakPosition updates the live region's sentence: at once on a big
+  // change (the first position, 10% fewer places, the last ten places,
+  // paused or all reserved, a new language), else at most every 30 s.
+  function speakPosition(p) {
+    const pos = p.position;
+    if (typeof pos !== "number") return;
+    const flags = (p.paused ? "paused " : "") + (p.all_reserved ? "reserved" : "");
+    const last = spoken.position;
+    const big = last === null || spoken.lang !== api.language() || flags !== spoken.flags ||
+      (pos !== last && (pos <= 10 || Math.abs(last - pos) >= last * 0.1));
+    const due = pos !== last && Date.now() - spoken.at >= speakEvery;
+    if (!big && !due) return;
+    Object.assign(spoken, { position: pos, flags, at: Date.now(), lang: api.language() });
+    let text = t("waiting.spoken", { position: pos });
+    if (p.paused) text += " " + t("waiting.paused");
+    else if (p.all_reserved) text += " " + t("waiting.reserved");
+    else if (typeof p.eta_seconds === "number") text += " " + t("waiting.spokenEta", { eta: formatDuration(p.eta_seconds) });
+    setText($("position-spoken"), text);
   }
 
   function progressHint(position, moved) {
-    if (position === 1) return "You are next. Keep this page open.";
-    if (moved > 0) {
-      return formatNumber(moved) + (moved === 1 ? " person" : " people") +
-        " ahead of you went through since you arrived. Keep this page open to keep your place.";
-    }
-    return "Keep this page open to keep your place.";
+    if (position === 1) return t("waiting.next");
+    if (moved > 0) return t("waiting.moved", { count: moved });
+    return t("waiting.keepOpen");
   }
 
   function renderAdmitted() {
@@ -1085,7 +1250,7 @@
       select.value = String(Math.min(keep, limit));
     }
     const s = state.sale;
-    setText($("total"), s ? "Total " + formatMoney(s.price_cents * (Number(select.value) || 1), s.currency) : "");
+    setText($("total"), s ? t("admitted.total", { amount: formatMoney(s.price_cents * (Number(select.value) || 1), s.currency) }) : "");
     select.disabled = state.busy;
     $("buy").disabled = state.busy;
   }
@@ -1096,25 +1261,16 @@
     setText($("order-id"), o.id || "");
     setText($("order-quantity"), formatNumber(o.quantity));
     setText($("order-amount"), formatMoney(o.amount_cents, currency));
-    setText($("order-status"), o.status || "unknown");
-    $("order-status").className = "badge " + (o.status || "");
+    const status = ["held", "paid", "cancelled", "expired"].includes(o.status) ? o.status : "unknown";
+    setText($("order-status"), t("orderStatus." + status));
+    $("order-status").className = "badge " + status;
 
     const held = o.status === "held";
     show($("hold"), held);
-    if (held) setText($("hold-countdown"), o.hold_expires_at ? formatCountdown(secondsUntil(o.hold_expires_at)) : "a short while");
+    if (held) setText($("hold-countdown"), o.hold_expires_at ? formatCountdown(secondsUntil(o.hold_expires_at)) : t("order.shortWhile"));
     $("pay").disabled = state.busy;
     $("cancel").disabled = state.busy;
-    setText($("order-message"), orderMessage(o.status));
-  }
-
-  function orderMessage(status) {
-    switch (status) {
-      case "paid": return "Paid. Thank you for your order!";
-      case "held": return "";
-      case "cancelled": return "This order was cancelled.";
-      case "expired": return "This order was not paid in time and was released.";
-      default: return "";
-    }
+    setText($("order-message"), status === "held" || status === "unknown" ? "" : t("orderMessage." + status));
   }
 
   function renderActions() {
@@ -1123,20 +1279,35 @@
     const canJoin = v === "join" || v === "expired" || orderOver || (v === "signin" && state.shopSignIn);
     const join = $("join");
     show(join, canJoin);
-    setText(join, v === "signin" ? "I have signed in: join" : orderOver ? "Join again" : state.joinLabel);
+    setText(join, t(v === "signin" ? "join.signedIn" : orderOver ? "join.again" : state.joinLabel));
     join.disabled = state.busy || Boolean(retry.timer);
     show($("leave"), v === "waiting" || v === "prequeue");
     $("leave").disabled = state.busy;
   }
 
-  // tick redraws the countdowns and asks once when one runs out.
+  // tick redraws the countdowns each second and asks once when one runs out.
   let lastStartsIn = null;
   let lastHoldLeft = null;
+  let lastTicketLeft = null;
   function tick() {
+    const socketOpen = live.ws && live.ws.readyState === WebSocket.OPEN;
     if (state.view === "prequeue" || state.view === "waiting") {
       const left = state.startsAt ? secondsUntil(state.startsAt) : null;
-      if (lastStartsIn > 0 && left === 0 && !(live.ws && live.ws.readyState === WebSocket.OPEN)) checkStatus();
+      if (lastStartsIn > 0 && left === 0 && !socketOpen) checkStatus();
       lastStartsIn = left;
+    }
+    if (state.view === "waiting") moveEta();
+    else shown.eta = null;
+    if (state.view === "upcoming" && queueOpensIn() === 0) {
+      state.view = "join";
+      refreshSale();
+    }
+    if (state.view === "admitted") {
+      // The server says "expired" when the ticket runs out; ask, in case
+      // that frame was lost with a socket.
+      const left = secondsUntil(state.ticketExpiresAt);
+      if (lastTicketLeft > 0 && left === 0) setTimeout(() => state.view === "admitted" && checkStatus(), 1500);
+      lastTicketLeft = left;
     }
     const o = state.order;
     if (state.view === "order" && o && o.status === "held" && o.hold_expires_at) {
@@ -1144,10 +1315,25 @@
       if (lastHoldLeft > 0 && left === 0) setTimeout(() => loadOrder(o.id), 1500);
       lastHoldLeft = left;
     }
-    if (["prequeue", "waiting", "admitted", "order"].includes(state.view) || state.busyUntil > Date.now() - 1000) render();
+    if (["upcoming", "join", "prequeue", "waiting", "admitted", "order"].includes(state.view) ||
+      state.busyUntil > Date.now() - 1000) render();
   }
 
   // --- start ----------------------------------------------------------------------------
+
+  // loadLanguage loads the shopper's language, else English, until one
+  // loads (the server may be restarting).
+  async function loadLanguage() {
+    const lang = api.chooseLanguage(languages());
+    for (;;) {
+      if (await useLanguage(lang)) break;
+      if (lang !== "en" && (await useLanguage("en"))) break;
+      await sleep(5000);
+    }
+    ready = true;
+    state.error = null;
+    render();
+  }
 
   async function start() {
     readFragmentToken();
@@ -1162,21 +1348,28 @@
     $("pay").addEventListener("click", pay);
     $("cancel").addEventListener("click", cancel);
     $("switch-user").addEventListener("click", switchUser);
+    $("lang").addEventListener("change", languageChosen);
     setInterval(tick, 1000);
     setInterval(refreshSale, 15000 + Math.random() * 5000);
 
-    render();
+    const language = loadLanguage();
     if (!saleId) {
+      await language;
       state.view = "missing";
       render();
       return;
     }
     while (!(await loadSale())) {
       render();
-      if (state.view === "missing") return;
+      if (state.view === "missing") {
+        await language;
+        render();
+        return;
+      }
       await sleep(5000); // the server is down or restarting: try again
     }
-    state.error = "";
+    await language;
+    state.error = null;
     await resume();
   }
 
@@ -1187,7 +1380,7 @@
       applyPosition(await getStatus());
     } catch (err) {
       statusFailed(err, resume); // 401 → sign-in, 404 → join, 410 → final, 403 banned → final, 429 → later
-      if (state.view === "loading" && err.code !== "rate_limited") state.view = "join";
+      if (state.view === "loading" && err.code !== "rate_limited") toJoin();
       render();
     }
   }
