@@ -2,9 +2,9 @@
 # Local Redis and MariaDB for flashsale, without systemd.
 #
 # Called by `make run`, `make test` and CI (on a bare Debian 12 machine). It
-#   1. installs redis-server, redis-tools, mariadb-server, mariadb-client, chromium
-#      and gcc + libc6-dev (cgo, for `go test -race`) with apt-get when one of their
-#      commands is missing (SKIP_CHROMIUM=1 skips chromium, which only the headless
+#   1. installs redis-server, redis-tools, mariadb-server, mariadb-client, chromium,
+#      gcc + libc6-dev (cgo, for `go test -race`) and prometheus (for promtool) with
+#      apt-get when one of their commands is missing (SKIP_CHROMIUM=1 skips chromium, which only the headless
 #      browser tests need);
 #   2. starts Redis (deploy/redis.conf: AOF, appendfsync everysec) and MariaDB when
 #      they do not answer, and waits until they do;
@@ -88,22 +88,34 @@ if [[ "${SKIP_CHROMIUM:-}" != 1 ]] && ! have chromium; then need+=(chromium); fi
 # `go test -race` needs cgo, so a C compiler and the C library headers.
 if ! have gcc; then need+=(gcc); fi
 if [[ ! -e /usr/include/stdlib.h ]]; then need+=(libc6-dev); fi
+# promtool checks deploy/prometheus/alerts.yml and a node's /metrics in `make
+# test`. Debian ships it only inside the prometheus package; its recommends
+# (node-exporter, smartmontools) are daemons we do not want, so they are skipped.
+need_norec=()
+if ! have promtool; then need_norec+=(prometheus); fi
 
-if ((${#need[@]})); then
-	have apt-get || die "missing ${need[*]} and no apt-get to install them"
-	say "apt: installing ${need[*]}"
+all_needed=("${need[@]}" "${need_norec[@]}")
+if ((${#all_needed[@]})); then
+	have apt-get || die "missing ${all_needed[*]} and no apt-get to install them"
+	say "apt: installing ${all_needed[*]}"
 	apt_log="${TMPDIR:-/tmp}/flashsale-apt.log"
 	apt_opts=(-y -q -o DPkg::Lock::Timeout=600 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
-	if ! as_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" update >"$apt_log" 2>&1 9>&- ||
-		! as_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" install "${need[@]}" >>"$apt_log" 2>&1 9>&-; then
+	apt() { as_root env DEBIAN_FRONTEND=noninteractive apt-get "${apt_opts[@]}" "$@" >>"$apt_log" 2>&1 9>&-; }
+	apt_all() {
+		: >"$apt_log"
+		apt update || return
+		if ((${#need[@]})); then apt install "${need[@]}" || return; fi
+		if ((${#need_norec[@]})); then apt install --no-install-recommends "${need_norec[@]}" || return; fi
+	}
+	if ! apt_all; then
 		tail -n 30 "$apt_log" >&2 || true
 		die "apt-get failed (full log: $apt_log)"
 	fi
 	hash -r
-	for c in redis-server redis-cli mariadbd mariadb-install-db mariadb-admin mariadb; do
+	for c in redis-server redis-cli mariadbd mariadb-install-db mariadb-admin mariadb promtool; do
 		have "$c" || die "$c still missing after apt-get install (log: $apt_log)"
 	done
-	say "apt: installed ${need[*]}"
+	say "apt: installed ${all_needed[*]}"
 fi
 
 # wait_for NAME LOG ALIVE CHECK: poll CHECK every 0.2 s until it succeeds. Give up at
