@@ -1,5 +1,5 @@
 // Command flashsale runs the flash-sale waiting room: serve (any mix of
-// roles), migrate, token (a dev user token), version.
+// roles), migrate, token (a dev user token), keys (the ticket keys), version.
 package main
 
 import (
@@ -33,6 +33,8 @@ Usage:
   flashsale reconcile --sale S [--repair]
                                compare a sale's live state in Redis with MySQL (exit 1 on
                                differences); --repair makes Redis agree with MySQL
+  flashsale keys generate|rotate|add|list --ticket-key FILE
+                               make or rotate the ticket signing keys (flashsale keys -h)
   flashsale version            print the version
 `
 
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		err = token(args[1:], stdout, stderr)
 	case "reconcile":
 		err = reconcile(args[1:], stdout, stderr)
+	case "keys":
+		err = keys(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flashsale", version)
 		return nil
