@@ -3,6 +3,7 @@ package shopticket_test
 import (
 	"context"
 	"crypto/ed25519"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
@@ -179,7 +180,8 @@ func TestVerifyOutsideHTTP(t *testing.T) {
 	t.Parallel()
 	s := testenv.Start(t)
 	saleID := "s-" + testenv.RandomID()
-	v, err := shopticket.New(shopticket.Config{JWKSURL: s.URL + "/.well-known/jwks.json", Sale: saleID})
+	v, err := shopticket.New(shopticket.Config{JWKSURL: s.URL + "/.well-known/jwks.json", Sale: saleID,
+		Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	defer v.Close()
 	c, err := v.Verify(t.Context(), s.Ticket(saleID, "alice", time.Minute))
