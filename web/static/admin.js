@@ -1,12 +1,15 @@
 // admin.js: the operator console, /admin.
 //
 // `state` holds the token, the sales, the selected sale and its summary;
-// handlers change it and call render(). The selected sale's summary is polled
-// every second, its sources every three; the list and the bans every five.
+// handlers change it and call render(). The selected sale's summary and its
+// timeline (the server's per-second samples, drawn as the live charts) are
+// polled every second, its sources every three; the list and the bans every
+// five. "#report/<sale>" shows a sale's report instead: its totals, the
+// charts of the whole sale and the orders' CSV.
 "use strict";
 
 (() => {
-  const { $, request, store, setText, show, formatNumber, formatTime, stateLabel } = api;
+  const { $, request, store, setText, show, formatNumber, formatTime, formatMoney, stateLabel } = api;
 
   const tokenKey = "fs_admin_token";
   const summaryFields = [
@@ -39,13 +42,26 @@
     bansKey: "",
     bansError: "",
     bansStatus: "",
+    // the live charts' data: the selected sale's last 15 minutes
+    timeline: { samples: [], marks: [], now: 0 },
+    timelineError: "",
+    passes: [], // passes made for the selected sale in this visit, newest first
+    passStatus: "",
+    view: "console", // or "report"
+    report: null, // { id, sale, summary, series, error }
+    reportCsvStatus: "",
+    reportCsvError: "",
     busy: false,
   };
+
+  const liveWindow = 15 * 60; // seconds the live charts show
+  const maxPasses = 10; // passes kept on screen
 
   let summaryTimer = 0;
   let summaryGeneration = 0; // answers for a sale no longer selected are dropped
   let listTimer = 0;
   let sourcesTimer = 0;
+  let timelineTimer = 0;
 
   // admin calls the operator API with the admin token. A 401 signs out.
   async function admin(method, path, body) {
@@ -79,8 +95,7 @@
       $("admin-token").value = "";
       scheduleList();
       loadBans();
-      const wanted = decodeURIComponent(location.hash.slice(1));
-      if (wanted && state.sales.some((s) => s.id === wanted)) select(wanted);
+      route();
     } catch (err) {
       state.error = err.status === 401 ? "Wrong token." : "Could not sign in: " + err.message;
       if (err.status === 401) store.remove(tokenKey);
@@ -99,7 +114,27 @@
     clearTimeout(summaryTimer);
     clearTimeout(listTimer);
     clearTimeout(sourcesTimer);
+    clearTimeout(timelineTimer);
+    state.view = "console";
+    state.report = null;
     render();
+  }
+
+  // route follows the address's hash: "#<sale>" selects a sale in the
+  // console, "#report/<sale>" opens its report.
+  function route() {
+    if (!state.signedIn) return;
+    const hash = decodeURIComponent(location.hash.slice(1));
+    if (hash.startsWith("report/")) {
+      openReport(hash.slice("report/".length));
+      return;
+    }
+    const was = state.view;
+    state.view = "console";
+    state.report = null;
+    if (hash && state.sales.some((s) => s.id === hash) && (hash !== state.selected || was !== "console")) select(hash);
+    else render();
+    if (was === "report") $("detail-title").scrollIntoView();
   }
 
   // --- the list ----------------------------------------------------------------
@@ -149,6 +184,11 @@
     state.sources = null;
     state.sourcesError = "";
     state.sourcesStatus = "";
+    state.timeline = { samples: [], marks: [], now: 0 };
+    state.timelineError = "";
+    state.passes = [];
+    state.passStatus = "";
+    clearFieldErrors($("pass-form"), "pass-error");
     history.replaceState(null, "", "#" + encodeURIComponent(id));
     fillControls();
     fillDefences();
@@ -158,8 +198,10 @@
     summaryGeneration++;
     clearTimeout(summaryTimer);
     clearTimeout(sourcesTimer);
+    clearTimeout(timelineTimer);
     pollSummary(summaryGeneration);
     pollSources(summaryGeneration);
+    pollTimeline(summaryGeneration);
   }
 
   // fillControls copies the sale's rate and max_active into the inputs; only on
@@ -168,6 +210,45 @@
     const s = selectedSale();
     $("rate").value = s && s.admission_rate != null ? s.admission_rate : "";
     $("max-active").value = s && s.max_active != null ? s.max_active : "";
+    fitSlider(s ? s.admission_rate : 10);
+  }
+
+  // fitSlider sets the slider's range around a rate (up to at least twice
+  // it), and its thumb on it. Fine steps below 20 per second.
+  function fitSlider(rate) {
+    const slider = $("rate-slider");
+    const r = Number(rate) > 0 ? Number(rate) : 10;
+    const top = niceCeil(Math.max(20, r * 2));
+    const step = top <= 20 ? 0.1 : 1;
+    slider.min = String(step);
+    slider.max = String(top);
+    slider.step = String(step);
+    slider.value = String(Math.min(top, Math.max(step, r)));
+    slider.setAttribute("aria-valuetext", formatNumber(r) + " per second");
+  }
+
+  function niceCeil(v) {
+    const p = 10 ** Math.floor(Math.log10(v));
+    for (const m of [1, 2, 5, 10]) if (v <= m * p) return m * p;
+    return 10 * p;
+  }
+
+  // The slider and the number show one value: moving one moves the other.
+  function sliderMoved() {
+    const v = Number($("rate-slider").value);
+    $("rate").value = String(v);
+    $("rate-slider").setAttribute("aria-valuetext", formatNumber(v) + " per second");
+  }
+
+  function rateTyped() {
+    const v = Number($("rate").value);
+    if (!(v > 0)) return;
+    const slider = $("rate-slider");
+    if (v > Number(slider.max)) fitSlider(v);
+    else {
+      slider.value = String(v);
+      slider.setAttribute("aria-valuetext", formatNumber(v) + " per second");
+    }
   }
 
   // fillDefences copies the sale's join defences into their fields (on
@@ -214,6 +295,382 @@
     }
     render();
     if (state.signedIn) summaryTimer = setTimeout(() => pollSummary(generation), 1000);
+  }
+
+  // --- the live charts --------------------------------------------------------------
+
+  // pollTimeline reads the samples after the last one every second and keeps
+  // the last 15 minutes (by the server's clock).
+  async function pollTimeline(generation) {
+    if (generation !== summaryGeneration || !state.signedIn) return;
+    if (!document.hidden && state.view === "console") await loadTimeline(generation);
+    if (generation === summaryGeneration && state.signedIn) {
+      timelineTimer = setTimeout(() => pollTimeline(generation), 1000);
+    }
+  }
+
+  async function loadTimeline(generation) {
+    const tl = state.timeline;
+    const last = tl.samples.length ? tl.samples[tl.samples.length - 1].t : 0;
+    const since = last ? last + 1 : Math.floor(Date.now() / 1000) - liveWindow - 60;
+    try {
+      const res = await admin("GET", "/sales/" + encodeURIComponent(state.selected) + "/timeline?since=" + since);
+      if (generation !== summaryGeneration) return;
+      const from = res.now - liveWindow;
+      const seen = new Set(tl.marks.map(markKey));
+      tl.samples = tl.samples.concat(res.samples || []).filter((s) => s.t >= from);
+      tl.marks = tl.marks.concat((res.marks || []).filter((m) => !seen.has(markKey(m)))).filter((m) => m.t >= from);
+      tl.now = res.now;
+      state.timelineError = "";
+    } catch (err) {
+      if (generation !== summaryGeneration) return;
+      state.timelineError = "Charts unavailable: " + err.message;
+    }
+    render();
+  }
+
+  const markKey = (m) => m.t + "|" + m.field + "|" + m.to;
+
+  // chartSpecs are the charts of a sale: what each draws from the samples.
+  const chartSpecs = [
+    {
+      key: "queue", title: "Queue length", unit: "waiting",
+      series: [{ name: "In line", className: "s-a", value: (s) => s.queue_length }],
+    },
+    {
+      key: "admissions", title: "Admissions per second", unit: "per second",
+      series: [
+        { name: "Admitted", className: "s-a", rate: (s) => s.admitted_total },
+        { name: "Rate set", className: "s-b", value: (s) => s.admission_rate },
+      ],
+    },
+    {
+      key: "active", title: "Active tickets", unit: "tickets",
+      series: [{ name: "Active", className: "s-a", value: (s) => s.active }],
+    },
+    {
+      key: "units", title: "Units", unit: "units",
+      series: [
+        { name: "Sold", className: "s-b", value: (s) => s.sold },
+        { name: "Held", className: "s-c", value: (s) => s.held },
+        { name: "Remaining", className: "s-a", value: (s) => s.remaining },
+      ],
+    },
+  ];
+
+  // buildCharts makes the figures of chartSpecs in a container, once; ids
+  // are prefix + "-" + key (the svg) and + "-numbers" (the text).
+  function buildCharts(container, prefix) {
+    container.replaceChildren(...chartSpecs.map((spec) => {
+      const fig = document.createElement("figure");
+      const cap = document.createElement("figcaption");
+      const title = document.createElement("strong");
+      title.textContent = spec.title;
+      const numbers = document.createElement("p");
+      numbers.id = prefix + "-" + spec.key + "-numbers";
+      numbers.className = "chart-numbers";
+      numbers.textContent = "No samples yet.";
+      const legend = document.createElement("ul");
+      legend.className = "legend";
+      legend.setAttribute("aria-hidden", "true"); // the numbers above say it in words
+      for (const s of spec.series) {
+        const li = document.createElement("li");
+        li.className = s.className;
+        li.textContent = s.name;
+        legend.append(li);
+      }
+      const mark = document.createElement("li");
+      mark.className = "mark";
+      mark.textContent = "Change";
+      legend.append(mark);
+      cap.append(title, numbers, legend);
+      const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+      svg.id = prefix + "-" + spec.key;
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", spec.title + ": no samples yet");
+      fig.append(cap, svg);
+      return fig;
+    }));
+  }
+
+  // seriesPoints turns samples into [t, value] points; a counter ("rate")
+  // becomes its increase per second between samples.
+  function seriesPoints(samples, s) {
+    if (s.value) return samples.map((x) => [x.t, s.value(x)]);
+    const out = [];
+    for (let i = 1; i < samples.length; i++) {
+      const dt = samples[i].t - samples[i - 1].t;
+      if (dt > 0) out.push([samples[i].t, Math.max(0, s.rate(samples[i]) - s.rate(samples[i - 1])) / dt]);
+    }
+    return out;
+  }
+
+  function markLabel(m) {
+    if (m.field === "admission_rate") return "rate " + formatNumber(m.to);
+    return stateLabel(m.to).toLowerCase();
+  }
+
+  function markText(m) {
+    const at = new Date(m.t * 1000).toLocaleTimeString();
+    if (m.field === "admission_rate") return at + ": admission rate " + formatNumber(m.from) + " → " + formatNumber(m.to) + " per second";
+    return at + ": " + stateLabel(m.from) + " → " + stateLabel(m.to);
+  }
+
+  // drawCharts draws samples over [from, to] into the charts of prefix, with
+  // the numbers as text (now, highest) and as each svg's label; what (e.g.
+  // "last 15 minutes") goes in the labels.
+  function drawCharts(prefix, samples, marks, from, to, what, gap) {
+    const chartMarks = marks.map((m) => ({ t: m.t, label: markLabel(m), className: m.field === "state" ? "state" : "rate" }));
+    const rateChanges = marks.filter((m) => m.field === "admission_rate").length;
+    for (const spec of chartSpecs) {
+      const svg = $(prefix + "-" + spec.key);
+      const series = spec.series.map((s) => ({ name: s.name, className: s.className, gap, points: seriesPoints(samples, s) }));
+      chart.line(svg, { from, to, series, marks: chartMarks });
+      const words = series.map((s) => {
+        if (s.points.length === 0) return s.name + ": no samples";
+        const now = s.points[s.points.length - 1][1];
+        const high = Math.max(...s.points.map((p) => p[1]));
+        return s.name + " " + formatNumber(round(now)) + " now, highest " + formatNumber(round(high));
+      }).join("; ");
+      const text = samples.length ? words : "No samples yet.";
+      setText($(prefix + "-" + spec.key + "-numbers"), text);
+      svg.setAttribute("aria-label", spec.title + ", " + what + ": " + text +
+        (rateChanges ? "; " + rateChanges + " admission-rate change" + (rateChanges > 1 ? "s" : "") + " marked" : ""));
+    }
+  }
+
+  const round = (v) => Math.round(v * 10) / 10;
+
+  function renderChanges(list, marks) {
+    const key = JSON.stringify(marks);
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren(...marks.map((m) => {
+      const li = document.createElement("li");
+      li.textContent = markText(m);
+      return li;
+    }));
+  }
+
+  function renderLiveCharts() {
+    const tl = state.timeline;
+    const to = tl.now || Math.floor(Date.now() / 1000);
+    drawCharts("live", tl.samples, tl.marks, to - liveWindow, to, "last 15 minutes", 5);
+    renderChanges($("live-changes"), tl.marks);
+  }
+
+  // --- the report -----------------------------------------------------------------------
+
+  async function openReport(id) {
+    state.view = "report";
+    summaryGeneration++; // the console's polls stop
+    clearTimeout(summaryTimer);
+    clearTimeout(sourcesTimer);
+    clearTimeout(timelineTimer);
+    state.selected = "";
+    state.reportCsvStatus = "";
+    state.reportCsvError = "";
+    state.report = { id, sale: null, summary: null, series: null, error: "" };
+    render();
+    window.scrollTo(0, 0);
+    const report = state.report;
+    try {
+      const path = "/sales/" + encodeURIComponent(id);
+      const sale = await admin("GET", path);
+      // at most about 600 points a chart, whatever the sale's length
+      const started = Date.parse(sale.starts_at) / 1000;
+      const step = Math.max(1, Math.ceil((Date.now() / 1000 - started) / 600));
+      const [summary, series] = await Promise.all([
+        admin("GET", path + "/summary"),
+        admin("GET", path + "/timeline?since=0&step=" + step),
+      ]);
+      Object.assign(report, { sale, summary, series });
+    } catch (err) {
+      report.error = err.status === 404 ? "There is no sale " + id + "." : "Could not load the report: " + err.message;
+    }
+    if (state.report === report) render();
+  }
+
+  function renderReport() {
+    const r = state.report;
+    if (!r) return;
+    const { sale, summary: sum, series } = r;
+    setText($("report-title"), "Report: " + (sale ? sale.name : r.id));
+    $("report-back").href = "#" + encodeURIComponent(r.id);
+    setText($("report-error"), r.error);
+    show($("report-error"), Boolean(r.error));
+    const st = (sum && sum.state) || (sale && sale.state) || "";
+    setText($("report-state"), st ? stateLabel(st) : "");
+    $("report-state").className = "badge " + st;
+    show($("report-state"), Boolean(st));
+    show($("report-live"), Boolean(st) && !finalStates.includes(st));
+    const samples = (series && series.samples) || [];
+    const marks = (series && series.marks) || [];
+    const first = samples.length ? samples[0].t : 0;
+    const last = samples.length ? samples[samples.length - 1].t : 0;
+    setText($("report-meta"), sale
+      ? "Sale " + sale.id + " · started " + formatTime(sale.starts_at) +
+        (last ? " · last sample " + formatTime(new Date(last * 1000).toISOString()) : "") +
+        (sale.ends_at ? " · ends " + formatTime(sale.ends_at) : "")
+      : "");
+    renderTotals(sale, sum, samples);
+    const step = series && samples.length > 1 ? samples[1].t - samples[0].t : 1;
+    drawCharts("report", samples, marks, first, Math.max(last, first + 1), "the whole sale",
+      Math.max(5, (series ? series.coarse_seconds : 60) * 2, step * 3));
+    renderChanges($("report-changes"), marks);
+    $("report-csv").disabled = state.busy || !sale;
+    setText($("report-csv-status"), state.reportCsvStatus);
+    setText($("report-csv-error"), state.reportCsvError);
+    show($("report-csv-error"), Boolean(state.reportCsvError));
+  }
+
+  function renderTotals(sale, sum, samples) {
+    const peak = (f) => (samples.length ? Math.max(...samples.map((s) => s[f])) : null);
+    const rows = !sum ? [] : [
+      ["Sold", formatNumber(sum.sold) + " of " + formatNumber(sum.stock_total)],
+      ["Revenue", sale ? formatMoney(sum.sold * sale.price_cents, sale.currency) : "—"],
+      ["Held", formatNumber(sum.held)],
+      ["Remaining", formatNumber(sum.remaining)],
+      ["Orders (total)", formatNumber(sum.orders_total)],
+      ["Admitted (total)", formatNumber(sum.admitted_total)],
+      ["Skipped (total)", formatNumber(sum.skipped_total)],
+      ["Tickets expired", formatNumber(sum.tickets_expired_total)],
+      ["Longest queue", formatNumber(peak("queue_length"))],
+      ["Most active tickets", formatNumber(peak("active"))],
+      ["Redis and MySQL", sum.consistent ? "Consistent" : "INCONSISTENT"],
+    ];
+    const key = JSON.stringify(rows);
+    const dl = $("report-totals");
+    if (dl.dataset.key === key) return;
+    dl.dataset.key = key;
+    dl.replaceChildren(...rows.map(([k, v]) => {
+      const div = document.createElement("div");
+      const dt = document.createElement("dt");
+      dt.textContent = k;
+      const dd = document.createElement("dd");
+      dd.textContent = v;
+      div.append(dt, dd);
+      return div;
+    }));
+  }
+
+  // downloadCSV fetches the orders with the admin token (a plain link could
+  // not send it) and hands the file to the browser as a download.
+  async function downloadCSV() {
+    const r = state.report;
+    if (!r) return;
+    state.reportCsvStatus = "Preparing the download…";
+    state.reportCsvError = "";
+    state.busy = true;
+    render();
+    try {
+      const res = await fetch("/api/v1/admin/sales/" + encodeURIComponent(r.id) + "/orders.csv", {
+        headers: { Authorization: "Bearer " + state.token }, cache: "no-store",
+      });
+      if (!res.ok) {
+        let message = "the server answered " + res.status + ".";
+        try {
+          message = (await res.json()).error.message || message;
+        } catch {
+          // not our JSON error: keep the status
+        }
+        throw new Error(message);
+      }
+      const blob = await res.blob();
+      const url = URL.createObjectURL(blob);
+      const a = document.createElement("a");
+      a.href = url;
+      a.download = "orders-" + r.id + ".csv";
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+      const lines = (await blob.text()).split("\n").length - 2; // header and the last newline
+      state.reportCsvStatus = "Downloaded orders-" + r.id + ".csv (" + formatNumber(Math.max(0, lines)) + " orders).";
+    } catch (err) {
+      state.reportCsvStatus = "";
+      state.reportCsvError = "Could not download the orders: " + err.message;
+    }
+    state.busy = false;
+    render();
+  }
+
+  // --- passes ---------------------------------------------------------------------------
+
+  async function makePass(ev) {
+    ev.preventDefault();
+    const form = $("pass-form");
+    clearFieldErrors(form, "pass-error");
+    const user = $("pass-user").value;
+    const ttl = $("pass-ttl").value.trim();
+    const body = { user_id: user, ttl_seconds: ttl === "" ? undefined : Number(ttl) };
+    const id = state.selected;
+    state.passStatus = "";
+    state.busy = true;
+    render();
+    try {
+      const pass = await admin("POST", "/sales/" + encodeURIComponent(id) + "/passes", body);
+      if (state.selected === id) {
+        state.passes = [pass].concat(state.passes).slice(0, maxPasses);
+        state.passStatus = "Made a pass for " + pass.user_id + ".";
+        $("pass-user").value = "";
+      }
+    } catch (err) {
+      fieldError(form, err.message, "pass-error");
+    }
+    state.busy = false;
+    render();
+  }
+
+  async function copyPass(pass, area) {
+    let ok = false;
+    try {
+      await navigator.clipboard.writeText(pass.pass);
+      ok = true;
+    } catch {
+      // no clipboard permission (an http page, say): select it for Ctrl+C
+      area.focus();
+      area.select();
+      try {
+        ok = document.execCommand("copy");
+      } catch {
+        ok = false;
+      }
+    }
+    state.passStatus = ok ? "Copied the pass for " + pass.user_id + "." : "Selected the pass for " + pass.user_id + ": press Ctrl+C to copy it.";
+    render();
+  }
+
+  function renderPasses() {
+    $("pass-make").disabled = state.busy;
+    setText($("pass-status"), state.passStatus);
+    const list = $("passes");
+    const key = JSON.stringify(state.passes);
+    show(list, state.passes.length > 0);
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren(...state.passes.map((p, i) => {
+      const li = document.createElement("li");
+      const what = document.createElement("p");
+      what.textContent = "Pass for " + p.user_id + ", valid until " + formatTime(p.expires_at) + ". The shopper joins with it as {\"pass\": \"…\"}.";
+      const label = document.createElement("label");
+      const areaId = "pass-token-" + i;
+      label.htmlFor = areaId;
+      label.textContent = "Pass token for " + p.user_id;
+      const area = document.createElement("textarea");
+      area.id = areaId;
+      area.readOnly = true;
+      area.rows = 3;
+      area.value = p.pass;
+      area.spellcheck = false;
+      const copy = actionButton("Copy pass", "for " + p.user_id, () => copyPass(p, area));
+      copy.dataset.key = "copy " + i + " " + p.pass.slice(-16);
+      const buttons = document.createElement("p");
+      buttons.className = "buttons";
+      buttons.append(copy);
+      li.append(what, label, area, buttons);
+      return li;
+    }));
   }
 
   async function patch(body, done) {
@@ -409,8 +866,10 @@
     }
     setText(note, message);
     show(note, true);
+    if (!("describedby" in el.dataset)) el.dataset.describedby = el.getAttribute("aria-describedby") || "";
     el.setAttribute("aria-invalid", "true");
-    el.setAttribute("aria-describedby", note.id);
+    el.setAttribute("aria-describedby", (note.id + " " + el.dataset.describedby).trim());
+    if (el.closest("details")) el.closest("details").open = true;
     el.focus();
   }
 
@@ -435,7 +894,12 @@
       if (!note) continue;
       show(note, false);
       el.removeAttribute("aria-invalid");
-      el.removeAttribute("aria-describedby");
+      if ("describedby" in el.dataset) {
+        // back to the field's own hint, if it had one
+        if (el.dataset.describedby) el.setAttribute("aria-describedby", el.dataset.describedby);
+        else el.removeAttribute("aria-describedby");
+        delete el.dataset.describedby;
+      }
     }
     show($(generalId), false);
   }
@@ -468,7 +932,7 @@
   async function create(ev) {
     ev.preventDefault();
     const form = $("create-sale");
-    clearInvalid(form);
+    clearFieldErrors(form, "create-error");
     state.createError = "";
     state.createStatus = "";
     state.busy = true;
@@ -480,51 +944,30 @@
       state.createStatus = "Created sale " + sale.id + ".";
       select(sale.id);
     } catch (err) {
-      state.createError = err.message;
-      markInvalid(form, err.message);
+      // next to the field the message names ("stock: must be …"; a taken
+      // id's "a sale with this id exists"), else under the form
+      if (namedField(form, err.message)) fieldError(form, err.message, "create-error");
+      else state.createError = err.message;
     }
     state.busy = false;
     render();
-  }
-
-  // markInvalid flags the field a 422 message names: the one named first
-  // ("ends_at must be after starts_at" is about ends_at).
-  function markInvalid(form, message) {
-    let name = "";
-    let first = Infinity;
-    for (const el of form.elements) {
-      if (!el.name) continue;
-      const m = new RegExp("\\b" + el.name + "\\b").exec(message);
-      if (m && m.index < first) {
-        first = m.index;
-        name = el.name;
-      }
-    }
-    if (!name) return;
-    const el = form.elements.namedItem(name);
-    el.setAttribute("aria-invalid", "true");
-    el.setAttribute("aria-errormessage", "create-error");
-    if (el.closest("details")) el.closest("details").open = true;
-    el.focus();
-  }
-
-  function clearInvalid(form) {
-    for (const el of form.querySelectorAll("[aria-invalid]")) {
-      el.removeAttribute("aria-invalid");
-      el.removeAttribute("aria-errormessage");
-    }
   }
 
   // --- rendering --------------------------------------------------------------------
 
   function render() {
     show($("signin-view"), !state.signedIn);
-    show($("console-view"), state.signedIn);
+    show($("console-view"), state.signedIn && state.view === "console");
+    show($("report-view"), state.signedIn && state.view === "report");
     show($("signout"), state.signedIn);
     setText($("error"), state.error);
     show($("error"), Boolean(state.error));
     $("admin-signin").disabled = state.busy;
     if (!state.signedIn) return;
+    if (state.view === "report") {
+      renderReport();
+      return;
+    }
 
     renderSales();
     renderDetail();
@@ -591,6 +1034,9 @@
     renderSources();
     setText($("detail-id"), state.selected);
     $("detail-link").href = "/sales/" + encodeURIComponent(state.selected);
+    $("report-link").href = "#report/" + encodeURIComponent(state.selected);
+    renderLiveCharts();
+    renderPasses();
 
     const s = state.summary;
     setText($("summary-error"), state.summaryError);
@@ -615,6 +1061,7 @@
     setText($("resume"), current === "upcoming" ? "Start now" : "Resume");
     $("close").disabled = state.busy || final;
     $("apply").disabled = state.busy || final;
+    $("rate-slider").disabled = final;
 
     setText($("control-error"), state.controlError);
     show($("control-error"), Boolean(state.controlError));
@@ -731,6 +1178,15 @@
   $("message-clear").addEventListener("click", () => sendMessage(""));
   $("bans-refresh").addEventListener("click", loadBans);
   $("ban-form").addEventListener("submit", addBan);
+  $("rate-slider").addEventListener("input", sliderMoved);
+  $("rate").addEventListener("input", rateTyped);
+  $("pass-form").addEventListener("submit", makePass);
+  $("report-csv").addEventListener("click", () => {
+    if (!state.busy) downloadCSV();
+  });
+  window.addEventListener("hashchange", route);
+  buildCharts($("live-charts"), "live");
+  buildCharts($("report-charts"), "report");
 
   if (state.token) {
     state.busy = true; // checking the stored token
