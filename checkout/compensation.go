@@ -56,6 +56,12 @@ func (o *Orders) Compensate(ctx context.Context, ord *Order) (cancelled bool, er
 		if _, err := tx.ExecContext(ctx, `UPDATE sales SET `+col+` = `+col+` - ? WHERE id = ?`, qty, ord.SaleID); err != nil {
 			return false, err
 		}
+		// the shop heard order.created in the order's transaction
+		gone := *ord
+		gone.Status, gone.Quantity = StatusCancelled, qty
+		if err := o.Events.Add(ctx, tx, orderEvent(&gone)); err != nil {
+			return false, err
+		}
 		cancelled = true
 	}
 	return cancelled, tx.Commit()

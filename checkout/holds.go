@@ -58,6 +58,10 @@ func (o *Orders) settle(ctx context.Context, id, to string) (ord *Order, soldOut
 	if _, err := tx.ExecContext(ctx, `UPDATE orders SET status = ? WHERE id = ?`, to, id); err != nil {
 		return nil, false, err
 	}
+	ord.Status = to
+	if err := o.Events.Add(ctx, tx, orderEvent(ord)); err != nil {
+		return nil, false, err
+	}
 	q := `UPDATE sales SET held = held - ? WHERE id = ?`
 	if to == StatusPaid {
 		q = `UPDATE sales SET held = held - ?, sold = sold + ? WHERE id = ?`
@@ -79,7 +83,6 @@ func (o *Orders) settle(ctx context.Context, id, to string) (ord *Order, soldOut
 	if err := tx.Commit(); err != nil {
 		return nil, false, err
 	}
-	ord.Status = to
 	return ord, soldOut, nil
 }
 

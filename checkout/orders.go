@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/webhooks"
 )
 
 // Order statuses.
@@ -103,6 +104,17 @@ type Orders struct {
 	once    sync.Once
 	// MaxBatch bounds the orders of one transaction.
 	maxBatch int
+	// Events gets the webhook events of every order change, in the
+	// change's transaction; nil: webhooks are off. Set before the first
+	// order.
+	Events *webhooks.Outbox
+}
+
+// orderEvent is the webhook event of an order now in status.
+func orderEvent(ord *Order) webhooks.Event {
+	typ := map[string]string{StatusPaid: webhooks.OrderPaid, StatusCancelled: webhooks.OrderCancelled,
+		StatusExpired: webhooks.OrderExpired}[ord.Status]
+	return webhooks.Event{Type: typ, Subject: ord.ID, Data: ord.JSON()}
 }
 
 // NewOrders starts the store's writers.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/go-sql-driver/mysql"
+
+	"github.com/flashsale/flashsale/webhooks"
 )
 
 // createReq is one order on its way to its sale's writer, and where the
@@ -216,6 +218,20 @@ func (o *Orders) insert(group []*createReq) (fit []*createReq, soldOut bool, err
 			return nil, false, fmt.Errorf("%w: %v", ErrDuplicate, err)
 		}
 		return nil, false, err
+	}
+	if o.Events != nil {
+		// An order paid at once sends order.created (status paid), then
+		// order.paid.
+		evs := make([]webhooks.Event, 0, 2*len(fit))
+		for _, r := range fit {
+			evs = append(evs, webhooks.Event{Type: webhooks.OrderCreated, Subject: r.o.ID, Data: r.o.JSON()})
+			if r.o.Status == StatusPaid {
+				evs = append(evs, orderEvent(r.o))
+			}
+		}
+		if err := o.Events.Add(ctx, tx, evs...); err != nil {
+			return nil, false, err
+		}
 	}
 	if sold, _ := units(fit); sold > 0 {
 		var left int

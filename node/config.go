@@ -20,6 +20,7 @@ import (
 
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/ratelimit"
+	"github.com/flashsale/flashsale/webhooks"
 	"github.com/flashsale/flashsale/ticket"
 )
 
@@ -78,6 +79,14 @@ type Config struct {
 	// siteverify captcha (Turnstile, hCaptcha, reCAPTCHA) that sales with
 	// join_challenge "captcha" ask for; all three or none.
 	CaptchaVerifyURL, CaptchaSecret, CaptchaSiteKey string
+	// WebhookURL and WebhookSecret turn the webhooks on (--webhook-url,
+	// --webhook-secret: both or none); WebhookTimeout bounds one delivery
+	// (--webhook-timeout, default 10 s).
+	WebhookURL, WebhookSecret string
+	WebhookTimeout            time.Duration
+	// ThemeDir is --theme-dir: the shop's logo, theme.css and text
+	// overrides for the shopper pages (web/theme.go). Empty: none.
+	ThemeDir string
 	// HeaderTimeout is how long a client has to send a request's headers
 	// before the connection is closed. Not a flag (the contract says 10 s);
 	// 0 means 10 s.
@@ -154,6 +163,10 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	str(&c.CaptchaVerifyURL, "captcha-verify-url", "", "siteverify URL of the captcha (e.g. https://challenges.cloudflare.com/turnstile/v0/siteverify)")
 	str(&c.CaptchaSecret, "captcha-secret", "", "the captcha's secret key")
 	str(&c.CaptchaSiteKey, "captcha-site-key", "", "the captcha's site key, for the waiting page's widget")
+	str(&c.ThemeDir, "theme-dir", "", "directory with the shopper pages' logo.svg or logo.png, theme.css and text.<lang>.json (default none)")
+	str(&c.WebhookURL, "webhook-url", "", "where the shop's webhook events are POSTed (default none: webhooks off)")
+	str(&c.WebhookSecret, "webhook-secret", "", "the webhooks' signing secret (whsec_<base64>, or any string); required with --webhook-url")
+	duration(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "time a webhook receiver has to answer one delivery")
 	boolean(&c.Dev, "dev", false, "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale (loopback --listen only)")
 	duration(&c.ShutdownDelay, "shutdown-delay", 0, "time /readyz answers 503 before shutdown")
 	boolean(&c.SampleSale, "sample-sale", true, "with --dev, create the demo sale")
@@ -371,6 +384,25 @@ func (c *Config) Validate() error {
 	} else if c.CaptchaVerifyURL != "" {
 		if u, err := url.Parse(c.CaptchaVerifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--captcha-verify-url: %q is not an http(s) URL", c.CaptchaVerifyURL))
+		}
+	}
+	switch {
+	case c.WebhookURL == "" && c.WebhookSecret != "":
+		errs = append(errs, errors.New("--webhook-secret without --webhook-url: give both, or neither (webhooks off)"))
+	case c.WebhookURL != "":
+		if u, err := url.Parse(c.WebhookURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("--webhook-url: %q is not an http(s) URL", c.WebhookURL))
+		}
+		if _, err := webhooks.Key(c.WebhookSecret); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.WebhookTimeout < 0 || c.WebhookTimeout > 5*time.Minute {
+		errs = append(errs, fmt.Errorf("--webhook-timeout: between 0 (default 10s) and 5m (it is %s)", c.WebhookTimeout))
+	}
+	if c.ThemeDir != "" {
+		if info, err := os.Stat(c.ThemeDir); err != nil || !info.IsDir() {
+			errs = append(errs, fmt.Errorf("--theme-dir %s: not a directory; give the directory that holds theme.css, logo.svg and text.<lang>.json, or leave it empty", c.ThemeDir))
 		}
 	}
 	if c.IdentitySecret != "" && c.IdentityJWKSURL != "" {

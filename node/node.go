@@ -33,8 +33,10 @@ import (
 	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
+	"github.com/flashsale/flashsale/timeline"
 	"github.com/flashsale/flashsale/waitingroom"
 	"github.com/flashsale/flashsale/web"
+	"github.com/flashsale/flashsale/webhooks"
 )
 
 // Node is one flashsale process.
@@ -61,6 +63,8 @@ type Node struct {
 	Orders     *checkout.Orders
 	Checkout   *checkout.Service
 	Sweeper    *checkout.Sweeper
+	Timeline   *timeline.Sampler    // nil without the admitter role
+	Webhooks   *webhooks.Dispatcher // nil when webhooks are off
 
 	reg      *prometheus.Registry
 	handler  http.Handler
@@ -124,14 +128,27 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		return nil, err
 	}
 	n.Sales = sale.NewStore(n.DB, n.Redis, sale.Keyspace{Prefix: cfg.KeyPrefix})
+	var outbox *webhooks.Outbox
+	if cfg.WebhookURL != "" {
+		// Every node writes its changes' events and delivers whoever's are due.
+		outbox = webhooks.NewOutbox()
+		n.Sales.Events = outbox
+		if n.Webhooks, err = webhooks.New(webhooks.Config{URL: cfg.WebhookURL, Secret: cfg.WebhookSecret,
+			Timeout: cfg.WebhookTimeout, Logger: log, Registerer: n.reg}, n.DB); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 
 	// The checkout service also serves the other roles' rebuild hook.
 	cm := checkout.NewMetrics(n.reg)
 	n.Orders = checkout.NewOrders(n.DB, log, 4)
+	n.Orders.Events = outbox
 	n.Checkout = checkout.NewService(checkout.Config{Logger: log, Metrics: cm}, n.Redis, n.Sales, n.Orders)
 	wm := waitingroom.NewMetrics(n.reg)
 
 	mux := http.NewServeMux()
+	timelines := timeline.NewStore(timeline.Config{}, n.Redis, n.Sales.Keys)
 	// Bans act on every shopper call of either role; every node keeps the
 	// live ones in memory, reloaded from MySQL within half a second.
 	banStore := bans.NewStore(n.DB, log)
@@ -168,7 +185,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		bh.Changed = n.Bans.Poke
 		bh.Trusted = cfg.TrustedProxies.Prefixes()
 		bh.Register(mux, api.AdminOnly(cfg.AdminToken))
-		mux.Handle("/", web.Handler())
+		timeline.NewHandler(timelines, n.Sales, log).Register(mux, api.AdminOnly(cfg.AdminToken))
+		pages, err := web.NewHandler(web.Options{ThemeDir: cfg.ThemeDir})
+		if err != nil {
+			n.Close()
+			return nil, fmt.Errorf("--theme-dir: %w", err)
+		}
+		mux.Handle("/", pages)
 	}
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
@@ -179,6 +202,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Has(RoleAdmitter) {
 		n.Admitter = waitingroom.NewAdmitter(waitingroom.AdmitterConfig{Logger: log, Metrics: wm,
 			OnNoState: n.Checkout.RebuildSoon}, n.Redis, n.Sales)
+		n.Timeline = timeline.NewSampler(timeline.SamplerConfig{Logger: log}, timelines, n.Sales)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok"})
@@ -187,6 +211,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(n.reg, promhttp.HandlerOpts{}))
 	auditLog := audit.New(n.DB, cfg.TrustedProxies, log)
 	mux.HandleFunc("GET /api/v1/admin/audit", api.AdminOnly(cfg.AdminToken)(auditLog.List))
+	mux.HandleFunc("GET /api/v1/admin/webhooks", api.AdminOnly(cfg.AdminToken)(webhooks.Handler(n.DB)))
 	n.handler = n.instrument(auditLog.Middleware(api.Routes(mux)))
 	return n, nil
 }
@@ -521,6 +546,9 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.Limits != nil {
 		n.Limits.Start(bg)
 	}
+	if n.Webhooks != nil {
+		n.Webhooks.Start(bg)
+	}
 	if n.Queue != nil {
 		n.Queue.Start(bg)
 		n.Sources.Start(bg)
@@ -528,6 +556,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	if n.Admitter != nil {
 		n.Admitter.Start(bg)
+		n.Timeline.Start(bg)
 	}
 	if n.Sweeper != nil {
 		n.Sweeper.Start(bg)
@@ -596,8 +625,13 @@ func (n *Node) stop() {
 		// after the server's drain: no request is left to ask it
 		n.Limits.Stop()
 	}
+	if n.Webhooks != nil {
+		// deliveries in flight are cut: their events are due again after their lease
+		n.Webhooks.Stop()
+	}
 	if n.Admitter != nil {
 		n.Admitter.Stop()
+		n.Timeline.Stop()
 	}
 	if n.Sweeper != nil {
 		n.Sweeper.Stop()

@@ -4,6 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"time"
+
+	"github.com/flashsale/flashsale/webhooks"
 )
 
 // Load reads a sale's durable row from MySQL (with MySQL's unit counts in
@@ -75,6 +78,7 @@ func (st *Store) update(ctx context.Context, id string, fn func(*Sale) (bool, er
 	if err != nil {
 		return nil, mysqlErr(err)
 	}
+	before := s.State
 	write, err := fn(s)
 	if err != nil || !write {
 		return s, err
@@ -91,6 +95,15 @@ func (st *Store) update(ctx context.Context, id string, fn func(*Sale) (bool, er
 		s.MaxUsersPerIP, msg, msgAt, nullString(s.ReturnURL), s.Version, id)
 	if err != nil {
 		return nil, mysqlErr(err)
+	}
+	if s.State != before && (s.State == SoldOut || s.State == Closed) {
+		typ := webhooks.SaleClosed
+		if s.State == SoldOut {
+			typ = webhooks.SaleSoldOut
+		}
+		if err := st.Events.Add(qctx, tx, webhooks.Event{Type: typ, Subject: id, Data: s.JSON(time.Now())}); err != nil {
+			return nil, mysqlErr(err)
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, mysqlErr(err)

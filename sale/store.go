@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/webhooks"
 )
 
 // QueryTimeout bounds every MySQL statement of the sale store.
@@ -33,6 +34,9 @@ type Store struct {
 	Keys  Keyspace
 	// CacheLimit bounds the per-node sale cache; default MaxCached.
 	CacheLimit int
+	// Events gets sale.sold_out and sale.closed in the transaction of the
+	// state change; nil: webhooks are off. Set before the first change.
+	Events *webhooks.Outbox
 
 	mu    sync.Mutex
 	cache map[string]cached
