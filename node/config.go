@@ -20,8 +20,8 @@ import (
 
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/ratelimit"
-	"github.com/flashsale/flashsale/webhooks"
 	"github.com/flashsale/flashsale/ticket"
+	"github.com/flashsale/flashsale/webhooks"
 )
 
 // Config is every setting of `flashsale serve`. Each is a flag and a
