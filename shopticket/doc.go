@@ -26,6 +26,9 @@
 // fails keeps the keys already known. The fetches run on a goroutine the
 // Verifier owns; Close stops it.
 //
+// Wrap only the routes that need a ticket, and keep CORS handling outside
+// the middleware: a browser's preflight (OPTIONS) carries no ticket.
+//
 // Offline verification cannot tell whether a ticket was already used:
 // only flashsale's checkout knows that. A shop that sells through its own
 // checkout should record each ticket's ID (jti) and take it once.
