@@ -35,6 +35,8 @@ Usage:
                                differences); --repair makes Redis agree with MySQL
   flashsale keys generate|rotate|add|list --ticket-key FILE
                                make or rotate the ticket signing keys (flashsale keys -h)
+  flashsale webhooks replay --since T
+                               deliver again every webhook event written since T
   flashsale version            print the version
 `
 
@@ -64,6 +66,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		err = reconcile(args[1:], stdout, stderr)
 	case "keys":
 		err = keys(args[1:], stdout, stderr)
+	case "webhooks":
+		err = webhooksCmd(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flashsale", version)
 		return nil
