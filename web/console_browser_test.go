@@ -216,6 +216,8 @@ func TestBrowserConsoleLive(t *testing.T) {
 		require.Contains(t, eval[string](t, ctx, `document.getElementById("report-`+key+`").getAttribute("aria-label")`), "the whole sale: ")
 	}
 	require.True(t, eval[bool](t, ctx, highestJS("report", "queue")+` >= 5`))
+	// the close's own sample comes within a second; the report reads again every 5 s
+	waitFor[bool](t, ctx, 15*time.Second, "the close marked", textJS("report-changes")+`.includes("Open → Closed")`)
 	changes := eval[string](t, ctx, textJS("report-changes"))
 	for _, c := range []string{"admission rate 2 → 2.3", "admission rate 2.3 → 6", "Open → Paused", "Paused → Open", "Open → Closed"} {
 		require.Contains(t, changes, c)
@@ -224,7 +226,7 @@ func TestBrowserConsoleLive(t *testing.T) {
 	checkPage(t, ctx, "the report")
 
 	press(t, ctx, "#report-csv")
-	waitFor[bool](t, ctx, 15*time.Second, "downloaded", textJS("report-csv-status")+` === "Downloaded orders-`+id+`.csv (1 orders)."`)
+	waitFor[bool](t, ctx, 15*time.Second, "downloaded", textJS("report-csv-status")+` === "Downloaded orders-`+id+`.csv (1 order)."`)
 	var csv []byte
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		csv, err = os.ReadFile(filepath.Join(downloads, "orders-"+id+".csv"))

@@ -62,6 +62,7 @@
   let listTimer = 0;
   let sourcesTimer = 0;
   let timelineTimer = 0;
+  let reportTimer = 0;
 
   // admin calls the operator API with the admin token. A 401 signs out.
   async function admin(method, path, body) {
@@ -115,6 +116,7 @@
     clearTimeout(listTimer);
     clearTimeout(sourcesTimer);
     clearTimeout(timelineTimer);
+    clearTimeout(reportTimer);
     state.view = "console";
     state.report = null;
     render();
@@ -130,6 +132,7 @@
       return;
     }
     const was = state.view;
+    clearTimeout(reportTimer);
     state.view = "console";
     state.report = null;
     if (hash && state.sales.some((s) => s.id === hash) && (hash !== state.selected || was !== "console")) select(hash);
@@ -473,7 +476,23 @@
     state.report = { id, sale: null, summary: null, series: null, error: "" };
     render();
     window.scrollTo(0, 0);
-    const report = state.report;
+    clearTimeout(reportTimer);
+    loadReport(state.report);
+  }
+
+  // loadReport reads the report's data, and again every 5 s while it is
+  // shown: after a sale ends its held orders still settle, and the last
+  // samples (the close itself) come a second later.
+  async function loadReport(report) {
+    if (state.report !== report || !state.signedIn) return;
+    const id = report.id;
+    if (!document.hidden) await readReport(report, id);
+    if (state.report === report && state.signedIn && !report.missing) {
+      reportTimer = setTimeout(() => loadReport(report), 5000);
+    }
+  }
+
+  async function readReport(report, id) {
     try {
       const path = "/sales/" + encodeURIComponent(id);
       const sale = await admin("GET", path);
@@ -484,9 +503,10 @@
         admin("GET", path + "/summary"),
         admin("GET", path + "/timeline?since=0&step=" + step),
       ]);
-      Object.assign(report, { sale, summary, series });
+      Object.assign(report, { sale, summary, series, error: "" });
     } catch (err) {
-      report.error = err.status === 404 ? "There is no sale " + id + "." : "Could not load the report: " + err.message;
+      report.missing = err.status === 404;
+      report.error = report.missing ? "There is no sale " + id + "." : "Could not load the report: " + err.message;
     }
     if (state.report === report) render();
   }
@@ -586,7 +606,8 @@
       a.remove();
       setTimeout(() => URL.revokeObjectURL(url), 60000);
       const lines = (await blob.text()).split("\n").length - 2; // header and the last newline
-      state.reportCsvStatus = "Downloaded orders-" + r.id + ".csv (" + formatNumber(Math.max(0, lines)) + " orders).";
+      const n = Math.max(0, lines);
+      state.reportCsvStatus = "Downloaded orders-" + r.id + ".csv (" + formatNumber(n) + (n === 1 ? " order)." : " orders).");
     } catch (err) {
       state.reportCsvStatus = "";
       state.reportCsvError = "Could not download the orders: " + err.message;
