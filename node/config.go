@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/clientaddr"
 	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/ticket"
@@ -41,6 +42,10 @@ type Config struct {
 	TicketKey        string // path of the Ed25519 PEM
 	TicketIssuer     string
 	AllowedOrigins   []string
+	// CORSOrigins (--cors-origins) are shops' front ends on other origins
+	// that may call the shopper and checkout API with Bearer tokens (and
+	// open its WebSockets).
+	CORSOrigins []string
 	Dev              bool
 	DataDir          string
 	// KeyPrefix prefixes every Redis key (default "fs"); tests and shared
@@ -96,7 +101,7 @@ type Config struct {
 	// by it. Not a flag (the contract says 30 s); 0 means 30 s.
 	BodyTimeout time.Duration
 
-	rolesFlag, originsFlag *string // raw list flags, read by Finish
+	rolesFlag, originsFlag, corsFlag *string // raw list flags, read by Finish
 	// own are the flags Flags registered: the ones FLASHSALE_* variables
 	// fill (a command's own flags, such as token's --user, are not).
 	own []string
@@ -181,7 +186,9 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	fs.Var(proxiesFlag{&c.TrustedProxies}, "trusted-proxies",
 		"comma list of CIDRs of proxies whose X-Forwarded-For and X-Forwarded-Proto are believed (default none)")
 	c.own = append(c.own, "trusted-proxies")
-	c.rolesFlag, c.originsFlag = &roles, &origins
+	var cors string
+	str(&cors, "cors-origins", "", "comma list of origins (a shop's own front end) allowed to call the shopper and checkout API from the browser with Bearer tokens (default none)")
+	c.rolesFlag, c.originsFlag, c.corsFlag = &roles, &origins, &cors
 }
 
 // proxiesFlag is --trusted-proxies: parsed when set, so a bad CIDR stops
@@ -276,6 +283,9 @@ func (c *Config) Finish() {
 	}
 	if c.originsFlag != nil {
 		c.AllowedOrigins = splitList(*c.originsFlag)
+	}
+	if c.corsFlag != nil {
+		c.CORSOrigins = splitList(*c.corsFlag)
 	}
 	if len(c.AllowedOrigins) == 0 {
 		c.AllowedOrigins = []string{"http://" + c.Listen}
@@ -385,6 +395,9 @@ func (c *Config) Validate() error {
 		if u, err := url.Parse(c.CaptchaVerifyURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("--captcha-verify-url: %q is not an http(s) URL", c.CaptchaVerifyURL))
 		}
+	}
+	if _, err := api.NewCORS(c.CORSOrigins); err != nil {
+		errs = append(errs, err)
 	}
 	switch {
 	case c.WebhookURL == "" && c.WebhookSecret != "":

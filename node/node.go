@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only on --debug-listen
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -148,6 +149,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	wm := waitingroom.NewMetrics(n.reg)
 
 	mux := http.NewServeMux()
+	// A shop's front end on a --cors-origins origin may open sockets and
+	// call with Bearer tokens, as the pages' own origins do.
+	shopOrigins := append(slices.Clone(cfg.AllowedOrigins), cfg.CORSOrigins...)
+	cors, err := api.NewCORS(cfg.CORSOrigins)
+	if err != nil {
+		n.Close()
+		return nil, err
+	}
 	timelines := timeline.NewStore(timeline.Config{}, n.Redis, n.Sales.Keys)
 	// Bans act on every shopper call of either role; every node keeps the
 	// live ones in memory, reloaded from MySQL within half a second.
@@ -167,7 +176,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 		n.Queue = waitingroom.NewQueue(n.Redis, n.Sales.Keys)
 		n.Sources = waitingroom.NewSources(n.Redis, n.Sales.Keys, log)
 		n.Hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: log, Metrics: wm}, n.Redis, n.Sales, n.Issuer)
-		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: cfg.AllowedOrigins,
+		wcfg := waitingroom.Config{AdminToken: cfg.AdminToken, AllowedOrigins: shopOrigins,
 			Proxies: cfg.TrustedProxies, Sources: n.Sources, Bans: n.Bans.Current, Limits: n.Limits,
 			PoW:    challenge.NewPoW(challenge.KeyFrom(n.Issuer.Keys().Current.Seed())),
 			Logger: log, Metrics: wm, OnNoState: n.Checkout.RebuildSoon, OrderJSON: n.Checkout.OrderJSON}
@@ -195,7 +204,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	}
 	if cfg.Has(RoleCheckout) {
 		checkout.NewHandler(checkout.HTTPConfig{AdminToken: cfg.AdminToken, ServiceToken: cfg.ServiceToken,
-			Dev: cfg.Dev, AllowedOrigins: cfg.AllowedOrigins, Proxies: cfg.TrustedProxies, Bans: n.Bans.Current, Limits: n.Limits},
+			Dev: cfg.Dev, AllowedOrigins: shopOrigins, Proxies: cfg.TrustedProxies, Bans: n.Bans.Current, Limits: n.Limits},
 			n.Checkout, n.Issuer, n.Ident).Register(mux)
 		n.Sweeper = checkout.NewSweeper(checkout.SweeperConfig{PendingAge: cfg.ReconcilePendingAfter}, n.Checkout)
 	}
@@ -212,7 +221,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	auditLog := audit.New(n.DB, cfg.TrustedProxies, log)
 	mux.HandleFunc("GET /api/v1/admin/audit", api.AdminOnly(cfg.AdminToken)(auditLog.List))
 	mux.HandleFunc("GET /api/v1/admin/webhooks", api.AdminOnly(cfg.AdminToken)(webhooks.Handler(n.DB)))
-	n.handler = n.instrument(auditLog.Middleware(api.Routes(mux)))
+	n.handler = n.instrument(cors.Wrap(auditLog.Middleware(api.Routes(mux))))
 	return n, nil
 }
 
