@@ -15,7 +15,7 @@ FUZZTIME ?= 30s
 GO_FILES_CMD := find . -name '*.go' -not -path './.git/*' -not -path './vendor/*' \
 	-not -path './.flashsale/*' -not -path '*/testdata/*' -print0
 
-.PHONY: all services build run test test-short bench fuzz migrate fmt fmt-check vet clean
+.PHONY: all services build run test test-short bench fuzz migrate fmt fmt-check vet clean lint-deploy
 
 all: build
 
@@ -49,6 +49,22 @@ fuzz: services
 			$(GO) test -run '^$$' -fuzz "^$$target$$" -fuzztime $(FUZZTIME) $$pkg; \
 		done; \
 	done
+
+# The Helm chart (deploy/kubernetes/flashsale): helm lint and helm template
+# with every feature on, then deploy/helm_test.go, which checks the rendered
+# objects and runs each role's pod as a local process on the local stores.
+# helm is built with `go install` at a pinned version into ./bin, once.
+HELM_VERSION := v4.3.2
+HELM := $(BIN)/helm
+CHART := deploy/kubernetes/flashsale
+lint-deploy: services $(BIN)/.helm-$(HELM_VERSION)
+	$(HELM) lint --strict $(CHART) -f $(CHART)/ci/lint-values.yaml
+	$(HELM) template flashsale $(CHART) -f $(CHART)/ci/lint-values.yaml >/dev/null
+	FLASHSALE_HELM=$(abspath $(HELM)) $(GO) test -race -count=1 -run '^TestHelm' ./deploy/
+
+$(BIN)/.helm-$(HELM_VERSION):
+	GOBIN=$(abspath $(BIN)) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+	touch $@
 
 migrate: services build
 	./$(BIN)/flashsale migrate
