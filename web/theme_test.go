@@ -270,6 +270,19 @@ func TestTheme(t *testing.T) {
 	require.Equal(t, 404, res.StatusCode)
 }
 
+// TestExampleTheme keeps deploy/theme-example (the README's example) a
+// theme that loads, with every part a theme can have.
+func TestExampleTheme(t *testing.T) {
+	t.Parallel()
+	langs, keys, err := catalogues()
+	require.NoError(t, err)
+	th, err := loadTheme("../deploy/theme-example", langs, keys)
+	require.NoError(t, err)
+	require.Equal(t, "/theme/logo.svg", th.logo)
+	require.True(t, th.css)
+	require.Equal(t, []string{"de", "en", "es"}, th.texts)
+}
+
 func TestThemePNGLogo(t *testing.T) {
 	t.Parallel()
 	dir := writeTheme(t, map[string]string{"logo.png": "\x89PNG\r\n\x1a\n" + "rest"})

@@ -265,19 +265,23 @@ const api = (() => {
   // had, and the page keeps the language it had.
   async function loadLanguage(lang) {
     const meta = document.querySelector('meta[name="flashsale-theme-texts"]');
-    const themed = meta ? meta.content.split(" ").includes(lang) : false;
+    const themed = meta ? meta.content.split(" ") : [];
     const getJSON = async (url) => {
       const res = await fetch(url);
       if (!res.ok) throw new Error(url + " answered " + res.status);
       return res.json();
     };
+    // A theme without texts for this language still names the shop: its
+    // English title (a brand name is rarely translated).
+    const own = themed.includes(lang) ? lang : themed.includes("en") ? "en" : "";
     const [texts, theme] = await Promise.all([
       getJSON("/static/i18n/" + encodeURIComponent(lang) + ".json"),
-      themed ? getJSON("/theme/text." + encodeURIComponent(lang) + ".json").catch(() => ({})) : {},
+      own ? getJSON("/theme/text." + encodeURIComponent(own) + ".json").catch(() => ({})) : {},
     ]);
     i18n.lang = lang;
     i18n.texts = texts;
     i18n.theme = theme && typeof theme === "object" ? theme : {};
+    if (own !== lang) i18n.theme = typeof i18n.theme.title === "string" ? { title: i18n.theme.title } : {};
     setLocale(lang);
     document.documentElement.lang = lang;
   }
