@@ -276,7 +276,7 @@ func TestRevalidate(t *testing.T) {
 	ctx := context.Background()
 	saleID := newSale(t, s, map[string]any{"stock": 10, "hold_ttl_seconds": 300})
 	k := s.Keys.Sale(saleID)
-	run := runID(t, s.Redis)
+	run := runID(t, s.Redis.(*redis.Client))
 	eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
 		"the sweeper stamps the new sale")
 	gen := s.Redis.HGet(ctx, k.Cfg, "gen").Val()
@@ -393,5 +393,5 @@ func TestNewSaleStamped(t *testing.T) {
 	t.Parallel()
 	s := testenv.Start(t)
 	saleID := newSale(t, s, map[string]any{"stock": 3})
-	require.Equal(t, runID(t, s.Redis), s.Redis.HGet(context.Background(), s.Keys.Sale(saleID).Cfg, "rid").Val())
+	require.Equal(t, runID(t, s.Redis.(*redis.Client)), s.Redis.HGet(context.Background(), s.Keys.Sale(saleID).Cfg, "rid").Val())
 }

@@ -9,10 +9,11 @@
 #   2. starts Redis (deploy/redis.conf: AOF, appendfsync everysec) and MariaDB when
 #      they do not answer, and waits until they do;
 #   3. makes sure the user and database of the default DSN
-#      flashsale:flashsale@tcp(127.0.0.1:3306)/flashsale exist.
+#      flashsale:flashsale@tcp(127.0.0.1:3306)/flashsale exist;
+#   4. starts a local 3-master Redis Cluster on 127.0.0.1:7000-7002 (redis-cluster.sh).
 # It is idempotent and takes a few tens of milliseconds when everything is up.
 #
-# Environment: REDIS_PORT (6379), MYSQL_PORT (3306), SKIP_CHROMIUM=1,
+# Environment: REDIS_PORT (6379), MYSQL_PORT (3306), SKIP_CHROMIUM=1, SKIP_REDIS_CLUSTER=1,
 # SERVICES_TIMEOUT (seconds to wait for a server to answer, 60).
 # A non-default port gets its own data directory, socket, pid and log files, so it can
 # run beside the default instance.
@@ -247,4 +248,11 @@ CREATE DATABASE IF NOT EXISTS flashsale CHARACTER SET utf8mb4 COLLATE utf8mb4_un
 SQL
 	flashsale_ok || die "user flashsale still cannot log in to 127.0.0.1:$mysql_port/flashsale"
 	say "mariadb: user flashsale and database flashsale ready"
+fi
+
+# ---------------------------------------------------------------------------
+# 4. A local Redis Cluster (the --redis-cluster tests), unless SKIP_REDIS_CLUSTER=1
+# ---------------------------------------------------------------------------
+if [[ "${SKIP_REDIS_CLUSTER:-}" != 1 ]]; then
+	"$script_dir/redis-cluster.sh" 9>&-
 fi

@@ -50,7 +50,7 @@ func BenchmarkAdmissionRate(b *testing.B) {
 		b.Run(fmt.Sprintf("rate=%g", rate), func(b *testing.B) {
 			ctx := context.Background()
 			s := testenv.Start(b)
-			c := &cluster{t: b, rdb: s.Redis, ks: s.Keys}
+			c := &cluster{t: b, rdb: s.Redis.(*redis.Client), ks: s.Keys}
 			saleID := s.CreateSale(b, map[string]any{"stock": 10_000_000, "max_active": 10_000_000,
 				"admission_rate": rate, "abandon_after_seconds": 3600})["id"].(string)
 			r := s.Do(b, "PATCH", "/api/v1/admin/sales/"+saleID, s.AdminToken, map[string]any{"state": "paused"})

@@ -42,6 +42,9 @@ type Config struct {
 	TicketKey        string // path of the Ed25519 PEM
 	TicketIssuer     string
 	AllowedOrigins   []string
+	// RedisCluster (--redis-cluster) reads RedisURL as a Redis Cluster URL
+	// (redis://h1:7000?addr=h2:7001&addr=h3:7002).
+	RedisCluster bool
 	// CORSOrigins (--cors-origins) are shops' front ends on other origins
 	// that may call the shopper and checkout API with Bearer tokens (and
 	// open its WebSockets).
@@ -172,6 +175,7 @@ func (c *Config) Flags(fs *flag.FlagSet) {
 	str(&c.WebhookURL, "webhook-url", "", "where the shop's webhook events are POSTed (default none: webhooks off)")
 	str(&c.WebhookSecret, "webhook-secret", "", "the webhooks' signing secret (whsec_<base64>, or any string); required with --webhook-url")
 	duration(&c.WebhookTimeout, "webhook-timeout", 10*time.Second, "time a webhook receiver has to answer one delivery")
+	boolean(&c.RedisCluster, "redis-cluster", false, "--redis-url is a Redis Cluster: redis://h1:7000?addr=h2:7001&addr=h3:7002")
 	boolean(&c.Dev, "dev", false, "demo mode: generated keys and tokens, dev user tokens, dev pay, a sample sale (loopback --listen only)")
 	duration(&c.ShutdownDelay, "shutdown-delay", 0, "time /readyz answers 503 before shutdown")
 	boolean(&c.SampleSale, "sample-sale", true, "with --dev, create the demo sale")

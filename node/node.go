@@ -31,6 +31,7 @@ import (
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/identity"
 	"github.com/flashsale/flashsale/migrations"
+	"github.com/flashsale/flashsale/openapi"
 	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
@@ -45,7 +46,7 @@ type Node struct {
 	cfg Config
 	log *slog.Logger
 
-	Redis  *redis.Client
+	Redis  redis.UniversalClient // a *redis.Client, or a *redis.ClusterClient with --redis-cluster
 	DB     *sql.DB
 	Sales  *sale.Store
 	Issuer *ticket.Issuer
@@ -59,7 +60,7 @@ type Node struct {
 	// limitRedis is the limiter's own client: its calls must give up at
 	// their context's deadline (ContextTimeoutEnabled), which the shared
 	// client's blocking stream reads must not.
-	limitRedis *redis.Client
+	limitRedis redis.UniversalClient
 	Admitter   *waitingroom.Admitter
 	Orders     *checkout.Orders
 	Checkout   *checkout.Service
@@ -89,7 +90,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	n.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
 	var err error
-	if n.Redis, err = openRedis(cfg.RedisURL); err != nil {
+	if n.Redis, err = openRedis(cfg.RedisURL, cfg.RedisCluster, false); err != nil {
 		return nil, err
 	}
 	mcfg, err := mysqlConfig(cfg.MySQLDSN)
@@ -163,9 +164,10 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	banStore := bans.NewStore(n.DB, log)
 	n.Bans = bans.NewWatcher(banStore, log)
 	if rl := cfg.RateLimits(); rl.IPRate > 0 || rl.UserRate > 0 {
-		o := *n.Redis.Options()
-		o.ContextTimeoutEnabled = true
-		n.limitRedis = redis.NewClient(&o)
+		if n.limitRedis, err = openRedis(cfg.RedisURL, cfg.RedisCluster, true); err != nil {
+			n.Close()
+			return nil, err
+		}
 		rl.Logger = log
 		if n.Limits, err = ratelimit.New(rl, n.limitRedis, cfg.KeyPrefix); err != nil {
 			n.Close()
@@ -221,16 +223,32 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	auditLog := audit.New(n.DB, cfg.TrustedProxies, log)
 	mux.HandleFunc("GET /api/v1/admin/audit", api.AdminOnly(cfg.AdminToken)(auditLog.List))
 	mux.HandleFunc("GET /api/v1/admin/webhooks", api.AdminOnly(cfg.AdminToken)(webhooks.Handler(n.DB)))
+	mux.Handle("GET /api/v1/openapi.json", openapi.Handler())
 	n.handler = n.instrument(cors.Wrap(auditLog.Middleware(api.Routes(mux))))
 	return n, nil
 }
 
-func openRedis(url string) (*redis.Client, error) {
+// openRedis opens --redis-url: one server, or with cluster (--redis-cluster)
+// a Redis Cluster from a URL as go-redis's ParseClusterURL reads it
+// (redis://h1:7000?addr=h2:7001&addr=h3:7002). deadlines makes the
+// client give up at a call's context deadline (the rate limiter's own
+// client), which the shared client's blocking stream reads must not.
+func openRedis(url string, cluster, deadlines bool) (redis.UniversalClient, error) {
+	if cluster {
+		copt, err := redis.ParseClusterURL(url)
+		if err != nil {
+			return nil, fmt.Errorf("--redis-url (a cluster URL with --redis-cluster, e.g. redis://h1:7000?addr=h2:7001&addr=h3:7002): %w", err)
+		}
+		copt.PoolSize = max(copt.PoolSize, 64)
+		copt.ContextTimeoutEnabled = deadlines
+		return redis.NewClusterClient(copt), nil
+	}
 	ropt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("--redis-url: %w", err)
 	}
 	ropt.PoolSize = max(ropt.PoolSize, 64)
+	ropt.ContextTimeoutEnabled = deadlines
 	return redis.NewClient(ropt), nil
 }
 
@@ -270,7 +288,7 @@ func openMySQL(dsn string) (*sql.DB, error) {
 // builds a checkout service on them, for tools such as `flashsale
 // reconcile`. The returned func closes it all.
 func OpenCheckout(cfg Config, log *slog.Logger) (*checkout.Service, func(), error) {
-	rdb, err := openRedis(cfg.RedisURL)
+	rdb, err := openRedis(cfg.RedisURL, cfg.RedisCluster, false)
 	if err != nil {
 		return nil, nil, err
 	}

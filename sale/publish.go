@@ -33,7 +33,14 @@ func (st *Store) publish(ctx context.Context, s *Sale, initUnits bool) error {
 	if initUnits {
 		init = "1"
 	}
-	err := publishScript.Run(ctx, st.Redis, []string{k.Cfg, k.Units, st.Keys.Sales(), k.Ev},
+	// In the working set first (every loop walks it): a sale there without
+	// a live copy is rebuilt on first use, a live copy outside it would be
+	// walked by nothing. Another slot than the sale's keys on Redis
+	// Cluster, so not in the script.
+	if err := st.Redis.SAdd(ctx, st.Keys.Sales(), s.ID).Err(); err != nil {
+		return redisErr(err)
+	}
+	err := publishScript.Run(ctx, st.Redis, []string{k.Cfg, k.Units, k.Ev},
 		s.ID, s.Version, init, s.StockTotal, EventStreamLen, string(s.State), newGen(), RequeueWindow.Milliseconds(),
 		"name", s.Name, "price", s.PriceCents, "currency", s.Currency,
 		"stock", s.StockTotal, "starts", s.StartsAt.UnixMilli(), "ends", msOrZero(s.EndsAt),

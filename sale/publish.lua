@@ -1,7 +1,9 @@
 -- publish: write a sale's live copy if it is newer than the one in Redis,
 -- and, when that changes the stored state, tell every node in the same step
 -- (so a state change is never made without being announced).
--- KEYS[1] cfg hash, KEYS[2] units hash, KEYS[3] set of sale ids, KEYS[4] event stream
+-- KEYS[1] cfg hash, KEYS[2] units hash, KEYS[3] event stream (all the sale's:
+-- one slot on Redis Cluster; the caller adds the sale to the set of sale ids
+-- first, a key of another slot)
 -- ARGV[1] sale id, ARGV[2] version, ARGV[3] "1" to create the units of a new
 -- sale, ARGV[4] stock, ARGV[5] event stream max length, ARGV[6] state,
 -- ARGV[7] a new generation id, ARGV[8] how long (ms) a queue Redis lost is
@@ -17,7 +19,6 @@
 local ver = tonumber(ARGV[2])
 local cur = tonumber(redis.call('HGET', KEYS[1], 'ver') or '0')
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
-redis.call('SADD', KEYS[3], ARGV[1])
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[2]) == 0 then
   redis.call('HSET', KEYS[2], 'remaining', ARGV[4], 'reserved', 0, 'held', 0, 'sold', 0, 'stock', ARGV[4])
 end
@@ -39,11 +40,11 @@ if fresh then
   end
 end
 if old and old ~= ARGV[6] then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', 'state', 'd', ARGV[6])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 't', 'state', 'd', ARGV[6])
 end
 -- a new operator message (or its clearing) goes to every socket too
 local newmsg = redis.call('HGET', KEYS[1], 'msg_at') or '0'
 if not fresh and newmsg ~= oldmsg then
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[5], '*', 't', 'msg', 'd', redis.call('HGET', KEYS[1], 'msg') or '', 'at', newmsg)
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 't', 'msg', 'd', redis.call('HGET', KEYS[1], 'msg') or '', 'at', newmsg)
 end
 return 1

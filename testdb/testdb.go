@@ -46,6 +46,43 @@ func RandomID() string {
 	return hex.EncodeToString(b)
 }
 
+// RedisClusterURL is the local Redis Cluster deploy/redis-cluster.sh starts
+// (FLASHSALE_TEST_REDIS_CLUSTER overrides it), as --redis-url reads it with
+// --redis-cluster.
+func RedisClusterURL() string {
+	if u := os.Getenv("FLASHSALE_TEST_REDIS_CLUSTER"); u != "" {
+		return u
+	}
+	return "redis://127.0.0.1:7000?addr=127.0.0.1:7001&addr=127.0.0.1:7002"
+}
+
+// RedisCluster is Redis on the local Redis Cluster: a client and a key
+// prefix of the test's own, whose keys are deleted on every master when
+// the test ends.
+func RedisCluster(t testing.TB) (*redis.ClusterClient, sale.Keyspace) {
+	t.Helper()
+	opt, err := redis.ParseClusterURL(RedisClusterURL())
+	require.NoError(t, err)
+	rdb := redis.NewClusterClient(opt)
+	require.NoError(t, rdb.Ping(context.Background()).Err(),
+		"the Redis Cluster must run: make test starts it with deploy/services.sh (deploy/redis-cluster.sh)")
+	ks := sale.Keyspace{Prefix: "t" + RandomID()}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		_ = rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+			iter := m.Scan(ctx, 0, ks.Prefix+":*", 1000).Iterator()
+			pipe := m.Pipeline()
+			for iter.Next(ctx) {
+				pipe.Unlink(ctx, iter.Val()) // one key a command: keys of many slots
+			}
+			_, err := pipe.Exec(ctx)
+			return err
+		})
+		rdb.Close()
+	})
+	return rdb, ks
+}
+
 // Redis returns a client and a key prefix of the test's own; the prefix's
 // keys are deleted when the test ends.
 func Redis(t testing.TB) (*redis.Client, sale.Keyspace) {

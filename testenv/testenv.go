@@ -81,7 +81,7 @@ type Server struct {
 	URL          string
 	Node         *node.Node
 	Config       node.Config
-	Redis        *redis.Client
+	Redis        redis.UniversalClient // a *redis.ClusterClient under StartCluster
 	Keys         sale.Keyspace
 	DB           *sql.DB
 	DSN          string
@@ -108,7 +108,7 @@ func Start(t testing.TB, opts ...Options) *Server {
 // StartOn runs a node on stores a test already has (e.g. a second node on
 // the same Redis and MySQL). A Redis other than RedisURL() needs the option
 // WithRedisURL too.
-func StartOn(t testing.TB, rdb *redis.Client, ks sale.Keyspace, dsn string, db *sql.DB,
+func StartOn(t testing.TB, rdb redis.UniversalClient, ks sale.Keyspace, dsn string, db *sql.DB,
 	keyPath string, keys *ticket.KeySet, opts ...Options) *Server {
 	t.Helper()
 	cfg := node.Config{
@@ -152,6 +152,16 @@ func StartOn(t testing.TB, rdb *redis.Client, ks sale.Keyspace, dsn string, db *
 	}
 	t.Cleanup(s.stop)
 	return s
+}
+
+// StartCluster is Start on the local Redis Cluster (--redis-cluster).
+func StartCluster(t testing.TB, opts ...Options) *Server {
+	t.Helper()
+	rdb, ks := testdb.RedisCluster(t)
+	dsn, db := MySQL(t)
+	keyPath, keys := KeyFile(t)
+	cluster := func(c *node.Config) { c.RedisURL, c.RedisCluster = testdb.RedisClusterURL(), true }
+	return StartOn(t, rdb, ks, dsn, db, keyPath, keys, append([]Options{cluster}, opts...)...)
 }
 
 // WithRedisURL points the node at another Redis (the one rdb talks to).

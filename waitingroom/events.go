@@ -94,7 +94,13 @@ func (h *Hub) readEvents(ctx context.Context) {
 			streams = append(streams, h.sales[id].lastID)
 		}
 		h.mu.Unlock()
-		res, err := h.rdb.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: 1000, Block: h.cfg.EventBlock}).Result()
+		var res []redis.XStream
+		var err error
+		if _, cluster := h.rdb.(*redis.ClusterClient); cluster {
+			res, err = h.readEach(ctx, streams)
+		} else {
+			res, err = h.rdb.XRead(ctx, &redis.XReadArgs{Streams: streams, Count: 1000, Block: h.cfg.EventBlock}).Result()
+		}
 		if err != nil && err != redis.Nil {
 			if ctx.Err() != nil {
 				return
@@ -120,6 +126,38 @@ func (h *Hub) readEvents(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// clusterPoll is how often readEach asks again when no stream had news.
+const clusterPoll = 50 * time.Millisecond
+
+// readEach is XREAD on Redis Cluster, where one command may only name
+// streams of one slot (every sale has its own): one non-blocking XREAD per
+// stream, all in one pipeline (go-redis sends each master its own), and,
+// when none had news, a pause of clusterPoll (or until a new sale is
+// tracked). streams is XREAD's list: the keys, then their ids.
+func (h *Hub) readEach(ctx context.Context, streams []string) ([]redis.XStream, error) {
+	n := len(streams) / 2
+	cmds := make([]*redis.XStreamSliceCmd, n)
+	pipe := h.rdb.Pipeline()
+	for i := range n {
+		cmds[i] = pipe.XRead(ctx, &redis.XReadArgs{Streams: []string{streams[i], streams[n+i]}, Count: 1000, Block: -1})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, err
+	}
+	var out []redis.XStream
+	for _, c := range cmds {
+		out = append(out, c.Val()...)
+	}
+	if len(out) == 0 {
+		select {
+		case <-ctx.Done():
+		case <-h.wakeUp:
+		case <-time.After(clusterPoll):
+		}
+	}
+	return out, nil
 }
 
 // saleOfStream takes the sale id out of "prefix:{sale}:ev".
