@@ -49,8 +49,8 @@ type Config struct {
 	// that may call the shopper and checkout API with Bearer tokens (and
 	// open its WebSockets).
 	CORSOrigins []string
-	Dev              bool
-	DataDir          string
+	Dev         bool
+	DataDir     string
 	// KeyPrefix prefixes every Redis key (default "fs"); tests and shared
 	// Redis servers use their own.
 	KeyPrefix string
