@@ -295,3 +295,34 @@ func (k *checker) routesDocumented() {
 	}
 	require.Greater(k.t, found, 20, "the metrics name too few routes: %s", m.Body)
 }
+
+// TestRateLimitsAndDevOffMatchTheDocument validates the answers of a node
+// without --dev (its dev routes are 404) and with small rate limits (429
+// with Retry-After) against the document.
+func TestRateLimitsAndDevOffMatchTheDocument(t *testing.T) {
+	t.Parallel()
+	s := testenv.Start(t, func(c *node.Config) { c.IPRate, c.IPBurst = 0.2, 3 })
+	k := newChecker(t, s)
+	saleID := s.CreateSale(t, nil)["id"].(string)
+	user := s.UserToken(t, "rita-"+testenv.RandomID())
+
+	nf := k.do(call{method: "POST", path: "/api/v1/dev/orders/ord_x/pay", token: user})
+	require.Equal(t, http.StatusNotFound, nf.Status, "%s", nf.Body)
+	nf = k.do(call{method: "POST", path: "/api/v1/dev/token", body: `{"user":"rita"}`})
+	require.Equal(t, http.StatusNotFound, nf.Status, "%s", nf.Body)
+
+	var limited *testenv.Response
+	for range 10 {
+		r := k.do(call{method: "GET", path: "/api/v1/sales/" + saleID + "/status", token: user})
+		if r.Status == http.StatusTooManyRequests {
+			limited = r
+			break
+		}
+		require.Equal(t, "not_in_queue", r.Code(t), "%s", r.Body)
+	}
+	require.NotNil(t, limited, "no 429 within 10 calls at a burst of 3")
+	require.Equal(t, "rate_limited", limited.Code(t))
+	require.Regexp(t, `^[1-9][0-9]*$`, limited.Header.Get("Retry-After"))
+	r := k.do(call{method: "POST", path: "/api/v1/sales/" + saleID + "/join", token: user})
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "%s", r.Body)
+}
