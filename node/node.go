@@ -144,6 +144,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 
 	// The checkout service also serves the other roles' rebuild hook.
 	cm := checkout.NewMetrics(n.reg)
+	n.registerStoreGauges()
 	n.Orders = checkout.NewOrders(n.DB, log, 4)
 	n.Orders.Events = outbox
 	n.Checkout = checkout.NewService(checkout.Config{Logger: log, Metrics: cm}, n.Redis, n.Sales, n.Orders)
@@ -310,6 +311,34 @@ func OpenCheckout(cfg Config, log *slog.Logger) (*checkout.Service, func(), erro
 		db.Close()
 		rdb.Close()
 	}, nil
+}
+
+// registerStoreGauges exports the stores' health for the alerts:
+// flashsale_store_up{store} (a ping at scrape time, 1 s at most) and
+// flashsale_mysql_breaker_open (the checkout's MySQL circuit breaker open
+// or probing).
+func (n *Node) registerStoreGauges() {
+	ping := func(store string, f func(context.Context) error) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flashsale_store_up", ConstLabels: prometheus.Labels{"store": store},
+			Help: "1 when the store answered a ping at scrape time (within 1 s), else 0."}, func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if f(ctx) != nil {
+				return 0
+			}
+			return 1
+		})
+	}
+	n.reg.MustRegister(
+		ping("redis", func(ctx context.Context) error { return n.Redis.Ping(ctx).Err() }),
+		ping("mysql", func(ctx context.Context) error { return n.DB.PingContext(ctx) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flashsale_mysql_breaker_open",
+			Help: "1 while the checkout's MySQL circuit breaker is open or probing (checkouts answer 503), else 0."}, func() float64 {
+			if n.Orders == nil || n.Orders.Breaker().State() == checkout.BreakerClosed {
+				return 0
+			}
+			return 1
+		}))
 }
 
 // Handler is the node's HTTP handler (for tests that serve it themselves).

@@ -331,6 +331,7 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 		m.TicketsExpired.Add(float64(res.Expired))
 		m.QueueLength.WithLabelValues(id).Set(float64(res.QueueLen))
 		m.ActiveTickets.WithLabelValues(id).Set(float64(res.Active))
+		m.Leader.WithLabelValues(id).Set(1)
 	}
 	a.mu.Lock()
 	final := a.final[id]
@@ -365,6 +366,7 @@ func (a *Admitter) dropLocked(id string) {
 	if m := a.cfg.Metrics; m != nil {
 		m.QueueLength.DeleteLabelValues(id)
 		m.ActiveTickets.DeleteLabelValues(id)
+		m.Leader.DeleteLabelValues(id)
 	}
 }
 

@@ -13,6 +13,8 @@ type Metrics struct {
 	Sockets        prometheus.Gauge
 	SocketsDropped *prometheus.CounterVec // by reason
 	FramesSent     prometheus.Counter
+	// Leader is 1 per sale this node's admitter leads.
+	Leader *prometheus.GaugeVec
 }
 
 // NewMetrics makes and registers the collectors.
@@ -30,6 +32,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Waiters in the queue, as the sale's leader last saw it."}, []string{"sale"}),
 		ActiveTickets: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashsale_active_tickets",
 			Help: "Live tickets, as the sale's leader last saw it."}, []string{"sale"}),
+		Leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "flashsale_admitter_leader",
+			Help: "1 for each sale this node's admitter leads (ticks); a sale with no series on any node has no leader."}, []string{"sale"}),
 		Sockets: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flashsale_websocket_connections",
 			Help: "Open shopper WebSockets on this node."}),
 		SocketsDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_websocket_dropped_total",
@@ -40,7 +44,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	for _, r := range []string{KindWaiting, KindAdmitted, KindPurchased, KindPrequeue, KindClosed, KindSoldOut, KindNotOpen, "unauthorized", "error"} {
 		m.Joins.WithLabelValues(r) // export every result from the start, at 0
 	}
+	for _, r := range []string{"replaced", "slow"} {
+		m.SocketsDropped.WithLabelValues(r) // every reason from the start, at 0
+	}
 	reg.MustRegister(m.Joins, m.Admitted, m.Skipped, m.TicketsExpired, m.QueueLength,
-		m.ActiveTickets, m.Sockets, m.SocketsDropped, m.FramesSent)
+		m.ActiveTickets, m.Leader, m.Sockets, m.SocketsDropped, m.FramesSent)
 	return m
 }
