@@ -89,8 +89,8 @@
   };
 
   // shown is what the waiting view draws, moving toward the latest answer
-  // over a moment rather than jumping (moveShown).
-  const shown = { position: null, progress: 0, eta: null, frame: 0 };
+  // over a moment rather than jumping (drawPosition, moveEta).
+  const shown = { position: null, eta: null, frame: 0 };
   // spoken is what the live region last said (speakPosition).
   const spoken = { position: null, flags: "", at: 0, lang: "" };
 
