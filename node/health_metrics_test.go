@@ -11,8 +11,8 @@ import (
 )
 
 // TestHealthMetrics: what the alerts read (deploy/prometheus/alerts.yml):
-// the stores answer, the MySQL breaker is closed, and the leader of an
-// open sale says so.
+// the stores answer, the MySQL breaker is closed, the leader of an open
+// sale says so, and its seconds are sampled consistent.
 func TestHealthMetrics(t *testing.T) {
 	t.Parallel()
 	s := testenv.Start(t)
@@ -25,6 +25,9 @@ func TestHealthMetrics(t *testing.T) {
 	testenv.Eventually(t, 5*time.Second, func() bool {
 		return regexpFind(`(?m)^flashsale_admitter_leader\{sale="`+saleID+`"\} 1$`, metrics())
 	}, "the leader exports its sale")
+	testenv.Eventually(t, 5*time.Second, func() bool {
+		return regexpFind(`(?m)^flashsale_sale_samples_total\{consistent="true"\} [1-9]`, metrics())
+	}, "the sampler counts the sale's consistent seconds")
 	m := metrics()
 	for _, want := range []string{`(?m)^flashsale_store_up\{store="redis"\} 1$`, `(?m)^flashsale_store_up\{store="mysql"\} 1$`,
 		`(?m)^flashsale_mysql_breaker_open 0$`, `(?m)^flashsale_websocket_dropped_total\{reason="slow"\} 0$`} {

@@ -214,7 +214,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Node, error) {
 	if cfg.Has(RoleAdmitter) {
 		n.Admitter = waitingroom.NewAdmitter(waitingroom.AdmitterConfig{Logger: log, Metrics: wm,
 			OnNoState: n.Checkout.RebuildSoon}, n.Redis, n.Sales)
-		n.Timeline = timeline.NewSampler(timeline.SamplerConfig{Logger: log}, timelines, n.Sales)
+		n.Timeline = timeline.NewSampler(timeline.SamplerConfig{Logger: log, Registerer: n.reg}, timelines, n.Sales)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok"})

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/sale"
@@ -22,6 +23,10 @@ type SamplerConfig struct {
 	// MySQL); default 2 s.
 	SampleTimeout time.Duration
 	Logger        *slog.Logger
+	// Registerer gets flashsale_sale_samples_total{consistent}: the
+	// samples this node wrote, by whether Redis and MySQL agreed (the
+	// alert on a lasting disagreement reads it); nil: none.
+	Registerer prometheus.Registerer
 }
 
 func (c SamplerConfig) withDefaults() SamplerConfig {
@@ -50,12 +55,22 @@ type Sampler struct {
 	warnMu   sync.Mutex
 	lastWarn time.Time
 
+	consistent, inconsistent prometheus.Counter // nil without a Registerer
+
 	startstop.Loop
 }
 
 // NewSampler returns a sampler; Start runs it.
 func NewSampler(cfg SamplerConfig, store *Store, sales *sale.Store) *Sampler {
-	return &Sampler{cfg: cfg.withDefaults(), store: store, sales: sales, rdb: store.rdb}
+	s := &Sampler{cfg: cfg.withDefaults(), store: store, sales: sales, rdb: store.rdb}
+	if cfg.Registerer != nil {
+		v := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flashsale_sale_samples_total",
+			Help: "Per-second sale samples this node wrote, by whether Redis's units agreed with MySQL (consistent)."},
+			[]string{"consistent"})
+		s.consistent, s.inconsistent = v.WithLabelValues("true"), v.WithLabelValues("false")
+		cfg.Registerer.MustRegister(v)
+	}
+	return s
 }
 
 // Start runs the sampler until ctx ends or Stop (startstop.Loop's Stop,
@@ -127,7 +142,17 @@ func (s *Sampler) sample(ctx context.Context, id string, sec int64) error {
 	if err != nil {
 		return err
 	}
-	return s.store.Write(ctx, id, FromSummary(sec, sum, sl.AdmissionRate))
+	if err := s.store.Write(ctx, id, FromSummary(sec, sum, sl.AdmissionRate)); err != nil {
+		return err
+	}
+	if s.consistent != nil {
+		if sum.Consistent {
+			s.consistent.Inc()
+		} else {
+			s.inconsistent.Inc()
+		}
+	}
+	return nil
 }
 
 // warn logs a failure at most every 30 s: a store that is down would
