@@ -2,6 +2,7 @@ package web_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -163,6 +165,65 @@ func TestBrowserWaitingMovesAndSpeaks(t *testing.T) {
 	require.Equal(t, "Join the queue", eval[string](t, ctx, textJS("join")))
 	r = s.Do(t, "GET", "/api/v1/sales/"+id+"/status", s.UserToken(t, "patient"), nil)
 	require.Equal(t, http.StatusNotFound, r.Status, "left the queue: %s", r.Body)
+}
+
+// TestBrowserPositionRolls: when the line jumps ahead (the operator raises
+// the rate), the number on screen rolls down through the places between
+// the positions the server sends rather than jumping, and never goes up.
+func TestBrowserPositionRolls(t *testing.T) {
+	t.Parallel()
+	needBrowser(t)
+	s := devNode(t)
+	id := s.CreateSale(t, map[string]any{"name": "Fast line", "stock": 200, "admission_rate": 0.001})["id"].(string)
+	var ahead []string
+	for i := range 60 {
+		ahead = append(ahead, fmt.Sprintf("r-%02d", i))
+	}
+	joinAhead(t, s, id, ahead...)
+	ctx := newBrowser(t)
+	phone(t, ctx)
+	var mu sync.Mutex
+	sent := map[int]bool{} // the positions the server sent
+	require.NoError(t, chromedp.Listen(ctx, func(ev any) {
+		if e, ok := ev.(*network.EventWebSocketFrameReceived); ok {
+			var f struct {
+				Type     string `json:"type"`
+				Position int    `json:"position"`
+			}
+			if json.Unmarshal([]byte(e.Response.PayloadData), &f) == nil && f.Type == "position" {
+				mu.Lock()
+				sent[f.Position] = true
+				mu.Unlock()
+			}
+		}
+	}))
+	signIn(t, ctx, s, id, "roller")
+	first := waitFor[int](t, ctx, 20*time.Second, "a position", positionJS)
+	eval[bool](t, ctx, `(() => { const seen = window.__shown = [];
+		new MutationObserver(() => seen.push(parseInt(document.getElementById("position").textContent.replace(/\D/g, ""), 10)))
+			.observe(document.getElementById("position"), { childList: true, characterData: true, subtree: true });
+		return true; })()`)
+
+	r := s.Do(t, "PATCH", "/api/v1/admin/sales/"+id, s.AdminToken, map[string]any{"admission_rate": 25})
+	require.Equal(t, http.StatusOK, r.Status, "raise the rate: %s", r.Body)
+	waitFor[int](t, ctx, 20*time.Second, "the line to jump ahead",
+		fmt.Sprintf(`(() => { const n = %s; return n >= 1 && n <= %d ? n : 0; })()`, positionJS, first-20))
+	r = s.Do(t, "PATCH", "/api/v1/admin/sales/"+id, s.AdminToken, map[string]any{"state": "paused"})
+	require.Equal(t, http.StatusOK, r.Status, "pause: %s", r.Body)
+
+	shownValues := eval[[]int](t, ctx, `window.__shown`)
+	mu.Lock()
+	defer mu.Unlock()
+	between := 0
+	for i, v := range shownValues {
+		if i > 0 {
+			require.LessOrEqual(t, v, shownValues[i-1], "the number went up: %v", shownValues)
+		}
+		if !sent[v] {
+			between++
+		}
+	}
+	require.Positive(t, between, "every number shown was one the server sent (it jumped): shown %v, sent %v", shownValues, sent)
 }
 
 // TestBrowserAllReservedThenSoldOut: the one unit is reserved by a ticket

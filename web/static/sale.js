@@ -1168,11 +1168,13 @@
   // drawPosition draws the position, the people ahead and the progress bar
   // from shown.position, and moves that toward the latest position a
   // fraction each frame: a drop of 40 places rolls down over about a
-  // second instead of jumping. A hidden tab jumps (it draws no frames).
+  // second instead of jumping. A hidden tab jumps (it draws no frames), and
+  // so does a reader who asked for less motion.
+  const lessMotion = matchMedia("(prefers-reduced-motion: reduce)");
   function drawPosition() {
     const p = state.position || {};
     const target = typeof p.position === "number" ? p.position : null;
-    if (target === null || shown.position === null || document.hidden) {
+    if (target === null || shown.position === null || document.hidden || lessMotion.matches) {
       shown.position = target;
     } else {
       const d = target - shown.position;
