@@ -37,7 +37,7 @@ const (
 	padL, padR, padT, padB float64 = 64, 16, 40, 44
 )
 
-// niceStep is a tick step of 1, 2 or 5 times a power of ten giving about
+// niceStep is a tick step of 1, 2, 2.5 or 5 times a power of ten giving about
 // n ticks over span.
 func niceStep(span float64, n int) float64 {
 	if span <= 0 || math.IsNaN(span) || math.IsInf(span, 0) {
@@ -45,7 +45,7 @@ func niceStep(span float64, n int) float64 {
 	}
 	raw := span / float64(n)
 	p := math.Pow(10, math.Floor(math.Log10(raw)))
-	for _, m := range []float64{1, 2, 5, 10} {
+	for _, m := range []float64{1, 2, 2.5, 5, 10} {
 		if m*p >= raw {
 			return m * p
 		}

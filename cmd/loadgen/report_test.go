@@ -136,7 +136,7 @@ func parseF(s string) (float64, error) { return strconv.ParseFloat(s, 64) }
 
 func TestNiceStep(t *testing.T) {
 	for _, tc := range []struct{ span, want float64 }{
-		{100, 20}, {7, 2}, {0.3, 0.1}, {1234, 500}, {0, 1}, {math.NaN(), 1},
+		{100, 20}, {7, 2}, {0.3, 0.1}, {1234, 250}, {165 * 5 / 8, 25}, {0, 1}, {math.NaN(), 1},
 	} {
 		require.Equal(t, tc.want, niceStep(tc.span, 5), "span %g", tc.span)
 	}
