@@ -138,7 +138,7 @@ func TestTrafficMatchesTheDocument(t *testing.T) {
 	code(k.do(call{method: "POST", path: "/api/v1/orders/" + orderA + "/confirm", token: admin}), 409, "order_not_held")
 	code(k.do(call{method: "POST", path: "/api/v1/orders/ord_nosuchorder/confirm", token: admin}), 404, "not_found")
 
-	// Two more shoppers: one cancels, one pays in dev mode; one leaves.
+	// Two more shoppers: one cancels, one pays in dev mode.
 	bob := s.UserToken(t, "bob-"+testenv.RandomID())
 	orderB := k.buy(s1, bob)
 	ok(k.do(call{method: "POST", path: "/api/v1/orders/" + orderB + "/cancel", token: bob, headers: map[string]string{"Idempotency-Key": "cancel-1"}}), 200)
@@ -147,11 +147,6 @@ func TestTrafficMatchesTheDocument(t *testing.T) {
 	carol := s.UserToken(t, "carol-"+testenv.RandomID())
 	orderC := k.buy(s1, carol)
 	ok(k.do(call{method: "POST", path: "/api/v1/dev/orders/" + orderC + "/pay", token: carol}), 200)
-	dave := s.UserToken(t, "dave-"+testenv.RandomID())
-	ok(k.do(call{method: "POST", path: "/api/v1/sales/" + s1 + "/join", token: dave}), 200)
-	ok(k.do(call{method: "DELETE", path: "/api/v1/sales/" + s1 + "/join", token: dave}), 204)
-	code(k.do(call{method: "GET", path: "/api/v1/sales/" + s1 + "/status", token: dave}), 404, "not_in_queue")
-	code(k.do(call{method: "DELETE", path: "/api/v1/sales/" + s1 + "/join", token: dave}), 404, "not_in_queue")
 
 	// Passes, bans, sources, messages.
 	vip := "vip-" + testenv.RandomID()
@@ -195,6 +190,12 @@ func TestTrafficMatchesTheDocument(t *testing.T) {
 	ok(pre, 200)
 	require.Equal(t, "prequeue", pre.JSON(t)["state"])
 	k.dial(s4, pre.JSON(t)["queue_token"].(string)).until("prequeue")
+	// One leaves the pre-queue (no admission can race the leave there).
+	dave := s.UserToken(t, "dave-"+testenv.RandomID())
+	ok(k.do(call{method: "POST", path: "/api/v1/sales/" + s4 + "/join", token: dave}), 200)
+	ok(k.do(call{method: "DELETE", path: "/api/v1/sales/" + s4 + "/join", token: dave}), 204)
+	code(k.do(call{method: "GET", path: "/api/v1/sales/" + s4 + "/status", token: dave}), 404, "not_in_queue")
+	code(k.do(call{method: "DELETE", path: "/api/v1/sales/" + s4 + "/join", token: dave}), 404, "not_in_queue")
 
 	s5 := s.CreateSale(t, map[string]any{"stock": 1, "admission_rate": 50})["id"].(string)
 	eve := s.UserToken(t, "eve-"+testenv.RandomID())
