@@ -297,6 +297,11 @@ func (s *scenario) reportMarkdown(r *scenResult, end *saleSummary, sumErr error,
 		settings = append(settings,
 			[2]string{"sale", fmt.Sprintf("stock %d, admission_rate %g/s, max_active %d, ticket_ttl_seconds %d, hold_ttl_seconds %d, per_user_limit 1",
 				c.stock, c.rate, c.maxActive, c.ticketTTL, c.hold)})
+	} else {
+		settings = append(settings, [2]string{"sale", fmt.Sprintf("given: %s, hold_ttl_seconds %d", s.sale, s.hold)})
+	}
+	if s.hold > 0 {
+		settings = append(settings, [2]string{"held orders", "confirmed by the run at once, with the admin token, as the payment backend would"})
 	}
 	for _, kv := range settings {
 		p("| %s | %s |\n", kv[0], kv[1])

@@ -141,3 +141,49 @@ func TestScenarioAgainstANode(t *testing.T) {
 	require.Contains(t, out.String(), " 60/60 done", "the last line counts everyone")
 	require.Contains(t, out.String(), "report: "+filepath.Join(c.out, "report.md"))
 }
+
+// At a sale of the operator's (--sale) with holds, every order is held and
+// the run confirms it as the payment backend would: the summary counts the
+// units sold, none held, and the run's paid orders are those units.
+func TestScenarioGivenSaleWithHolds(t *testing.T) {
+	t.Parallel()
+	s := testenv.Start(t)
+	sl := s.CreateSale(t, map[string]any{"stock": 8, "admission_rate": 20, "max_active": 20,
+		"hold_ttl_seconds": 30, "ticket_ttl_seconds": 10})
+	c, out := smallScenario(t, s)
+	c.sale = sl["id"].(string)
+	c.shoppers, c.arrive, c.buyShare, c.leaveShare, c.wsShare, c.maxSockets = 20, time.Second, 1, 0, 0.5, 0
+	c.stock, c.rate, c.maxActive, c.ticketTTL = 0, 0, 0, 0 // not read with --sale
+	r, err := runScenario(context.Background(), c)
+	require.NoError(t, err)
+	t.Logf("output:\n%s", out)
+	require.True(t, r.Agrees, "%+v", r)
+	require.True(t, r.Consistent)
+	require.EqualValues(t, 8, r.Sold)
+	require.Zero(t, r.Held)
+	require.EqualValues(t, 8, r.Paid)
+	require.EqualValues(t, 8, r.Orders)
+	require.EqualValues(t, 12, r.Outcomes["turned away (sold out or closed)"], "%+v", r)
+	md, err := os.ReadFile(filepath.Join(c.out, "report.md"))
+	require.NoError(t, err)
+	require.Contains(t, string(md), "given: "+c.sale+", hold_ttl_seconds 30")
+	require.Contains(t, string(md), "given with --sale")
+	// a sale of the operator's stays as it is: sold out here, not closed by the run
+	got := s.Do(t, "GET", "/api/v1/admin/sales/"+c.sale, s.AdminToken, nil).JSON(t)
+	require.Equal(t, "sold_out", got["state"])
+}
+
+// The mode is registered, checks its flags before anything else and says
+// what is wrong by flag name.
+func TestScenarioMode(t *testing.T) {
+	err := run([]string{"scenario", "--url", "http://192.0.2.1:8080", "--shoppers", "0", "--data-dir", t.TempDir()})
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "--url must be on loopback")
+	require.Contains(t, err.Error(), "--shoppers must be 1 to 1,000,000")
+
+	err = run([]string{"scenario", "--data-dir", t.TempDir()})
+	require.ErrorContains(t, err, "no --identity-secret given and no dev one in --data-dir")
+
+	require.ErrorContains(t, run([]string{"scenario", "oops"}), `"oops" is not one`)
+	require.ErrorContains(t, run(nil), "scenario")
+}
