@@ -6,6 +6,8 @@ import (
 	"errors"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -244,4 +246,13 @@ func TestProgressRedrawsOnATerminal(t *testing.T) {
 		require.Less(t, len([]rune(l)), 60, "%q", l)
 		require.Contains(t, l, "/10 done")
 	}
+}
+
+// A file is no terminal: the live line goes one per interval, not redrawn.
+func TestTermWidthOfAFile(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "out"))
+	require.NoError(t, err)
+	defer f.Close()
+	_, ok := termWidth(f)
+	require.False(t, ok)
 }

@@ -177,9 +177,7 @@ func scenarioMain(ctx context.Context, args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-		c.tty, c.width = true, termWidth(os.Stdout)
-	}
+	c.width, c.tty = termWidth(os.Stdout)
 	var err error
 	if c.secret == "" {
 		if c.secret, err = devFile(c.dataDir, "identity-secret", "--identity-secret"); err != nil {
@@ -195,14 +193,15 @@ func scenarioMain(ctx context.Context, args []string) error {
 	return err
 }
 
-// termWidth is the terminal's width in columns (0 when it cannot say).
-func termWidth(f *os.File) int {
+// termWidth is the terminal's width in columns; ok is false when f is no
+// terminal (a file, a pipe, /dev/null: the window-size ioctl fails on each).
+func termWidth(f *os.File) (cols int, ok bool) {
 	var ws struct{ row, col, x, y uint16 }
 	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), uintptr(syscall.TIOCGWINSZ), uintptr(unsafe.Pointer(&ws)))
 	if errno != 0 {
-		return 0
+		return 0, false
 	}
-	return int(ws.col)
+	return int(ws.col), true
 }
 
 func devFile(dir, name, flagName string) (string, error) {
@@ -235,7 +234,6 @@ var outcomeNames = [nOutcomes]string{"unfinished at the stop", "bought", "admitt
 
 // scenShopper is one shopper of a run, as drawn at its arrival.
 type scenShopper struct {
-	i          int
 	user, tok  string
 	addr       string // X-Forwarded-For, "" without --xff
 	ws, buy    bool
@@ -361,7 +359,7 @@ func runScenario(ctx context.Context, c *scenConfig) (*scenResult, error) {
 		if !sleepCtx(runCtx, time.Until(s.start.Add(at))) {
 			break
 		}
-		sh := &scenShopper{i: i, user: fmt.Sprintf("%s-%d", c.runID, i),
+		sh := &scenShopper{user: fmt.Sprintf("%s-%d", c.runID, i),
 			ws: rnd.Float64() < c.wsShare, buy: rnd.Float64() < c.buyShare,
 			think: time.Duration(rnd.Float64() * float64(c.think))}
 		if rnd.Float64() < c.leaveShare {
