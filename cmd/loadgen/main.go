@@ -4,6 +4,7 @@
 //
 //	loadgen join     --url U --sale S          joins, each a different user (--xff: from its own address)
 //	loadgen botfarm  --url U                   a bot farm and honest shoppers at a sale it creates
+//	loadgen bulkjoin --url U --sale S -n N     N users (UUID ids) join one sale as fast as it takes them
 //	loadgen scenario --url U --out DIR         realistic shoppers (join, socket or poll, buy, leave); live line, report with charts
 //	loadgen tokens   -n N                      print N user tokens, one a line (for wrk scripts)
 //	loadgen checkout --url U --sale S          checkouts, each a different user's ticket
@@ -59,13 +60,18 @@ type options struct {
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("a mode is required: join, checkout, get, hello, insert, botfarm, scenario, tokens")
+		return errors.New("a mode is required: join, bulkjoin, checkout, get, hello, insert, botfarm, scenario, tokens")
 	}
 	mode := args[0]
 	if mode == "botfarm" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		return botfarmMain(ctx, args[1:])
+	}
+	if mode == "bulkjoin" {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		return bulkjoinMain(ctx, args[1:])
 	}
 	if mode == "scenario" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
