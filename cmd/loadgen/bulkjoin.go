@@ -31,7 +31,7 @@ type bulkConfig struct {
 	n, conc                                int
 	duration, every                        time.Duration
 	create                                 bool
-	stock                                  int
+	stock, abandon                         int
 	out                                    io.Writer
 }
 
@@ -65,6 +65,7 @@ func bulkjoinMain(ctx context.Context, args []string) error {
 	fs.DurationVar(&c.every, "every", 5*time.Second, "how often to print the rate")
 	fs.BoolVar(&c.create, "create", false, "create --sale first: open, --stock units, admission 0.001/s (so the queue only grows)")
 	fs.IntVar(&c.stock, "stock", 1000000, "--create: the sale's stock")
+	fs.IntVar(&c.abandon, "abandon", 86400, "--create: the sale's abandon_after_seconds (long: bulk-joined waiters hold no socket, and would be skipped as absent once admission starts)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -255,7 +256,8 @@ func (c *bulkConfig) join(ctx context.Context, hc *http.Client, endpoint, tok st
 // the queue only grows while the users join (raise it with PATCH after).
 func (c *bulkConfig) createSale(ctx context.Context, hc *http.Client) error {
 	body, _ := json.Marshal(map[string]any{"id": c.sale, "name": "Bulk join " + c.sale, "price_cents": 100,
-		"currency": "EUR", "stock": c.stock, "admission_rate": 0.001, "max_active": 1, "per_user_limit": 1})
+		"currency": "EUR", "stock": c.stock, "admission_rate": 0.001, "max_active": 1, "per_user_limit": 1,
+		"abandon_after_seconds": max(5, c.abandon)})
 	req, err := http.NewRequestWithContext(ctx, "POST", c.url+"/api/v1/admin/sales", bytes.NewReader(body))
 	if err != nil {
 		return err

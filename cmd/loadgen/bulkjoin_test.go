@@ -19,7 +19,7 @@ func TestBulkJoinFillsTheQueue(t *testing.T) {
 	var out strings.Builder
 	c := &bulkConfig{url: s.URL, sale: "bulk-" + testenv.RandomID(), secret: string(s.Secret),
 		adminToken: s.AdminToken, n: 300, conc: 16, duration: time.Minute, every: time.Second,
-		create: true, stock: 1000, out: &out}
+		create: true, stock: 1000, abandon: 3600, out: &out}
 	require.NoError(t, c.check())
 	r, err := runBulk(context.Background(), c)
 	require.NoError(t, err)
@@ -38,6 +38,9 @@ func TestBulkJoinFillsTheQueue(t *testing.T) {
 	require.NoError(t, err)
 	require.LessOrEqual(t, adm, int64(1))
 	require.EqualValues(t, 300, q+adm, "every joined user waits or was admitted")
+	abandon, err := s.Redis.HGet(context.Background(), k.Cfg, "abandon").Result()
+	require.NoError(t, err)
+	require.Equal(t, "3600", abandon, "the sale was made with --abandon")
 	require.Contains(t, out.String(), "300 joined in")
 }
 
