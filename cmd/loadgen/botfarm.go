@@ -48,6 +48,7 @@ type farmConfig struct {
 	botTry, honestTry time.Duration
 
 	banAfter            time.Duration // 0: no ban
+	openAfter           time.Duration // fifo: admission starts this long after the queue opens
 	banTop, banMinUsers int
 	maxTime, reqTimeout time.Duration
 	seed                uint64
@@ -75,6 +76,8 @@ func botfarmFlags(fs *flag.FlagSet, c *farmConfig) {
 	fs.IntVar(&c.abandon, "abandon", 10, "sale: abandon_after_seconds")
 	fs.StringVar(&c.queueMode, "queue-mode", "fifo", "sale: queue_mode (fifo or prequeue)")
 	fs.DurationVar(&c.prequeue, "prequeue", 10*time.Second, "queue-mode prequeue: the sale starts this long after the first joins")
+	fs.DurationVar(&c.openAfter, "open-after", 0, "queue-mode fifo: the queue opens at the start and admission this long after (0: at once), "+
+		"as an operator holds a drop to look at /sources and ban before anyone is admitted")
 	fs.StringVar(&c.challenge, "challenge", "none", "sale: join_challenge (none or pow)")
 	fs.IntVar(&c.difficulty, "difficulty", 18, "sale: pow_difficulty")
 	fs.IntVar(&c.maxUsersPerIP, "max-users-per-ip", 0, "sale: max_users_per_ip (0: off)")
@@ -352,9 +355,12 @@ func runFarm(ctx context.Context, c *farmConfig) (*farmResult, error) {
 		return f.admin(runCtx, "PATCH", "/api/v1/admin/sales/"+f.sale, map[string]any{"state": "open"}, nil)
 	}
 	var bg sync.WaitGroup
-	if c.queueMode == "prequeue" {
+	if delay := c.prequeue; c.queueMode == "prequeue" || c.openAfter > 0 {
+		if c.queueMode != "prequeue" {
+			delay = c.openAfter
+		}
 		bg.Go(func() {
-			if sleepCtx(runCtx, c.prequeue) {
+			if sleepCtx(runCtx, delay) {
 				if err := open(); err != nil {
 					fmt.Fprintln(c.log, "open the sale:", err)
 				}
@@ -856,6 +862,8 @@ func (f *farm) report(ctx context.Context, elapsed time.Duration) (*farmResult, 
 		c.runID, f.sale, c.units, c.rate, c.maxActive, c.queueMode)
 	if c.queueMode == "prequeue" {
 		fmt.Fprintf(w, " (starts %s after the first joins)", c.prequeue)
+	} else if c.openAfter > 0 {
+		fmt.Fprintf(w, " (admission starts %s after the queue opens)", c.openAfter)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintf(w, "  bots: %d prefixes x %d accounts (%d addresses per /24), polling every %s\n",
