@@ -15,7 +15,11 @@
 
   const saleId = decodeURIComponent(location.pathname.split("/")[2] || "");
   const base = "/api/v1/sales/" + encodeURIComponent(saleId);
-  const keys = { user: "fs_user", userToken: "fs_user_token", queueToken: "fs_qt_" + saleId };
+  // pass is an operator's pass from the address (#pass=…) until a join
+  // uses it; shop is the ticket whose countdown to the shop has run (gone
+  // or stayed), so that a reload or Back does not count down again.
+  const keys = { user: "fs_user", userToken: "fs_user_token", queueToken: "fs_qt_" + saleId,
+    pass: "fs_pass_" + saleId, shop: "fs_shop_" + saleId };
 
   const views = ["loading", "missing", "upcoming", "signin", "join", "challenge", "prequeue", "waiting", "admitted", "order",
     "expired", "sold_out", "closed", "banned"];
@@ -29,6 +33,12 @@
   // The live region speaks the position at most this often, unless it
   // changed a lot (speakPosition).
   const speakEvery = 30000;
+  // An admitted shopper goes to the sale's return_url after this many
+  // seconds, unless they press Stay here (WCAG 2.2.1: a time limit the
+  // user can turn off).
+  const shopDelay = 5;
+  // A token longer than this in the address is not one of ours.
+  const maxFragmentToken = 4096;
 
   const state = {
     sale: null,
@@ -93,6 +103,9 @@
   const shown = { position: null, eta: null, frame: 0 };
   // spoken is what the live region last said (speakPosition).
   const spoken = { position: null, flags: "", at: 0, lang: "" };
+  // shop is the countdown to the shop: the ticket it is for, when it ends
+  // (local ms), its timer, and what #shop-spoken says (a catalogue key).
+  const shop = { ticket: null, deadline: 0, timer: 0, stayed: false, say: "" };
 
   // --- tokens -------------------------------------------------------------
 
@@ -104,21 +117,32 @@
   }
   const dropQueueToken = () => store.remove(keys.queueToken);
 
-  // readFragmentToken takes a user token from #token=... and clears it from the
-  // address bar (and so from history and bookmarks).
-  function readFragmentToken() {
-    const token = new URLSearchParams(location.hash.slice(1)).get("token");
-    if (!token) return;
-    const user = jwtSubject(token);
-    if (user !== store.get(keys.user)) dropQueueToken(); // a wait belongs to its user
-    store.set(keys.userToken, token);
-    if (user) store.set(keys.user, user);
-    else store.remove(keys.user);
+  const pass = () => store.get(keys.pass);
+  const dropPass = () => store.remove(keys.pass);
+
+  // readFragment takes a user token from #token=… and an operator's pass
+  // from #pass=… (the console makes them; the next join sends it), and
+  // clears them from the address bar (and so from history, bookmarks and
+  // screenshots of the address).
+  function readFragment() {
+    const f = new URLSearchParams(location.hash.slice(1));
+    const token = f.get("token");
+    const p = f.get("pass");
+    if (!token && !p) return;
+    if (token && token.length <= maxFragmentToken) {
+      const user = jwtSubject(token);
+      if (user !== store.get(keys.user)) dropQueueToken(); // a wait belongs to its user
+      store.set(keys.userToken, token);
+      if (user) store.set(keys.user, user);
+      else store.remove(keys.user);
+    }
+    if (p && p.length <= maxFragmentToken) store.set(keys.pass, p);
     history.replaceState(null, "", location.pathname + location.search);
   }
 
   // jwtSubject reads `sub` for display only; the server checks the token.
   function jwtSubject(token) {
+    if (!token) return "";
     try {
       const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
       const sub = JSON.parse(atob(part)).sub;
@@ -378,12 +402,16 @@
 
   // join joins the queue; proof, when given, is the answer to the sale's
   // join challenge ({pow: {challenge, nonce}} or {captcha: token}).
+  // A pass from the address goes along when there is no other proof (a
+  // pass needs none).
   async function join(proof) {
     cancelRetry();
     state.error = null;
     setBusy(true);
+    const body = proof || (pass() ? { pass: pass() } : undefined);
     try {
-      const res = await request("POST", base + "/join", { token: userToken(), body: proof });
+      const res = await request("POST", base + "/join", { token: userToken(), body });
+      if (body && body.pass) dropPass(); // used: it works once
       if (res.queue_token) store.set(keys.queueToken, res.queue_token);
       live.refused = false;
       state.firstPosition = 0;
@@ -393,15 +421,25 @@
       state.challengeFailed = 0;
       applyPosition(res);
     } catch (err) {
-      joinFailed(err, proof);
+      joinFailed(err, proof, Boolean(body && body.pass));
     } finally {
       setBusy(false);
     }
   }
 
-  function joinFailed(err, proof) {
+  function joinFailed(err, proof, withPass) {
     if (err.code === "rate_limited") {
       retryLater(err, () => join(proof)); // a proof refused for the rate is not spent
+      return;
+    }
+    if (withPass && (err.code === "forbidden" || err.code === "challenge_failed")) {
+      // Another user's or sale's pass, or one expired or used: it will not
+      // work on another try, so it goes, and Join joins the line.
+      dropPass();
+      stopChallenge();
+      state.view = "join";
+      state.error = say(err.code === "forbidden" ? "pass.forbidden" : "pass.failed");
+      render();
       return;
     }
     if (err.code === "challenge_required") {
@@ -685,7 +723,8 @@
   // enterQueue resumes the user's own state when they have one, else joins.
   async function enterQueue() {
     try {
-      applyPosition(await getStatus());
+      const p = await getStatus();
+      if (!joinWithPass(p)) applyPosition(p);
     } catch (err) {
       if (err.status === 404 || err.status === 401) {
         await join();
@@ -1056,8 +1095,11 @@
     if (state.view === "prequeue") renderPrequeue();
     if (state.view === "waiting") renderWaiting();
     if (state.view === "admitted") renderAdmitted();
+    else stopShopCountdown();
     if (state.view === "order") renderOrder();
     renderActions();
+    show($("pass-note"), Boolean(pass()) && ["join", "signin", "expired"].includes(state.view));
+    setText($("shop-spoken"), state.view === "admitted" && shop.say ? t(shop.say, { seconds: shopDelay }) : "");
   }
 
   function renderSale() {
@@ -1255,6 +1297,91 @@
     setText($("total"), s ? t("admitted.total", { amount: formatMoney(s.price_cents * (Number(select.value) || 1), s.currency) }) : "");
     select.disabled = state.busy;
     $("buy").disabled = state.busy;
+    renderShop();
+  }
+
+  // --- back to the shop ---------------------------------------------------------
+
+  // shopURL is where "Continue to the shop" goes: the sale's return_url with
+  // fs_ticket=<the ticket> set in its query (its other parameters and its
+  // fragment kept), or "" when there is none, or when it is not a URL the
+  // page may go to. The server takes only https, or http on a loopback
+  // host; the page checks again, so that whatever an answer carries
+  // (javascript:, data:, a relative path), it never goes anywhere else.
+  function shopURL() {
+    const raw = state.sale && state.sale.return_url;
+    if (typeof raw !== "string" || !raw || !state.ticket) return "";
+    let u;
+    try {
+      u = new URL(raw); // absolute only: there is no base
+    } catch {
+      return "";
+    }
+    const h = u.hostname;
+    const loopback = h === "localhost" || h === "[::1]" || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+    if (u.protocol !== "https:" && !(u.protocol === "http:" && loopback)) return "";
+    u.searchParams.set("fs_ticket", state.ticket);
+    return u.href;
+  }
+
+  // renderShop offers the shop when the sale has a return_url, and counts
+  // down to it once per ticket.
+  function renderShop() {
+    const url = shopURL();
+    show($("shop"), Boolean(url));
+    if (!url) {
+      stopShopCountdown();
+      return;
+    }
+    if ($("shop-link").href !== url) $("shop-link").href = url;
+    if (shop.ticket !== state.ticket) {
+      stopShopCountdown();
+      shop.ticket = state.ticket;
+      shop.stayed = false;
+      shop.say = "";
+      if (store.get(keys.shop) !== state.ticket) {
+        shop.deadline = Date.now() + shopDelay * 1000;
+        shop.timer = setInterval(shopTick, 200);
+        shop.say = "shop.spoken";
+      }
+    }
+    show($("shop-auto"), Boolean(shop.timer));
+    show($("shop-stayed"), shop.stayed);
+    if (shop.timer) setText($("shop-seconds"), formatNumber(Math.max(1, Math.ceil((shop.deadline - Date.now()) / 1000))));
+  }
+
+  function shopTick() {
+    if (state.view !== "admitted") {
+      stopShopCountdown();
+      return;
+    }
+    if (Date.now() < shop.deadline) {
+      renderShop();
+      return;
+    }
+    const url = shopURL();
+    shopDone(false);
+    if (url) location.assign(url);
+  }
+
+  function stopShopCountdown() {
+    clearInterval(shop.timer);
+    shop.timer = 0;
+  }
+
+  // shopDone ends this ticket's countdown for good: the shopper went (by
+  // the countdown or the link) or chose to stay.
+  function shopDone(stayed) {
+    stopShopCountdown();
+    if (state.ticket) store.set(keys.shop, state.ticket);
+    shop.stayed = stayed;
+    shop.say = stayed ? "shop.stayed" : ""; // the countdown's announcement no longer holds
+  }
+
+  function stayHere() {
+    shopDone(true);
+    render();
+    $("shop-link").focus(); // the Stay button is gone; the link is what is left to do
   }
 
   function renderOrder() {
@@ -1321,6 +1448,19 @@
       state.busyUntil > Date.now() - 1000) render();
   }
 
+  // joinWithPass: a shopper with a pass who is in line (or in the
+  // pre-queue) joins again with it, which takes them ahead of the line; it
+  // answers whether it did. One admitted or who bought needs it no more.
+  function joinWithPass(p) {
+    if (!pass() || !p) return false;
+    if (p.state === "waiting" || p.state === "prequeue") {
+      join();
+      return true;
+    }
+    if (p.state === "admitted" || p.state === "purchased") dropPass();
+    return false;
+  }
+
   // --- start ----------------------------------------------------------------------------
 
   // loadLanguage loads the shopper's language, else English, until one
@@ -1338,8 +1478,9 @@
   }
 
   async function start() {
-    readFragmentToken();
-    $("signin-user").value = store.get(keys.user) || randomName();
+    readFragment();
+    // A pass names its user: offer that name for the demo sign-in.
+    $("signin-user").value = store.get(keys.user) || jwtSubject(pass()) || randomName();
     $("signin-form").addEventListener("submit", signIn);
     $("join").addEventListener("click", () => (state.view === "signin" ? enterQueue() : joinPressed()));
     $("captcha-form").addEventListener("submit", captchaSubmitted);
@@ -1351,6 +1492,8 @@
     $("cancel").addEventListener("click", cancel);
     $("switch-user").addEventListener("click", switchUser);
     $("lang").addEventListener("change", languageChosen);
+    $("shop-stay").addEventListener("click", stayHere);
+    $("shop-link").addEventListener("click", () => shopDone(false));
     setInterval(tick, 1000);
     setInterval(refreshSale, 15000 + Math.random() * 5000);
 
@@ -1379,7 +1522,8 @@
   // in (yet). With no token at all the cookies may still say who they are.
   async function resume() {
     try {
-      applyPosition(await getStatus());
+      const p = await getStatus();
+      if (!joinWithPass(p)) applyPosition(p);
     } catch (err) {
       statusFailed(err, resume); // 401 → sign-in, 404 → join, 410 → final, 403 banned → final, 429 → later
       if (state.view === "loading" && err.code !== "rate_limited") toJoin();
