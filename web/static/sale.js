@@ -1493,7 +1493,10 @@
     $("switch-user").addEventListener("click", switchUser);
     $("lang").addEventListener("change", languageChosen);
     $("shop-stay").addEventListener("click", stayHere);
-    $("shop-link").addEventListener("click", () => shopDone(false));
+    $("shop-link").addEventListener("click", () => {
+      shopDone(false); // opened in another tab, say: this one stops counting
+      render();
+    });
     setInterval(tick, 1000);
     setInterval(refreshSale, 15000 + Math.random() * 5000);
 
