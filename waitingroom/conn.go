@@ -1,11 +1,14 @@
 package waitingroom
 
 import (
-	"math/rand/v2"
+	"context"
+	"io"
+	"net"
 	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -71,12 +74,26 @@ func (l SocketLimits) withDefaults() SocketLimits {
 	return l
 }
 
+// ReadPassthrough is a net.Conn wrapper (a listener's) whose reads are
+// those of the connection it wraps, e.g. one that only rewrites some
+// writes: the hub's poller reads a socket's own TCP connection without
+// waiting, so it polls a wrapped one only when the wrapper says this.
+type ReadPassthrough interface {
+	ReadsFrom() net.Conn
+}
+
 // connSeq numbers sockets in the order they open, so a user's oldest is
 // known.
 var connSeq atomic.Uint64
 
-// Conn is one shopper's WebSocket. One goroutine reads (and only watches for
-// the close), one writes: it drains the send queue, pings, and closes.
+// Conn is one shopper's WebSocket. What an idle socket costs is what a
+// node's socket count is made of, so an idle one holds as little as it can:
+// no goroutine reading it (the hub's poller reads every socket from one
+// epoll set; where there is none, a goroutine per socket, readLoop), no
+// write buffer (the upgrader's pool lends one per frame), and no writer
+// goroutine: a writer is started when there is something to write (a
+// frame, a due ping or pong, the close) and ends when it has written it.
+// Pings come from the hub's one pinger (pingLoop), not a timer per socket.
 type Conn struct {
 	ws   *websocket.Conn
 	sale string
@@ -85,29 +102,40 @@ type Conn struct {
 	hub  *Hub
 	seq  uint64 // order of opening (connSeq)
 
+	// Polled sockets (see poller): raw reads the descriptor without
+	// waiting, frames is where the client's bytes are between two reads
+	// (both only the poller goroutine's), lastSeen when the client was
+	// last heard from (unix ns).
+	raw      syscall.RawConn
+	frames   clientFrames
+	lastSeen atomic.Int64
+
 	mu      sync.Mutex
 	queue   [][]byte
 	queued  int
 	holding bool     // frames wait in held until the first frame is sent
 	held    [][]byte // frames that arrived before the first frame
+	writing bool     // a writer runs (it owns the socket's writes)
+	ping    bool     // a ping is due: the next writer sends it
+	pong    []byte   // a client's ping to answer (nil: none)
+	poll    *poller  // the poller reading the socket (nil: a goroutine does)
 	closing bool
 	discard bool // drop what is still queued: the close frame goes next
 	code    int
 	reason  string
-	notify  chan struct{}
-	done    chan struct{} // closed when the writer has finished
+	done    chan struct{} // closed when the last writer has closed the socket
 
 	// Position state, written by the hub's tick (and once at connect).
-	pmu      sync.Mutex
-	kind     string  // the user's state kind as this node knows it
-	place    float64 // queue score
-	lastPos  int64   // last position sent; never goes up
-	lastSent string  // the last position frame, to send only changes
+	pmu     sync.Mutex
+	kind    string  // the user's state kind as this node knows it
+	place   float64 // queue score
+	lastPos int64   // last position sent; never goes up
+	sent    posSent // what the last position frame said, to send only changes
 }
 
 func newConn(ws *websocket.Conn, hub *Hub, saleID, user string) *Conn {
 	return &Conn{ws: ws, hub: hub, sale: saleID, user: user, seq: connSeq.Add(1), holding: true,
-		notify: make(chan struct{}, 1), done: make(chan struct{})}
+		done: make(chan struct{})}
 }
 
 // Send queues a frame. It never blocks: a socket whose queue is over
@@ -131,8 +159,11 @@ func (c *Conn) Send(frame []byte) {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
+	start := c.startWriterLocked()
 	c.mu.Unlock()
-	c.wake()
+	if start {
+		go c.writeLoop()
+	}
 }
 
 // first sends the connection's first frame (its current state), then the
@@ -152,18 +183,70 @@ func (c *Conn) first(frame []byte) {
 // Close sends a close frame with code and closes the socket, once; it does
 // not wait for the writer. Frames queued before it are sent first, except
 // on a drop (CloseSlow, CloseReplaced): the client is not served any more,
-// so only the close frame follows the frame being written.
+// so only the close frame follows the frame being written. Code 0 closes
+// the connection without a close frame, and drops what is queued: it is
+// broken or dead.
 func (c *Conn) Close(code int, reason string) {
+	c.closeAs(code, reason, code == CloseSlow || code == CloseReplaced || code == 0)
+}
+
+// closeAs is Close, dropping what is queued when discard is set (the
+// client is not served any more, or will not read it).
+func (c *Conn) closeAs(code int, reason string, discard bool) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
 		return
 	}
-	c.closing, c.code, c.reason = true, code, reason
-	c.discard = code == CloseSlow || code == CloseReplaced
+	c.closing, c.code, c.reason, c.discard = true, code, reason, discard
 	c.holding = false
+	start := c.startWriterLocked()
 	c.mu.Unlock()
-	c.wake()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// pingSoon has the socket pinged by a writer (started if none runs).
+func (c *Conn) pingSoon() {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.ping = true
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// pongSoon has a writer answer the client's ping with payload (only the
+// newest ping is answered, as RFC 6455 allows).
+func (c *Conn) pongSoon(payload []byte) {
+	c.mu.Lock()
+	if c.closing {
+		c.mu.Unlock()
+		return
+	}
+	c.pong = payload
+	start := c.startWriterLocked()
+	c.mu.Unlock()
+	if start {
+		go c.writeLoop()
+	}
+}
+
+// startWriterLocked reports whether the caller must start a writer: none
+// runs, and the socket is a network one (a test's socket has none, its
+// frames stay queued). The caller holds c.mu.
+func (c *Conn) startWriterLocked() bool {
+	if c.writing || c.ws == nil {
+		return false
+	}
+	c.writing = true
+	return true
 }
 
 // open reports whether the socket is not closing.
@@ -173,11 +256,12 @@ func (c *Conn) open() bool {
 	return !c.closing
 }
 
-// oldestOpen lists the oldest open sockets of set beyond the newest max-1:
-// those a user's new socket replaces. The caller holds the set's shard lock.
-func oldestOpen(set map[*Conn]struct{}, max int) []*Conn {
-	open := make([]*Conn, 0, len(set))
-	for c := range set {
+// oldestOpen lists the oldest open sockets of conns beyond the newest
+// max-1: those a user's new socket replaces. The caller holds the shard
+// lock of conns.
+func oldestOpen(conns []*Conn, max int) []*Conn {
+	open := make([]*Conn, 0, len(conns))
+	for _, c := range conns {
 		if c.open() {
 			open = append(open, c)
 		}
@@ -189,78 +273,75 @@ func oldestOpen(set map[*Conn]struct{}, max int) []*Conn {
 	return open[:len(open)-max+1]
 }
 
-func (c *Conn) wake() {
-	select {
-	case c.notify <- struct{}{}:
-	default:
-	}
-}
-
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// writeLoop is the only writer. The first ping is jittered so a node's
-// sockets do not all ping in the same instant.
+// writeLoop is the socket's only writer while it runs: it writes a due
+// ping, then the queued frames one at a time (so a drop is not held up
+// behind the queue), and ends when nothing is left, or, once closing,
+// writes the close frame (unless the code is 0) and closes the socket.
 func (c *Conn) writeLoop() {
-	defer close(c.done)
-	defer c.ws.Close()
-	lim := c.hub.cfg.SocketLimits
-	ping := time.NewTimer(lim.PingInterval/2 + rand.N(lim.PingInterval/2+1))
-	defer ping.Stop()
-	for {
-		select {
-		case <-c.notify:
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(lim.WriteWait)); err != nil {
-				c.Close(0, "")
-			}
-			ping.Reset(lim.PingInterval)
-		}
-		if !c.flush(lim.WriteWait) {
-			return
-		}
-	}
-}
-
-// flush writes the queued frames, one at a time so a drop is not held up
-// behind the queue, and the close frame once closing; false when the
-// socket is done.
-func (c *Conn) flush(writeWait time.Duration) bool {
+	wait := c.hub.cfg.WriteWait
 	for {
 		c.mu.Lock()
 		if c.closing && (c.discard || len(c.queue) == 0) {
-			code, reason := c.code, c.reason
-			c.queue, c.queued = nil, 0
+			code, reason, poll := c.code, c.reason, c.poll
+			c.queue, c.queued, c.ping, c.pong = nil, 0, false, nil
 			c.mu.Unlock()
 			if code != 0 {
 				msg := websocket.FormatCloseMessage(code, reason)
 				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			}
-			return false
+			if poll != nil {
+				poll.remove(c) // while the descriptor is still this socket's
+			}
+			// writing stays set: no writer starts after the last one
+			_ = c.ws.Close()
+			close(c.done)
+			c.hub.remove(c)
+			return
+		}
+		if pong := c.pong; pong != nil {
+			c.pong = nil
+			c.mu.Unlock()
+			if err := c.ws.WriteControl(websocket.PongMessage, pong, time.Now().Add(wait)); err != nil {
+				c.Close(0, "")
+			}
+			continue
+		}
+		if c.ping {
+			c.ping = false
+			c.mu.Unlock()
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wait)); err != nil {
+				c.Close(0, "")
+			}
+			continue
 		}
 		if len(c.queue) == 0 {
 			c.queue = nil // let go of the array the queue grew into
+			c.writing = false
 			c.mu.Unlock()
-			return true
+			return
 		}
 		f := c.queue[0]
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
 		c.queued -= len(f)
 		c.mu.Unlock()
-		_ = c.ws.SetWriteDeadline(time.Now().Add(writeWait))
+		_ = c.ws.SetWriteDeadline(time.Now().Add(wait))
 		if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
 			// the connection is broken: no close frame can follow
 			c.Close(0, "")
-			return false
+			continue
 		}
 		c.hub.framesSent()
 	}
 }
 
-// readLoop reads (and drops) client messages, keeping the read deadline
-// fresh on pongs; any error ends the connection. A client message over
-// maxClientMessage is answered with 1009 by the library.
+// readLoop reads a socket the poller does not: it reads (and drops) client
+// messages, keeping the read deadline fresh on pongs; any error ends the
+// connection. A client message over maxClientMessage is answered with 1009
+// by the library.
 func (c *Conn) readLoop() {
 	lim := c.hub.cfg.SocketLimits
 	c.ws.SetReadLimit(maxClientMessage)
@@ -269,9 +350,61 @@ func (c *Conn) readLoop() {
 		return c.ws.SetReadDeadline(time.Now().Add(lim.PingInterval + lim.PongWait))
 	})
 	for {
-		if _, _, err := c.ws.ReadMessage(); err != nil {
+		_, r, err := c.ws.NextReader()
+		if err == nil {
+			_, err = io.Copy(io.Discard, r)
+		}
+		if err != nil {
 			c.Close(0, "")
 			return
+		}
+	}
+}
+
+// pingSlots is how many groups the pinger splits a node's sockets into (by
+// their seq): it wakes PingInterval/pingSlots apart and pings the groups
+// due since it last woke, so a node's pings are spread evenly and each
+// socket is pinged every PingInterval by the clock, even when a busy
+// machine delays the pinger's wakes.
+const pingSlots = 25
+
+// pingLoop pings every socket of the node once per PingInterval, and ends
+// polled sockets whose client was silent (no pong, nothing) for
+// PingInterval + PongWait: a socket read by a goroutine has a read deadline
+// for that.
+func (h *Hub) pingLoop(ctx context.Context) {
+	step := max(h.cfg.PingInterval/pingSlots, time.Millisecond)
+	t := time.NewTicker(step)
+	defer t.Stop()
+	silent := int64(h.cfg.PingInterval + h.cfg.PongWait)
+	last := time.Now().UnixNano() / int64(step) // the last step whose group was pinged
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now().UnixNano()
+		cur := now / int64(step)
+		due := uint64(min(cur-last, pingSlots)) // groups due: those of steps last+1..cur
+		last = cur
+		var dead []*Conn
+		for i := range h.shards {
+			sh := &h.shards[i]
+			sh.mu.RLock() // (shard, then socket: the order add takes them in)
+			for _, set := range sh.bySale {
+				for c := range set {
+					if seen := c.lastSeen.Load(); seen != 0 && now-seen > silent {
+						dead = append(dead, c)
+					} else if (uint64(cur)+pingSlots-c.seq%pingSlots)%pingSlots < due {
+						c.pingSoon()
+					}
+				}
+			}
+			sh.mu.RUnlock()
+		}
+		for _, c := range dead {
+			c.Close(0, "") // taken as dead: no close frame
 		}
 	}
 }

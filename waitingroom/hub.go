@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,13 +51,20 @@ type Hub struct {
 	sales  map[string]*saleTrack // sales this node follows
 	wakeUp chan struct{}
 
+	// poll reads the node's sockets while the hub runs (nil: none, each
+	// socket is read by a goroutine)
+	poll atomic.Pointer[poller]
+
 	startstop.Loop
 }
 
 type hubShard struct {
 	mu     sync.RWMutex
 	bySale map[string]map[*Conn]struct{}
-	byUser map[string]map[*Conn]struct{} // key: sale + "\x00" + user
+	// byUser: key sale + "\x00" + user; a slice, not a set: a user has a
+	// few sockets at most (MaxUserSockets), and a slice of one costs a
+	// fraction of a map of one, per socket of the node
+	byUser map[string][]*Conn
 }
 
 // saleTrack is what the node knows of one sale it follows.
@@ -65,6 +74,10 @@ type saleTrack struct {
 	table   *rankTable
 	advance []advSample // head advance samples, for the ETA
 	gen     string      // the generation of the sale's keys this node last saw
+	// eventAhead is when a tick first found the table's state set by a
+	// state event while the tables read still showed the one before (zero:
+	// none); see tick
+	eventAhead time.Time
 	// msg is the last message frame read from the stream (nil: none read
 	// yet), fresher than a cached copy of the sale for a new socket
 	msg []byte
@@ -109,19 +122,39 @@ func NewHub(cfg HubConfig, rdb redis.UniversalClient, store *sale.Store, issuer 
 		sales: map[string]*saleTrack{}, wakeUp: make(chan struct{}, 1)}
 	for i := range h.shards {
 		h.shards[i].bySale = map[string]map[*Conn]struct{}{}
-		h.shards[i].byUser = map[string]map[*Conn]struct{}{}
+		h.shards[i].byUser = map[string][]*Conn{}
 	}
 	return h
 }
 
-// Start runs the event reader and the tick until ctx ends or Stop.
+// Start runs the event reader, the tick, the pinger and the sockets'
+// poller until ctx ends or Stop.
 func (h *Hub) Start(ctx context.Context) {
 	h.Go(ctx, func(ctx context.Context) {
 		var wg sync.WaitGroup
 		wg.Go(func() { h.readEvents(ctx) })
 		wg.Go(func() { h.tickLoop(ctx) })
+		wg.Go(func() { h.pingLoop(ctx) })
+		if p, err := newPoller(); err != nil {
+			h.cfg.Logger.Info("hub: sockets are read by a goroutine each", "why", err)
+		} else {
+			h.poll.Store(p)
+			wg.Go(func() {
+				p.run(ctx)
+				h.poll.CompareAndSwap(p, nil)
+			})
+		}
 		wg.Wait()
 	})
+}
+
+// watch has the socket read: by the poller while the hub runs, else by a
+// goroutine of its own.
+func (h *Hub) watch(c *Conn) {
+	if p := h.poll.Load(); p != nil && p.add(c) {
+		return
+	}
+	go c.readLoop()
 }
 
 // CloseAll closes every socket with code (going away on shutdown).
@@ -174,12 +207,9 @@ func (h *Hub) add(c *Conn) {
 	}
 	sh.bySale[c.sale][c] = struct{}{}
 	k := userKey(c.sale, c.user)
-	if sh.byUser[k] == nil {
-		sh.byUser[k] = map[*Conn]struct{}{}
-	}
 	// at most MaxUserSockets open per user: the oldest make room
 	replaced := oldestOpen(sh.byUser[k], h.cfg.MaxUserSockets)
-	sh.byUser[k][c] = struct{}{}
+	sh.byUser[k] = append(sh.byUser[k], c)
 	sh.mu.Unlock()
 	for _, old := range replaced {
 		h.dropped("replaced")
@@ -200,11 +230,10 @@ func (h *Hub) remove(c *Conn) {
 		}
 	}
 	k := userKey(c.sale, c.user)
-	if set := sh.byUser[k]; set != nil {
-		delete(set, c)
-		if len(set) == 0 {
-			delete(sh.byUser, k)
-		}
+	if conns := slices.DeleteFunc(sh.byUser[k], func(o *Conn) bool { return o == c }); len(conns) > 0 {
+		sh.byUser[k] = conns
+	} else {
+		delete(sh.byUser, k)
 	}
 	sh.mu.Unlock()
 	if m := h.cfg.Metrics; m != nil {
@@ -217,12 +246,7 @@ func (h *Hub) userConns(saleID, user string) []*Conn {
 	sh := h.shard(saleID, user)
 	sh.mu.RLock()
 	defer sh.mu.RUnlock()
-	set := sh.byUser[userKey(saleID, user)]
-	out := make([]*Conn, 0, len(set))
-	for c := range set {
-		out = append(out, c)
-	}
-	return out
+	return slices.Clone(sh.byUser[userKey(saleID, user)])
 }
 
 // allConns lists every socket of the node.

@@ -269,3 +269,32 @@ func anySlice(s []string) []any {
 	}
 	return out
 }
+
+// TestHubStateEventBeforeTable: a state event reaches the hub before the
+// leader republishes the rank table (every 250 ms); the tick after it reads
+// the table published before the event, and its positions still say what
+// the event said, never the state before it.
+func TestHubStateEventBeforeTable(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	e := newHubEnv(t, 10)
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Cfg, "state", "paused").Err())
+	e.ranks(t)
+	e.hub.Tick(ctx) // the hub takes the paused table
+	// a socket whose first frame (paused) went out at connect
+	c := e.hub.AddTestConn("s1", "u003", waitingroom.KindWaiting, 3, 3)
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Cfg, "state", "open").Err())
+	e.hub.Dispatch(ctx, "s1", map[string]any{"t": "state", "d": "open"})
+	require.Equal(t, []string{`{"type":"open"}`}, c.Drain())
+
+	e.hub.Tick(ctx) // the table in Redis is still the paused one
+	require.Equal(t, []map[string]any{position(3, 10, false)}, decode(t, c.Drain()))
+
+	e.ranks(t) // the leader's next table shows the event's state
+	e.hub.Tick(ctx)
+	require.Empty(t, c.Drain(), "nothing changed, nothing sent")
+	require.NoError(t, e.rdb.HSet(ctx, e.k.Cfg, "state", "paused").Err())
+	e.ranks(t) // a pause published without its event yet: the table wins
+	e.hub.Tick(ctx)
+	require.Equal(t, []map[string]any{position(3, 10, true)}, decode(t, c.Drain()))
+}

@@ -12,10 +12,26 @@ import (
 	"github.com/flashsale/flashsale/sale"
 )
 
+// posSent is what a socket's last position frame said: the next frame is
+// sent only when it would say something else. Compared as fields rather
+// than as the frame's bytes, so a socket keeps no copy of its last frame
+// and the tick encodes only the frames it sends.
+type posSent struct {
+	pos, queueLen, eta  int64 // eta -1: null
+	paused, allReserved bool
+	startsAt            string // "" when the frame has none
+	set                 bool   // a position frame was sent
+}
+
 // pushPositions sends each waiting socket its position when it changed. A
 // position never goes up.
 func (h *Hub) pushPositions(s *sale.Sale, tab *rankTable, eta func(int64) *int64, conns []*Conn, now time.Time) {
 	started := tab.state != string(sale.Upcoming)
+	var startsAt *string
+	if !started {
+		startsAt = api.TimePtr(&s.StartsAt) // one string, shared by every frame of the tick
+	}
+	paused := tab.state == string(sale.Paused)
 	for _, c := range conns {
 		c.pmu.Lock()
 		kind, place, last := c.kind, c.place, c.lastPos
@@ -32,17 +48,20 @@ func (h *Hub) pushPositions(s *sale.Sale, tab *rankTable, eta func(int64) *int64
 			pos = last
 		}
 		p := Position{Type: "position", Position: pos, QueueLength: tab.queueLen, ETASeconds: eta(pos),
-			Paused: tab.state == string(sale.Paused), AllReserved: tab.allReserved, PollAfter: pollAfter}
-		if tab.state == string(sale.Upcoming) {
-			p.StartsAt = api.TimePtr(&s.StartsAt)
+			Paused: paused, AllReserved: tab.allReserved, PollAfter: pollAfter, StartsAt: startsAt}
+		next := posSent{pos: pos, queueLen: p.QueueLength, eta: -1, paused: paused, allReserved: p.AllReserved, set: true}
+		if p.ETASeconds != nil {
+			next.eta = *p.ETASeconds
 		}
-		frame := mustJSON(p)
-		if string(frame) != c.lastSent {
-			c.lastPos, c.lastSent = pos, string(frame)
+		if startsAt != nil {
+			next.startsAt = *startsAt
+		}
+		if next != c.sent {
+			c.lastPos, c.sent = pos, next
 			// Sent under pmu: an event that ends the wait (admitted,
 			// expired, order) sets the kind under pmu before its frame,
 			// so no position frame can be queued after it.
-			c.Send(frame)
+			c.Send(appendPosition(make([]byte, 0, positionFrameSize), &p))
 		}
 		c.pmu.Unlock()
 	}
@@ -53,6 +72,7 @@ type rankTable struct {
 	queueLen    int64
 	advance     int64
 	state       string
+	hdrState    string // the state the table was published with (state may be an event's since)
 	allReserved bool
 	gen         string
 	restoring   bool // waiters are being put back after a Redis loss
@@ -69,7 +89,7 @@ func parseRankTable(s string) (*rankTable, error) {
 	if len(hdr) < 7 {
 		return nil, redis.Nil
 	}
-	t := &rankTable{state: hdr[3], allReserved: hdr[4] == "1", gen: hdr[5], restoring: hdr[6] == "1"}
+	t := &rankTable{state: hdr[3], hdrState: hdr[3], allReserved: hdr[4] == "1", gen: hdr[5], restoring: hdr[6] == "1"}
 	t.queueLen, _ = strconv.ParseInt(hdr[1], 10, 64)
 	t.advance, _ = strconv.ParseInt(hdr[2], 10, 64)
 	t.ranks = make([]int64, 0, len(lines)-1)

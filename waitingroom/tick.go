@@ -87,6 +87,7 @@ func (h *Hub) tick(ctx context.Context) {
 				lost = tr.gen
 				tr.advance = nil // the head's counters started again with the keys
 			}
+			keepEventState(tr, tab, now)
 			tr.table = tab
 			tr.advance = addSample(tr.advance, now, tab.advance)
 			eta = etaFunc(tr.advance, tab.state)
@@ -105,5 +106,28 @@ func (h *Hub) tick(ctx context.Context) {
 			continue
 		}
 		h.pushPositions(s, tab, eta, connsBySale[i], now)
+	}
+}
+
+// staleTable bounds how long a state event outranks the tables read after
+// it: the leader publishes one every 250 ms, so by then they show it.
+const staleTable = 2 * time.Second
+
+// keepEventState keeps a state event's state over a table published before
+// the event: the hub set the state of the table it held on the event (and
+// sent the sockets the state frame), and a tick reading the table the
+// leader published just before it would push positions that contradict
+// that frame (a "paused" position after "open"). The caller holds h.mu.
+func keepEventState(tr *saleTrack, tab *rankTable, now time.Time) {
+	old := tr.table
+	if old == nil || old.state == old.hdrState || tab.state != old.hdrState {
+		tr.eventAhead = time.Time{} // no event ahead of the tables, or they caught up
+		return
+	}
+	if tr.eventAhead.IsZero() {
+		tr.eventAhead = now
+	}
+	if now.Sub(tr.eventAhead) < staleTable {
+		tab.state = old.state // hdrState stays the table's: still ahead
 	}
 }

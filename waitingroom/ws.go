@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -12,9 +13,26 @@ import (
 	"github.com/flashsale/flashsale/sale"
 )
 
+// upgrader makes shopper sockets lean, since a node holds tens of
+// thousands of them and most are idle: a 256-byte read buffer (clients
+// only send pongs and the close; control frames need 125 bytes), and no
+// write buffer of their own: one is lent from writeBuffers for a frame and
+// given back after it (gorilla's WriteBufferPool). A frame larger than the
+// buffer goes out as several fragments of one message, as before.
+var upgrader = websocket.Upgrader{
+	ReadBufferSize: 256, WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{},
+	// Origin is checked after the upgrade, so a refused browser reads 4403.
+	CheckOrigin: func(*http.Request) bool { return true },
+}
+
+// ws upgrades a shopper's socket, sends its first frame and returns: the
+// socket's reader goroutine (readLoop) carries it from there. Returning
+// lets go of what the HTTP server held for the request (its buffers, the
+// request, a stack grown by the handler), a socket's largest cost when it
+// stayed blocked in here.
 func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
-	ws, err := s.up.Upgrade(w, r, nil)
+	ws, err := upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader answered the HTTP error
 	}
@@ -56,8 +74,6 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	c := newConn(ws, s.hub, saleID, user)
 	c.addr = s.cfg.Proxies.Addr(r)
 	s.hub.add(c)
-	defer s.hub.remove(c)
-	go c.writeLoop()
 
 	st, err := s.statusAt(ctx, saleID, user, at)
 	now := time.Now()
@@ -93,14 +109,9 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 			c.Send(msg)
 		}
 	}
-	go func() {
-		// the reader ends on the client's close or an error; a server-side
-		// close ends the writer, which closes the socket and so the reader
-		<-c.Done()
-		_ = ws.Close()
-	}()
-	c.readLoop()
-	<-c.Done()
+	// From here the socket is read by the hub's poller (or a goroutine of
+	// its own); its last writer closes it and takes it out of the hub.
+	s.hub.watch(c)
 }
 
 // orderFrame is the order frame of a shopper who bought: the whole order

@@ -249,11 +249,13 @@ func TestWebSocket(t *testing.T) {
 		patch(t, s, saleID, map[string]any{"state": "open"})
 		last, lastAt := float64(n), time.Now()
 		var positions []float64
+		var all []string
 		sawETA := false
 		deadline := time.Now().Add(30 * time.Second)
 		for last > 1 {
 			require.True(t, time.Now().Before(deadline), "position 1 within 30 s; frames: %v", positions)
 			f := ws.next(5 * time.Second)
+			all = append(all, fmt.Sprintf("%s %v", time.Now().Format("05.000"), f))
 			if f["type"] == "open" {
 				continue
 			}
@@ -262,7 +264,7 @@ func TestWebSocket(t *testing.T) {
 			positions = append(positions, p)
 			require.LessOrEqual(t, p, last, "positions never go up: %v", positions)
 			require.GreaterOrEqual(t, p, 1.0)
-			require.Equal(t, false, f["paused"])
+			require.Equal(t, false, f["paused"], "frame %v after %v", f, all)
 			if p < last {
 				require.Less(t, time.Since(lastAt), 3*time.Second, "a changed position within 2 s (and a tick)")
 				lastAt = time.Now()
