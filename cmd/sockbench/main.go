@@ -1,0 +1,599 @@
+// Command sockbench measures a running flashsale node's WebSockets at
+// scale, from other processes than the node's:
+//
+//	sockbench --url http://127.0.0.1:8090 --data-dir /tmp/fsb --pid PID -n 1000,5000,19000 --procs 2
+//
+// It creates a sale, pauses it, joins as many users as the largest size and
+// then, for each size in turn (the sockets of a size stay open for the
+// next), opens sockets up to that size and measures:
+//
+//   - the node's RSS per idle socket: VmRSS of /proc/PID/status once the
+//     sockets are open and quiet, minus VmRSS before the first socket;
+//   - a state frame to every socket: the sale is resumed ("open" frames)
+//     and later paused again ("paused"); timed from the state event in
+//     Redis (its stream id; --redis-url) and from the PATCH to the last
+//     socket's receipt;
+//   - positions while admission moves (--rate per second for --move): the
+//     longest gap between two position frames of any waiting socket, and
+//     how long each tick's burst of position frames takes to reach every
+//     socket.
+//
+// The sockets are held by --procs child processes (the same binary, mode
+// "client"), each dialing from its own loopback address: one process may
+// hold at most its file limit (ulimit -n) of sockets, and one source
+// address about 28,000 ports. Node flags that let one address open
+// thousands of sockets: --ip-rate 0 --user-rate 0.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/flashsale/flashsale/sale"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "client" {
+		err = clientMain(ctx, os.Stdin, os.Stdout)
+	} else {
+		err = run(ctx, os.Args[1:])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sockbench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	url, dataDir, redisURL, keyPrefix, sizes, saleID string
+	pid, procs, joinConc, dialConc                   int
+	rate                                             float64
+	move, settle, hold                               time.Duration
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("sockbench", flag.ContinueOnError)
+	var o options
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8090", "the node's base URL (a --dev node on loopback)")
+	fs.StringVar(&o.dataDir, "data-dir", "./.flashsale", "the --dev node's data dir (admin token and user-token secret)")
+	fs.StringVar(&o.redisURL, "redis-url", "", "the node's Redis URL, to time state frames from their event (default: from the PATCH only)")
+	fs.StringVar(&o.keyPrefix, "redis-key-prefix", "fs", "the node's --redis-key-prefix")
+	fs.StringVar(&o.sizes, "n", "1000,5000,19000", "socket counts to measure at, ascending, comma separated")
+	fs.StringVar(&o.saleID, "sale", "", "sale id to create (default: sockbench-<time>)")
+	fs.IntVar(&o.pid, "pid", 0, "the node's process id, to read its VmRSS (required)")
+	fs.IntVar(&o.procs, "procs", 2, "client processes holding the sockets (each at most its ulimit -n)")
+	fs.IntVar(&o.joinConc, "join-c", 32, "concurrent joins")
+	fs.IntVar(&o.dialConc, "dial-c", 64, "concurrent dials per client process")
+	fs.Float64Var(&o.rate, "rate", 20, "admissions per second while the queue moves")
+	fs.DurationVar(&o.move, "move", 8*time.Second, "how long the queue moves at each size")
+	fs.DurationVar(&o.settle, "settle", 5*time.Second, "quiet time before reading RSS")
+	fs.DurationVar(&o.hold, "hold", 0, "keep the sockets open this long after the last size (e.g. to profile the node)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	sizes, err := parseSizes(o.sizes)
+	if err != nil {
+		return err
+	}
+	if o.pid <= 0 {
+		return errors.New("--pid is required: the node's process id (e.g. $(pgrep -n flashsale))")
+	}
+	if o.procs < 1 {
+		return errors.New("--procs must be at least 1")
+	}
+	if _, err := rssKiB(o.pid); err != nil {
+		return fmt.Errorf("--pid %d: %w", o.pid, err)
+	}
+	b := &bench{o: o, http: &http.Client{Timeout: 30 * time.Second}}
+	if b.admin, err = readTrim(filepath.Join(o.dataDir, "admin-token")); err != nil {
+		return fmt.Errorf("--data-dir: %w", err)
+	}
+	if o.redisURL != "" {
+		opt, err := redis.ParseURL(o.redisURL)
+		if err != nil {
+			return fmt.Errorf("--redis-url: %w", err)
+		}
+		b.rdb = redis.NewClient(opt)
+		defer b.rdb.Close()
+	}
+	if o.saleID == "" {
+		o.saleID = fmt.Sprintf("sockbench-%d", time.Now().Unix())
+		b.o.saleID = o.saleID
+	}
+	return b.run(ctx, sizes)
+}
+
+func parseSizes(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n <= 0 || (len(out) > 0 && n <= out[len(out)-1]) {
+			return nil, fmt.Errorf("-n %q: want ascending positive counts, e.g. 1000,5000,19000", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func readTrim(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	return strings.TrimSpace(string(b)), err
+}
+
+type bench struct {
+	o       options
+	http    *http.Client
+	admin   string
+	rdb     *redis.Client
+	clients []*child
+	prefix  string
+}
+
+// result is one size's row.
+type result struct {
+	n, opened, failed           int
+	rssBase, rss                int64 // KiB
+	goroutines, heapInuse       float64
+	stackInuse                  float64
+	openFrame, pausedFrame      broadcast
+	maxGap, p99Gap              time.Duration
+	overTwo, noPosition, waited int
+	tickSpread, tickMax         time.Duration
+	bursts                      int
+}
+
+type broadcast struct {
+	fromEvent, fromPatch time.Duration
+	got, of              int
+}
+
+func (b *bench) run(ctx context.Context, sizes []int) error {
+	maxN := sizes[len(sizes)-1]
+	b.prefix = fmt.Sprintf("sb%d-", time.Now().UnixNano()%1e9)
+	if err := b.createSale(ctx); err != nil {
+		return err
+	}
+	log("sale %s created and paused; joining %d users", b.o.saleID, maxN)
+	start := time.Now()
+	if err := b.joinAll(ctx, maxN); err != nil {
+		return err
+	}
+	log("joined %d users in %v", maxN, time.Since(start).Round(time.Millisecond))
+	if err := b.startClients(ctx); err != nil {
+		return err
+	}
+	defer b.stopClients()
+	sleep(ctx, b.o.settle)
+	base, err := rssKiB(b.o.pid)
+	if err != nil {
+		return err
+	}
+	log("node RSS before any socket: %d KiB", base)
+	var rows []result
+	prev := 0
+	for _, n := range sizes {
+		r, err := b.measure(ctx, prev, n, base)
+		if err != nil {
+			return err
+		}
+		rows = append(rows, r)
+		printRows(os.Stdout, b.o, rows[len(rows)-1:], false)
+		prev = n
+	}
+	fmt.Println()
+	printRows(os.Stdout, b.o, rows, true)
+	if b.o.hold > 0 {
+		log("holding the sockets open for %v", b.o.hold)
+		sleep(ctx, b.o.hold)
+	}
+	return nil
+}
+
+func log(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+func (b *bench) do(ctx context.Context, method, path, token string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		j, err := json.Marshal(body)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, b.o.url+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, err
+}
+
+func (b *bench) createSale(ctx context.Context) error {
+	st, body, err := b.do(ctx, "POST", "/api/v1/admin/sales", b.admin, map[string]any{
+		"id": b.o.saleID, "name": "sockbench", "price_cents": 100, "currency": "EUR",
+		"stock": 10_000_000, "admission_rate": b.o.rate, "max_active": 1_000_000,
+		"ticket_ttl_seconds": 3600, "abandon_after_seconds": 300})
+	if err != nil {
+		return fmt.Errorf("create the sale at --url: %w", err)
+	}
+	if st != http.StatusCreated {
+		return fmt.Errorf("create the sale: %d %s", st, body)
+	}
+	return b.setState(ctx, "paused")
+}
+
+func (b *bench) setState(ctx context.Context, state string) error {
+	st, body, err := b.do(ctx, "PATCH", "/api/v1/admin/sales/"+b.o.saleID, b.admin, map[string]any{"state": state})
+	if err != nil {
+		return err
+	}
+	if st != http.StatusOK {
+		return fmt.Errorf("set the sale %s: %d %s", state, st, body)
+	}
+	return nil
+}
+
+// joinAll joins users 0..n-1, so the sockets find them waiting.
+func (b *bench) joinAll(ctx context.Context, n int) error {
+	secret, err := readTrim(filepath.Join(b.o.dataDir, "identity-secret"))
+	if err != nil {
+		return fmt.Errorf("--data-dir: the dev user-token secret: %w", err)
+	}
+	toks, err := mintRange([]byte(secret), b.prefix, 0, n)
+	if err != nil {
+		return err
+	}
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+		next  = make(chan int)
+	)
+	for range b.o.joinConc {
+		wg.Go(func() {
+			for i := range next {
+				st, body, err := b.do(ctx, "POST", "/api/v1/sales/"+b.o.saleID+"/join", toks[i], nil)
+				if err == nil && st != http.StatusOK {
+					err = fmt.Errorf("join %d: %d %s (start the node with --ip-rate 0 --user-rate 0)", i, st, body)
+				}
+				if err != nil {
+					mu.Lock()
+					first = cmpOr(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		mu.Lock()
+		failed := first != nil
+		mu.Unlock()
+		if failed || ctx.Err() != nil {
+			break
+		}
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	return cmpOr(first, ctx.Err())
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+func (b *bench) startClients(ctx context.Context) error {
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	run := rand.IntN(200)
+	for i := range b.o.procs {
+		// each its own source address: a fresh port range, free of the
+		// TIME_WAIT of an earlier run
+		src := fmt.Sprintf("127.0.%d.%d", 20+run, 1+i)
+		cmd := exec.CommandContext(ctx, exe, "client")
+		cmd.Env = append(os.Environ(),
+			"SOCKBENCH_URL="+b.o.url, "SOCKBENCH_SALE="+b.o.saleID, "SOCKBENCH_PREFIX="+b.prefix,
+			"SOCKBENCH_DATA_DIR="+b.o.dataDir, "SOCKBENCH_SOURCE="+src,
+			"SOCKBENCH_DIAL_C="+strconv.Itoa(b.o.dialConc))
+		cmd.Stderr = os.Stderr
+		in, err := cmd.StdinPipe()
+		if err != nil {
+			return err
+		}
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		b.clients = append(b.clients, &child{cmd: cmd, in: in, out: bufio.NewReader(out)})
+	}
+	return nil
+}
+
+func (b *bench) stopClients() {
+	for _, c := range b.clients {
+		_ = c.in.Close() // the client closes its sockets and exits on EOF
+	}
+	for _, c := range b.clients {
+		_ = c.cmd.Wait()
+	}
+}
+
+type child struct {
+	cmd *exec.Cmd
+	in  io.WriteCloser
+	out *bufio.Reader
+}
+
+// call sends every client one command and collects their replies.
+func (b *bench) call(cmds []command) ([]reply, error) {
+	for i, c := range b.clients {
+		if err := json.NewEncoder(c.in).Encode(cmds[i]); err != nil {
+			return nil, fmt.Errorf("client %d: %w", i, err)
+		}
+	}
+	out := make([]reply, len(b.clients))
+	for i, c := range b.clients {
+		line, err := c.out.ReadBytes('\n')
+		if err != nil {
+			return nil, fmt.Errorf("client %d ended: %w", i, err)
+		}
+		if err := json.Unmarshal(line, &out[i]); err != nil {
+			return nil, fmt.Errorf("client %d: %w", i, err)
+		}
+		if out[i].Err != "" {
+			return nil, fmt.Errorf("client %d: %s", i, out[i].Err)
+		}
+	}
+	return out, nil
+}
+
+func (b *bench) all(c command) []command {
+	cmds := make([]command, len(b.clients))
+	for i := range cmds {
+		cmds[i] = c
+	}
+	return cmds
+}
+
+func (b *bench) measure(ctx context.Context, from, to int, base int64) (result, error) {
+	r := result{n: to, rssBase: base}
+	// users from..to-1, dealt round robin to the clients
+	cmds := make([]command, len(b.clients))
+	for i := from; i < to; i++ {
+		k := i % len(b.clients)
+		cmds[k].Op = "open"
+		cmds[k].Users = append(cmds[k].Users, i)
+	}
+	log("opening sockets %d..%d", from, to-1)
+	start := time.Now()
+	reps, err := b.call(cmds)
+	if err != nil {
+		return r, err
+	}
+	for _, rp := range reps {
+		r.opened += rp.Open
+		r.failed += rp.Failed
+		if rp.FirstErr != "" {
+			log("a dial failed: %s", rp.FirstErr)
+		}
+	}
+	log("%d sockets open (%d failed) in %v", r.opened, r.failed, time.Since(start).Round(time.Millisecond))
+	sleep(ctx, b.o.settle)
+	if r.rss, err = rssKiB(b.o.pid); err != nil {
+		return r, err
+	}
+	m := b.nodeMetrics(ctx)
+	r.goroutines, r.heapInuse = m["go_goroutines"], m["go_memstats_heap_inuse_bytes"]
+	r.stackInuse = m["go_memstats_stack_inuse_bytes"]
+
+	// resume: "open" to every socket, then the queue moves
+	if r.openFrame, err = b.broadcast(ctx, "open"); err != nil {
+		return r, err
+	}
+	moveFrom := time.Now()
+	sleep(ctx, b.o.move)
+	moveTo := time.Now()
+	if r.pausedFrame, err = b.broadcast(ctx, "paused"); err != nil {
+		return r, err
+	}
+	// positions: from a tick after the resume (the first frames after it
+	// carry paused false) to the pause
+	reps, err = b.call(b.all(command{Op: "gaps", From: moveFrom.Add(1500 * time.Millisecond).UnixNano(), To: moveTo.UnixNano()}))
+	if err != nil {
+		return r, err
+	}
+	var gaps []time.Duration
+	var recv []int64
+	for _, rp := range reps {
+		r.overTwo += rp.OverTwo
+		r.noPosition += rp.NoPosition
+		r.waited += rp.Waiting
+		for _, g := range rp.MaxGaps {
+			gaps = append(gaps, time.Duration(g))
+		}
+		recv = append(recv, rp.Receipts...)
+	}
+	if len(gaps) > 0 {
+		slices.Sort(gaps)
+		r.maxGap = gaps[len(gaps)-1]
+		r.p99Gap = gaps[len(gaps)*99/100]
+	}
+	r.bursts, r.tickSpread, r.tickMax = bursts(recv)
+	sleep(ctx, time.Second) // the pause's positions, before the next size
+	return r, nil
+}
+
+// bursts splits the receipt times of position frames (every socket's) into
+// ticks, a tick ending at a silence of 300 ms, and returns the ticks'
+// count, their median and their longest first-to-last span.
+func bursts(ts []int64) (n int, median, longest time.Duration) {
+	if len(ts) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(ts)
+	var spans []time.Duration
+	start := ts[0]
+	for i := 1; i <= len(ts); i++ {
+		if i == len(ts) || ts[i]-ts[i-1] > int64(300*time.Millisecond) {
+			spans = append(spans, time.Duration(ts[i-1]-start))
+			if i < len(ts) {
+				start = ts[i]
+			}
+		}
+	}
+	slices.Sort(spans)
+	return len(spans), spans[len(spans)/2], spans[len(spans)-1]
+}
+
+// broadcast sets the sale's state and times its frame's arrival at every
+// socket: from the PATCH and from the state event's stream id.
+func (b *bench) broadcast(ctx context.Context, state string) (broadcast, error) {
+	var out broadcast
+	t0 := time.Now()
+	if err := b.setState(ctx, state); err != nil {
+		return out, err
+	}
+	reps, err := b.call(b.all(command{Op: "wait", Type: state, Since: t0.UnixNano(), Timeout: int64(10 * time.Second)}))
+	if err != nil {
+		return out, err
+	}
+	var last int64
+	for _, rp := range reps {
+		out.got += rp.Got
+		out.of += rp.Open
+		last = max(last, rp.Last)
+	}
+	out.fromPatch = time.Duration(last - t0.UnixNano())
+	if ev, ok := b.stateEvent(ctx, state, t0); ok {
+		out.fromEvent = time.Duration(last - ev.UnixNano())
+	}
+	log("%q to %d/%d sockets: last %v after the PATCH, %v after the event", state, out.got, out.of,
+		out.fromPatch.Round(time.Millisecond), out.fromEvent.Round(time.Millisecond))
+	return out, nil
+}
+
+// stateEvent finds the time of the sale's newest state event (its stream
+// id, Redis's clock in ms) at or after since.
+func (b *bench) stateEvent(ctx context.Context, state string, since time.Time) (time.Time, bool) {
+	if b.rdb == nil {
+		return time.Time{}, false
+	}
+	k := sale.Keyspace{Prefix: b.o.keyPrefix}.Sale(b.o.saleID)
+	msgs, err := b.rdb.XRevRangeN(ctx, k.Ev, "+", strconv.FormatInt(since.Add(-time.Second).UnixMilli(), 10), 200).Result()
+	if err != nil {
+		log("read the event stream: %v", err)
+		return time.Time{}, false
+	}
+	for _, m := range msgs {
+		if m.Values["t"] == "state" && m.Values["d"] == state {
+			ms, err := strconv.ParseInt(m.ID[:strings.IndexByte(m.ID, '-')], 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.UnixMilli(ms), true
+		}
+	}
+	log("no %q event in the stream (check --redis-url and --redis-key-prefix)", state)
+	return time.Time{}, false
+}
+
+// nodeMetrics scrapes the node's /metrics for its Go runtime figures.
+func (b *bench) nodeMetrics(ctx context.Context) map[string]float64 {
+	out := map[string]float64{}
+	st, body, err := b.do(ctx, "GET", "/metrics", "", nil)
+	if err != nil || st != http.StatusOK {
+		return out
+	}
+	for line := range strings.SplitSeq(string(body), "\n") {
+		name, v, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(name, "#") {
+			continue
+		}
+		if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			out[name] = f
+		}
+	}
+	return out
+}
+
+// rssKiB reads VmRSS of a process.
+func rssKiB(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	return 0, errors.New("no VmRSS in its /proc status")
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond)) }
+
+func printRows(w io.Writer, o options, rows []result, header bool) {
+	if header {
+		fmt.Fprintf(w, "sockbench: sale %s, %d client processes, rate %g/s, move %v\n\n", o.saleID, o.procs, o.rate, o.move)
+		fmt.Fprintln(w, "| sockets (open/failed) | RSS per socket | goroutines | heap / stacks in use | \"open\" to all: from event / PATCH | \"paused\" to all: from event / PATCH | longest position gap (p99) | sockets with a gap > 2 s / no position | tick's frames to all sockets: median / longest (ticks) |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	}
+	for _, r := range rows {
+		per := float64(r.rss-r.rssBase) / float64(max(r.opened, 1))
+		fmt.Fprintf(w, "| %d (%d/%d) | %.1f KiB | %.0f | %.1f / %.1f MiB | %s / %s (%d/%d) | %s / %s (%d/%d) | %s (%s) | %d / %d of %d | %s / %s (%d) |\n",
+			r.n, r.opened, r.failed, per, r.goroutines, r.heapInuse/(1<<20), r.stackInuse/(1<<20),
+			ms(r.openFrame.fromEvent), ms(r.openFrame.fromPatch), r.openFrame.got, r.openFrame.of,
+			ms(r.pausedFrame.fromEvent), ms(r.pausedFrame.fromPatch), r.pausedFrame.got, r.pausedFrame.of,
+			ms(r.maxGap), ms(r.p99Gap), r.overTwo, r.noPosition, r.waited,
+			ms(r.tickSpread), ms(r.tickMax), r.bursts)
+	}
+}
