@@ -175,6 +175,8 @@ func TestBrowserConsoleLive(t *testing.T) {
 	pass := eval[string](t, ctx, `document.getElementById("pass-token-0").value`)
 	require.Equal(t, 2, strings.Count(pass, "."), "a JWT: %q", pass)
 	require.Contains(t, eval[string](t, ctx, `document.querySelector("#passes li").textContent`), "Pass for vip-7, valid until")
+	require.Equal(t, s.URL+"/sales/"+id+"#pass="+pass, eval[string](t, ctx, `document.querySelector("#passes li a").href`),
+		"the waiting-page link carries the pass")
 	press(t, ctx, "#passes li button")
 	waitFor[bool](t, ctx, 10*time.Second, "copied", textJS("pass-status")+` === "Copied the pass for vip-7."`)
 	checkPage(t, ctx, "a pass made")

@@ -146,6 +146,7 @@ func TestDesignNamesInEnglish(t *testing.T) {
 		"join.button": "Join", "join.again": "Join", "admitted.buy": "Buy", "order.pay": "Pay", "order.cancel": "Cancel",
 		"waiting.paused": "paused", "eta.paused": "paused", "soldOut.text": "sold out", "closed.title": "closed",
 		"notice.soldOut": "sold out", "notice.closed": "closed", "prequeue.text": "drawn at random",
+		"shop.continue": "Continue",
 	} {
 		require.Contains(t, en[key], want, key)
 	}

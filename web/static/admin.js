@@ -673,7 +673,12 @@
     list.replaceChildren(...state.passes.map((p, i) => {
       const li = document.createElement("li");
       const what = document.createElement("p");
-      what.textContent = "Pass for " + p.user_id + ", valid until " + formatTime(p.expires_at) + ". The shopper joins with it as {\"pass\": \"…\"}.";
+      what.textContent = "Pass for " + p.user_id + ", valid until " + formatTime(p.expires_at) + ". The shopper joins with it as {\"pass\": \"…\"}, or opens ";
+      // the waiting page takes #pass= and joins with it
+      const link = document.createElement("a");
+      link.href = location.origin + "/sales/" + encodeURIComponent(state.selected) + "#pass=" + encodeURIComponent(p.pass);
+      link.textContent = "the waiting-page link for " + p.user_id;
+      what.append(link, ".");
       const label = document.createElement("label");
       const areaId = "pass-token-" + i;
       label.htmlFor = areaId;
