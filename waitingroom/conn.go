@@ -109,6 +109,8 @@ type Conn struct {
 	raw      syscall.RawConn
 	frames   clientFrames
 	lastSeen atomic.Int64
+	// writeSince is when the frame being written started (unix ns; 0: none)
+	writeSince atomic.Int64
 
 	mu      sync.Mutex
 	queue   [][]byte
@@ -328,8 +330,12 @@ func (c *Conn) writeLoop() {
 		c.queue = c.queue[1:]
 		c.queued -= len(f)
 		c.mu.Unlock()
-		_ = c.ws.SetWriteDeadline(time.Now().Add(wait))
-		if err := c.ws.WriteMessage(websocket.TextMessage, f); err != nil {
+		// no write deadline (a timer armed and moved per frame, a tenth of
+		// a broadcast's CPU): the pinger cuts a write stuck past WriteWait
+		c.writeSince.Store(time.Now().UnixNano())
+		err := c.ws.WriteMessage(websocket.TextMessage, f)
+		c.writeSince.Store(0)
+		if err != nil {
 			// the connection is broken: no close frame can follow
 			c.Close(0, "")
 			continue
@@ -368,10 +374,11 @@ func (c *Conn) readLoop() {
 // machine delays the pinger's wakes.
 const pingSlots = 25
 
-// pingLoop pings every socket of the node once per PingInterval, and ends
+// pingLoop pings every socket of the node once per PingInterval, ends
 // polled sockets whose client was silent (no pong, nothing) for
-// PingInterval + PongWait: a socket read by a goroutine has a read deadline
-// for that.
+// PingInterval + PongWait (a socket read by a goroutine has a read deadline
+// for that), and cuts the connection of a socket whose frame has been
+// written for longer than WriteWait: the client stopped reading.
 func (h *Hub) pingLoop(ctx context.Context) {
 	step := max(h.cfg.PingInterval/pingSlots, time.Millisecond)
 	t := time.NewTicker(step)
@@ -385,16 +392,19 @@ func (h *Hub) pingLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		now := time.Now().UnixNano()
+		stuckAfter := int64(h.cfg.WriteWait)
 		cur := now / int64(step)
 		due := uint64(min(cur-last, pingSlots)) // groups due: those of steps last+1..cur
 		last = cur
-		var dead []*Conn
+		var dead, stuck []*Conn
 		for i := range h.shards {
 			sh := &h.shards[i]
 			sh.mu.RLock() // (shard, then socket: the order add takes them in)
 			for _, set := range sh.bySale {
 				for c := range set {
-					if seen := c.lastSeen.Load(); seen != 0 && now-seen > silent {
+					if since := c.writeSince.Load(); since != 0 && now-since > stuckAfter {
+						stuck = append(stuck, c)
+					} else if seen := c.lastSeen.Load(); seen != 0 && now-seen > silent {
 						dead = append(dead, c)
 					} else if (uint64(cur)+pingSlots-c.seq%pingSlots)%pingSlots < due {
 						c.pingSoon()
@@ -405,6 +415,10 @@ func (h *Hub) pingLoop(ctx context.Context) {
 		}
 		for _, c := range dead {
 			c.Close(0, "") // taken as dead: no close frame
+		}
+		for _, c := range stuck {
+			c.Close(0, "")
+			_ = c.ws.NetConn().Close() // the write fails, and its writer ends the socket
 		}
 	}
 }

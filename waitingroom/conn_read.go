@@ -91,6 +91,12 @@ func (f *clientFrames) header(b []byte) (used int, ok bool, v readVerdict) {
 		if need > 2 {
 			break
 		}
+		if f.hdr[0]&0x70 != 0 || f.hdr[1]&0x80 == 0 {
+			// reserved bits (no extension was agreed), or an unmasked
+			// client frame: refused before its length is read
+			f.nhdr = 0
+			return used, false, readVerdict{close: websocket.CloseProtocolError, reason: "protocol error"}
+		}
 		switch f.hdr[1] & 0x7f {
 		case 126:
 			need = 2 + 2 + 4
@@ -115,8 +121,6 @@ func (f *clientFrames) header(b []byte) (used int, ok bool, v readVerdict) {
 	f.nhdr, f.maskPos, f.op, f.remain, f.ctl = 0, 0, op, n, f.ctl[:0]
 	protocol := readVerdict{close: websocket.CloseProtocolError, reason: "protocol error"}
 	switch {
-	case b0&0x70 != 0, b1&0x80 == 0: // reserved bits (no extension was agreed); an unmasked client frame
-		return used, false, protocol
 	case op >= 8: // close, ping, pong
 		if op > 10 || !fin || n > 125 {
 			return used, false, protocol

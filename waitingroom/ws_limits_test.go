@@ -344,3 +344,37 @@ func TestSocketsPerUserCapped(t *testing.T) {
 	}
 	require.Equal(t, "bob-order", bobs.nextOrder(5 * time.Second)["id"], "bob's socket is untouched")
 }
+
+// TestClientPingAndClose: the node reads a socket's client frames itself
+// (its poller): a client's ping is answered with a pong carrying its data,
+// and a client's close with a close of the same code, after which the
+// socket leaves the hub.
+func TestClientPingAndClose(t *testing.T) {
+	t.Parallel()
+	e := newWSEnv(t, waitingroom.SocketLimits{})
+	ann, bob := "ann-"+testenv.RandomID(), "bob-"+testenv.RandomID()
+	e.join(t, ann)
+	e.join(t, bob)
+	a := e.dial(t, ann, nil)
+	b := e.dial(t, bob, nil)
+	require.Equal(t, 2, e.hub.Count())
+
+	pongs := make(chan string, 1)
+	a.ws.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	require.NoError(t, a.ws.WriteControl(websocket.PingMessage, []byte("are you there"), time.Now().Add(time.Second)))
+	// frames to read the pong on the way to (the client reads control
+	// frames only while reading)
+	for i := 0; len(pongs) == 0; i++ {
+		require.Less(t, i, 50, "a pong within 50 frames")
+		id := fmt.Sprintf("after-ping-%d", i)
+		e.order(t, ann, map[string]any{"id": id})
+		require.Equal(t, id, a.nextOrder(5 * time.Second)["id"])
+	}
+	require.Equal(t, "are you there", <-pongs)
+
+	require.NoError(t, b.ws.WriteControl(websocket.CloseMessage,
+		websocket.FormatCloseMessage(websocket.CloseNormalClosure, "bye"), time.Now().Add(time.Second)))
+	require.Equal(t, websocket.CloseNormalClosure, b.closeCode(5*time.Second), "the close is answered")
+	require.Eventually(t, func() bool { return e.hub.Count() == 1 }, 5*time.Second, 10*time.Millisecond,
+		"bob's socket left the hub")
+}
