@@ -168,6 +168,9 @@ type result struct {
 type broadcast struct {
 	fromEvent, fromPatch time.Duration
 	got, of              int
+	// CPU time the node and the client processes spent from the PATCH to
+	// the last receipt: what the clients cost the shared cores
+	nodeCPU, clientCPU time.Duration
 }
 
 func (b *bench) run(ctx context.Context, sizes []int) error {
@@ -498,6 +501,7 @@ func bursts(ts []int64) (n int, median, longest time.Duration) {
 // socket: from the PATCH and from the state event's stream id.
 func (b *bench) broadcast(ctx context.Context, state string) (broadcast, error) {
 	var out broadcast
+	node0, clients0 := cpuTime(b.o.pid), b.clientsCPU()
 	t0 := time.Now()
 	if err := b.setState(ctx, state); err != nil {
 		return out, err
@@ -506,6 +510,8 @@ func (b *bench) broadcast(ctx context.Context, state string) (broadcast, error) 
 	if err != nil {
 		return out, err
 	}
+	// (read once every socket had it: includes up to 5 ms of polling past it)
+	out.nodeCPU, out.clientCPU = cpuTime(b.o.pid)-node0, b.clientsCPU()-clients0
 	var last int64
 	for _, rp := range reps {
 		out.got += rp.Got
@@ -516,8 +522,9 @@ func (b *bench) broadcast(ctx context.Context, state string) (broadcast, error) 
 	if ev, ok := b.stateEvent(ctx, state, t0); ok {
 		out.fromEvent = time.Duration(last - ev.UnixNano())
 	}
-	log("%q to %d/%d sockets: last %v after the PATCH, %v after the event", state, out.got, out.of,
-		out.fromPatch.Round(time.Millisecond), out.fromEvent.Round(time.Millisecond))
+	log("%q to %d/%d sockets: last %v after the PATCH, %v after the event; CPU: node %v, clients %v", state, out.got, out.of,
+		out.fromPatch.Round(time.Millisecond), out.fromEvent.Round(time.Millisecond),
+		out.nodeCPU.Round(time.Millisecond), out.clientCPU.Round(time.Millisecond))
 	return out, nil
 }
 
@@ -565,6 +572,39 @@ func (b *bench) nodeMetrics(ctx context.Context) map[string]float64 {
 	return out
 }
 
+// clientsCPU is the CPU time of the client processes so far.
+func (b *bench) clientsCPU() time.Duration {
+	var d time.Duration
+	for _, c := range b.clients {
+		d += cpuTime(c.cmd.Process.Pid)
+	}
+	return d
+}
+
+// cpuTime is a process's user + system CPU time so far (0 if unreadable).
+func cpuTime(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// fields after the command's closing parenthesis: state is the 3rd
+	// field of the line, utime and stime the 14th and 15th
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// clockTicks is USER_HZ, the unit of /proc's CPU times (100 on Linux).
+const clockTicks = 100
+
 // rssKiB reads VmRSS of a process.
 func rssKiB(pid int) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -589,10 +629,11 @@ func printRows(w io.Writer, o options, rows []result, header bool) {
 	}
 	for _, r := range rows {
 		per := float64(r.rss-r.rssBase) / float64(max(r.opened, 1))
-		fmt.Fprintf(w, "| %d (%d/%d) | %.1f KiB | %.0f | %.1f / %.1f MiB | %s / %s (%d/%d) | %s / %s (%d/%d) | %s (%s) | %d / %d of %d | %s / %s (%d) |\n",
+		fmt.Fprintf(w, "| %d (%d/%d) | %.1f KiB | %.0f | %.1f / %.1f MiB | %s / %s (%d/%d) | %s / %s (%d/%d; %s / %s) | %s (%s) | %d / %d of %d | %s / %s (%d) |\n",
 			r.n, r.opened, r.failed, per, r.goroutines, r.heapInuse/(1<<20), r.stackInuse/(1<<20),
 			ms(r.openFrame.fromEvent), ms(r.openFrame.fromPatch), r.openFrame.got, r.openFrame.of,
 			ms(r.pausedFrame.fromEvent), ms(r.pausedFrame.fromPatch), r.pausedFrame.got, r.pausedFrame.of,
+			ms(r.pausedFrame.nodeCPU), ms(r.pausedFrame.clientCPU),
 			ms(r.maxGap), ms(r.p99Gap), r.overTwo, r.noPosition, r.waited,
 			ms(r.tickSpread), ms(r.tickMax), r.bursts)
 	}
