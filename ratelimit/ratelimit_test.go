@@ -52,6 +52,11 @@ func forModes(t *testing.T, f func(t *testing.T, m mode)) {
 
 func (m mode) limiter(t testing.TB, cfg ratelimit.Config, rdb redis.UniversalClient, prefix string) *ratelimit.Limiter {
 	t.Helper()
+	if cfg.Timeout == 0 {
+		// on a busy machine a batch may wait longer than the default 200 ms;
+		// these tests check the limits, not failing open (TestFailsOpen does)
+		cfg.Timeout = 10 * time.Second
+	}
 	l, err := m.new(cfg, rdb, prefix)
 	require.NoError(t, err)
 	if m.batched {
@@ -688,7 +693,8 @@ func TestBatchesShareRoundTrips(t *testing.T) {
 			t.Cleanup(func() { counted.Close() })
 			counted.AddHook(calls)
 			// a slow rate: nothing refills during the test
-			l := m.limiter(t, ratelimit.Config{IPRate: 0.01, IPBurst: 1, UserRate: 0.01, UserBurst: 10}, counted, ks.Prefix)
+			// a Timeout long enough that a busy machine never makes it fail open
+			l := m.limiter(t, ratelimit.Config{IPRate: 0.01, IPBurst: 1, UserRate: 0.01, UserBurst: 10, Timeout: 20 * time.Second}, counted, ks.Prefix)
 
 			const clients = 400
 			var allowed, greedy atomic.Int64
