@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -377,4 +378,108 @@ func TestClientPingAndClose(t *testing.T) {
 	require.Equal(t, websocket.CloseNormalClosure, b.closeCode(5*time.Second), "the close is answered")
 	require.Eventually(t, func() bool { return e.hub.Count() == 1 }, 5*time.Second, 10*time.Millisecond,
 		"bob's socket left the hub")
+}
+
+// TestSlowReaderSmallFrames: frames small enough to be written at once by
+// their sender, to a client that stops reading: once its socket takes only
+// part of one, the rest goes first when it drains, so what the client
+// finally reads is every frame whole and in order, then 4408 (a frame cut
+// in two by another would be a protocol error or broken JSON).
+func TestSlowReaderSmallFrames(t *testing.T) {
+	t.Parallel()
+	e := newWSEnv(t, waitingroom.SocketLimits{WriteWait: 20 * time.Second})
+	user := "slow-small-" + testenv.RandomID()
+	e.join(t, user)
+	slow := e.dial(t, user, smallBufferDialer())
+	pad := strings.Repeat("y", 3000) // a frame of about 3 KiB
+	dropped := func() float64 { return droppedTotal(t, e, "slow") }
+	sent := 0
+	for ; dropped() < 1; sent++ {
+		require.Less(t, sent, 2000, "dropped within 2,000 frames (6 MB)")
+		e.order(t, user, map[string]any{"id": fmt.Sprintf("small-%d", sent), "pad": pad})
+	}
+	require.NoError(t, slow.ws.SetReadDeadline(time.Now().Add(10*time.Second)))
+	last := -1
+	var closeErr *websocket.CloseError
+	for {
+		_, b, err := slow.ws.ReadMessage()
+		if err != nil {
+			require.ErrorAs(t, err, &closeErr, "a close frame after small-%d (a broken frame would be a protocol error)", last)
+			break
+		}
+		var f struct{ Order struct{ ID, Pad string } }
+		require.NoError(t, json.Unmarshal(b, &f), "frame %.80s", b)
+		n := -1
+		_, err = fmt.Sscanf(f.Order.ID, "small-%d", &n)
+		require.NoError(t, err, "frame %.80s", b)
+		// (in order; the test's stream is trimmed to 64 entries, so one the
+		// hub had not read yet may be gone)
+		require.Greater(t, n, last, "frames in order")
+		require.Equal(t, pad, f.Order.Pad)
+		last = n
+	}
+	require.Equal(t, waitingroom.CloseSlow, closeErr.Code)
+	require.Greater(t, last, 10, "the client had taken frames before it stopped reading")
+}
+
+// TestFramesAfterPings: a socket pinged many times, long past WriteWait
+// after a ping, still gets its frames (a ping's write deadline left on the
+// connection would fail the frames the hub writes without waiting).
+func TestFramesAfterPings(t *testing.T) {
+	t.Parallel()
+	// a write deadline of a ping would be past 50 ms after it: most frames
+	// come later than that
+	e := newWSEnv(t, waitingroom.SocketLimits{PingInterval: 300 * time.Millisecond, WriteWait: 50 * time.Millisecond})
+	user := "pinged-" + testenv.RandomID()
+	e.join(t, user)
+	c := e.dial(t, user, nil)
+	p := readPingedFrames(c)
+	require.Eventually(t, func() bool { return p.pings.Load() >= 2 }, 5*time.Second, 10*time.Millisecond, "pinged")
+	for i := range 10 {
+		id := fmt.Sprintf("after-pings-%d", i)
+		e.order(t, user, map[string]any{"id": id})
+		require.Eventually(t, func() bool { return p.has(id) }, 5*time.Second, 10*time.Millisecond, "frame %s", id)
+	}
+	require.Equal(t, 1, e.hub.Count(), "the socket is still open")
+}
+
+// pingedFrames reads a socket in the background, answering pings, and
+// keeps the order ids of its frames.
+type pingedFrames struct {
+	pings atomic.Int64
+	mu    sync.Mutex
+	ids   map[string]bool
+}
+
+func readPingedFrames(c *socket) *pingedFrames {
+	p := &pingedFrames{ids: map[string]bool{}}
+	c.ws.SetPingHandler(func(data string) error {
+		p.pings.Add(1)
+		return c.ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	_ = c.ws.SetReadDeadline(time.Time{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			_, b, err := c.ws.ReadMessage()
+			if err != nil {
+				return
+			}
+			var f struct{ Order struct{ ID string } }
+			if json.Unmarshal(b, &f) == nil && f.Order.ID != "" {
+				p.mu.Lock()
+				p.ids[f.Order.ID] = true
+				p.mu.Unlock()
+			}
+		}
+	}()
+	c.t.Cleanup(func() { c.ws.Close(); <-done })
+	return p
+}
+
+func (p *pingedFrames) has(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ids[id]
 }
