@@ -120,7 +120,6 @@ type Conn struct {
 	writing bool     // a writer runs (it owns the socket's writes)
 	ping    bool     // a ping is due: the next writer sends it
 	pong    []byte   // a client's ping to answer (nil: none)
-	pending []byte   // the rest of a frame the socket did not take at once: the writer's first bytes
 	poll    *poller  // the poller reading the socket (nil: a goroutine does)
 	closing bool
 	discard bool // drop what is still queued: the close frame goes next
@@ -160,13 +159,6 @@ func (c *Conn) Send(frame []byte) {
 		c.Close(CloseSlow, "too slow")
 		return
 	}
-	if !c.writing && len(c.queue) == 0 && c.raw != nil && len(frame) <= maxInlineFrame {
-		// nothing waits and the socket is polled: written here, at once
-		c.writing = true
-		c.mu.Unlock()
-		c.writeNow(frame)
-		return
-	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
 	start := c.startWriterLocked()
@@ -174,93 +166,6 @@ func (c *Conn) Send(frame []byte) {
 	if start {
 		go c.writeLoop()
 	}
-}
-
-// maxInlineFrame bounds the frames Send writes itself (a frame and its
-// header in one of inlineBufs' buffers).
-const maxInlineFrame = 4096 - 10
-
-// inlineBufs lends writeNow a buffer for a frame and its header.
-var inlineBufs = sync.Pool{New: func() any { return new([4096]byte) }}
-
-// writeNow writes frame to an idle polled socket from the caller's
-// goroutine with one write that never waits: a state frame to every socket
-// of a node, or a tick's positions, costs a write each and no goroutine.
-// What the socket does not take at once (its buffer is full: a slow
-// client) is left to a writer, which writes it first. The caller set
-// c.writing, so nothing else writes meanwhile.
-func (c *Conn) writeNow(frame []byte) {
-	buf := inlineBufs.Get().(*[4096]byte)
-	b := appendFrameHeader(buf[:0], len(frame))
-	b = append(b, frame...)
-	n, err := c.writeRaw(b, false)
-	c.mu.Lock()
-	if err == nil && n < len(b) {
-		c.pending = append([]byte(nil), b[n:]...)
-	}
-	if err != nil && !c.closing {
-		// the connection is broken: no close frame can follow
-		c.closing, c.discard, c.code, c.reason = true, true, 0, ""
-	}
-	work := c.pending != nil || len(c.queue) > 0 || c.ping || c.pong != nil || c.closing
-	if !work {
-		c.writing = false
-	}
-	c.mu.Unlock()
-	inlineBufs.Put(buf)
-	if err == nil && n == len(b) {
-		c.hub.framesSent()
-	}
-	if work {
-		go c.writeLoop() // (c.writing stays set: it is this writer's)
-	}
-}
-
-// appendFrameHeader appends the header of a server's unfragmented text
-// frame of n bytes (unmasked, RFC 6455 5.2).
-func appendFrameHeader(b []byte, n int) []byte {
-	b = append(b, 0x80|websocket.TextMessage)
-	switch {
-	case n < 126:
-		return append(b, byte(n))
-	case n < 1<<16:
-		return append(b, 126, byte(n>>8), byte(n))
-	}
-	b = append(b, 127)
-	for i := 7; i >= 0; i-- {
-		b = append(b, byte(uint64(n)>>(8*i)))
-	}
-	return b
-}
-
-// writeRaw writes b to the socket's descriptor; with wait it waits for
-// room until all is written (the pinger cuts a write stuck past
-// WriteWait), else it writes what fits now and returns how much that was.
-func (c *Conn) writeRaw(b []byte, wait bool) (int, error) {
-	done := 0
-	for done < len(b) {
-		var n int
-		var werr error
-		err := c.raw.Write(func(fd uintptr) bool {
-			n, werr = syscall.Write(int(fd), b[done:])
-			return !wait || werr != syscall.EAGAIN
-		})
-		switch {
-		case err != nil:
-			return done, err
-		case werr == syscall.EINTR:
-			continue
-		case werr == syscall.EAGAIN:
-			return done, nil // (not waiting)
-		case werr != nil:
-			return done, werr
-		}
-		done += n
-		if !wait {
-			return done, nil
-		}
-	}
-	return done, nil
 }
 
 // first sends the connection's first frame (its current state), then the
@@ -378,26 +283,12 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // behind the queue), and ends when nothing is left, or, once closing,
 // writes the close frame (unless the code is 0) and closes the socket.
 func (c *Conn) writeLoop() {
+	wait := c.hub.cfg.WriteWait
 	for {
 		c.mu.Lock()
-		if rest := c.pending; rest != nil {
-			// the rest of a frame begun by writeNow: before anything else,
-			// even a close frame, or the stream would be broken
-			c.pending = nil
-			c.mu.Unlock()
-			c.writeSince.Store(time.Now().UnixNano())
-			_, err := c.writeRaw(rest, true)
-			c.writeSince.Store(0)
-			if err != nil {
-				c.Close(0, "")
-			} else {
-				c.hub.framesSent()
-			}
-			continue
-		}
 		if c.closing && (c.discard || len(c.queue) == 0) {
 			code, reason, poll := c.code, c.reason, c.poll
-			c.queue, c.queued, c.ping, c.pong, c.pending = nil, 0, false, nil, nil
+			c.queue, c.queued, c.ping, c.pong = nil, 0, false, nil
 			c.mu.Unlock()
 			if code != 0 {
 				msg := websocket.FormatCloseMessage(code, reason)
@@ -415,7 +306,7 @@ func (c *Conn) writeLoop() {
 		if pong := c.pong; pong != nil {
 			c.pong = nil
 			c.mu.Unlock()
-			if err := c.control(websocket.PongMessage, pong); err != nil {
+			if err := c.ws.WriteControl(websocket.PongMessage, pong, time.Now().Add(wait)); err != nil {
 				c.Close(0, "")
 			}
 			continue
@@ -423,7 +314,7 @@ func (c *Conn) writeLoop() {
 		if c.ping {
 			c.ping = false
 			c.mu.Unlock()
-			if err := c.control(websocket.PingMessage, nil); err != nil {
+			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wait)); err != nil {
 				c.Close(0, "")
 			}
 			continue
@@ -451,16 +342,6 @@ func (c *Conn) writeLoop() {
 		}
 		c.hub.framesSent()
 	}
-}
-
-// control writes a ping or a pong with no write deadline: one would stay
-// on the connection and fail the next write made without gorilla (Send's,
-// which never waits) once it passed; the pinger cuts a write stuck past
-// WriteWait instead.
-func (c *Conn) control(kind int, data []byte) error {
-	c.writeSince.Store(time.Now().UnixNano())
-	defer c.writeSince.Store(0)
-	return c.ws.WriteControl(kind, data, time.Time{})
 }
 
 // readLoop reads a socket the poller does not: it reads (and drops) client
