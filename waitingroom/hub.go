@@ -52,8 +52,9 @@ type Hub struct {
 	wakeUp chan struct{}
 
 	// poll reads the node's sockets while the hub runs (nil: none, each
-	// socket is read by a goroutine)
-	poll atomic.Pointer[poller]
+	// socket is read by a goroutine); noPoll: never (a test's)
+	poll   atomic.Pointer[poller]
+	noPoll bool
 
 	startstop.Loop
 }
@@ -135,14 +136,16 @@ func (h *Hub) Start(ctx context.Context) {
 		wg.Go(func() { h.readEvents(ctx) })
 		wg.Go(func() { h.tickLoop(ctx) })
 		wg.Go(func() { h.pingLoop(ctx) })
-		if p, err := newPoller(); err != nil {
-			h.cfg.Logger.Info("hub: sockets are read by a goroutine each", "why", err)
-		} else {
-			h.poll.Store(p)
-			wg.Go(func() {
-				p.run(ctx)
-				h.poll.CompareAndSwap(p, nil)
-			})
+		if !h.noPoll {
+			if p, err := newPoller(); err != nil {
+				h.cfg.Logger.Info("hub: sockets are read by a goroutine each", "why", err)
+			} else {
+				h.poll.Store(p)
+				wg.Go(func() {
+					p.run(ctx)
+					h.poll.CompareAndSwap(p, nil)
+				})
+			}
 		}
 		wg.Wait()
 	})

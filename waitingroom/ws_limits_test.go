@@ -40,7 +40,7 @@ type wsEnv struct {
 	saleID  string
 }
 
-func newWSEnv(t *testing.T, lim waitingroom.SocketLimits) *wsEnv {
+func newWSEnv(t *testing.T, lim waitingroom.SocketLimits, opts ...func(*waitingroom.Hub)) *wsEnv {
 	t.Helper()
 	ctx := context.Background()
 	se := newStoreEnv(t)
@@ -52,6 +52,9 @@ func newWSEnv(t *testing.T, lim waitingroom.SocketLimits) *wsEnv {
 	require.NoError(t, err)
 	e.hub = waitingroom.NewHub(waitingroom.HubConfig{Logger: quiet, Metrics: e.metrics, SocketLimits: lim},
 		se.rdb, se.store, issuer)
+	for _, o := range opts {
+		o(e.hub)
+	}
 	e.hub.Start(ctx)
 	mux := http.NewServeMux()
 	waitingroom.NewServer(waitingroom.Config{AdminToken: "admin-" + testenv.RandomID(), Logger: quiet, Metrics: e.metrics},
@@ -482,4 +485,36 @@ func (p *pingedFrames) has(id string) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.ids[id]
+}
+
+// TestSocketsReadByGoroutines: where the hub has no poller (not Linux), a
+// goroutine reads each socket: frames arrive, a client answering pings
+// stays, a silent one is ended after ping interval + pong wait, an oversize
+// message gets 1009, and every goroutine ends with its socket (goleak).
+func TestSocketsReadByGoroutines(t *testing.T) {
+	t.Parallel()
+	const ping, pong = 300 * time.Millisecond, 300 * time.Millisecond
+	e := newWSEnv(t, waitingroom.SocketLimits{PingInterval: ping, PongWait: pong}, (*waitingroom.Hub).WithoutPoller)
+	ann, bob, cid := "ann-"+testenv.RandomID(), "bob-"+testenv.RandomID(), "cid-"+testenv.RandomID()
+	for _, u := range []string{ann, bob, cid} {
+		e.join(t, u)
+	}
+	a := readPingedFrames(e.dial(t, ann, nil))
+	e.order(t, ann, map[string]any{"id": "by-goroutine"})
+	require.Eventually(t, func() bool { return a.has("by-goroutine") }, 5*time.Second, 10*time.Millisecond)
+
+	start := time.Now()
+	dead := readPinged(e.dial(t, bob, nil), false)
+	require.Eventually(t, func() bool { _, ended, _ := dead.state(); return !ended.IsZero() },
+		5*time.Second, 10*time.Millisecond, "the silent client is disconnected")
+	_, ended, _ := dead.state()
+	require.GreaterOrEqual(t, ended.Sub(start), ping+pong-100*time.Millisecond, "not before ping + pong wait")
+
+	c := e.dial(t, cid, nil)
+	require.NoError(t, c.ws.WriteMessage(websocket.TextMessage, []byte(strings.Repeat("a", 4<<10+1))))
+	require.Equal(t, websocket.CloseMessageTooBig, c.closeCode(5*time.Second))
+
+	require.GreaterOrEqual(t, a.pings.Load(), int64(1), "ann was pinged and answered")
+	require.Eventually(t, func() bool { return e.hub.Count() == 1 }, 5*time.Second, 10*time.Millisecond,
+		"only ann's socket left")
 }
