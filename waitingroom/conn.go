@@ -283,7 +283,6 @@ func (c *Conn) Done() <-chan struct{} { return c.done }
 // behind the queue), and ends when nothing is left, or, once closing,
 // writes the close frame (unless the code is 0) and closes the socket.
 func (c *Conn) writeLoop() {
-	wait := c.hub.cfg.WriteWait
 	for {
 		c.mu.Lock()
 		if c.closing && (c.discard || len(c.queue) == 0) {
@@ -306,7 +305,7 @@ func (c *Conn) writeLoop() {
 		if pong := c.pong; pong != nil {
 			c.pong = nil
 			c.mu.Unlock()
-			if err := c.ws.WriteControl(websocket.PongMessage, pong, time.Now().Add(wait)); err != nil {
+			if err := c.control(websocket.PongMessage, pong); err != nil {
 				c.Close(0, "")
 			}
 			continue
@@ -314,7 +313,7 @@ func (c *Conn) writeLoop() {
 		if c.ping {
 			c.ping = false
 			c.mu.Unlock()
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(wait)); err != nil {
+			if err := c.control(websocket.PingMessage, nil); err != nil {
 				c.Close(0, "")
 			}
 			continue
@@ -329,11 +328,17 @@ func (c *Conn) writeLoop() {
 		c.queue[0] = nil
 		c.queue = c.queue[1:]
 		c.queued -= len(f)
+		raw := c.raw
 		c.mu.Unlock()
 		// no write deadline (a timer armed and moved per frame, a tenth of
 		// a broadcast's CPU): the pinger cuts a write stuck past WriteWait
 		c.writeSince.Store(time.Now().UnixNano())
-		err := c.ws.WriteMessage(websocket.TextMessage, f)
+		var err error
+		if raw != nil && len(f) <= maxRawFrame {
+			err = c.writeFrame(f)
+		} else {
+			err = c.ws.WriteMessage(websocket.TextMessage, f)
+		}
 		c.writeSince.Store(0)
 		if err != nil {
 			// the connection is broken: no close frame can follow
@@ -342,6 +347,68 @@ func (c *Conn) writeLoop() {
 		}
 		c.hub.framesSent()
 	}
+}
+
+// maxRawFrame bounds the frames writeFrame writes (a frame and its header
+// in one of frameBufs' buffers); a larger one goes through gorilla.
+const maxRawFrame = 4096 - 10
+
+// frameBufs lends writeFrame a buffer for a frame and its header.
+var frameBufs = sync.Pool{New: func() any { return new([4096]byte) }}
+
+// writeFrame writes a text frame straight to a polled socket's descriptor:
+// header and payload in one write, without gorilla's writer (its lock,
+// buffer pool, deadline and the listener's wrapper per frame: a third of
+// the CPU of a frame to every socket). Only the socket's writer calls it.
+func (c *Conn) writeFrame(f []byte) error {
+	buf := frameBufs.Get().(*[4096]byte)
+	defer frameBufs.Put(buf)
+	b := appendFrameHeader(buf[:0], len(f))
+	b = append(b, f...)
+	for len(b) > 0 {
+		var n int
+		var werr error
+		err := c.raw.Write(func(fd uintptr) bool {
+			n, werr = syscall.Write(int(fd), b)
+			return werr != syscall.EAGAIN // else wait for room
+		})
+		switch {
+		case err != nil:
+			return err
+		case werr == syscall.EINTR:
+			continue
+		case werr != nil:
+			return werr
+		}
+		b = b[n:]
+	}
+	return nil
+}
+
+// appendFrameHeader appends the header of a server's unfragmented text
+// frame of n bytes (unmasked; RFC 6455 5.2).
+func appendFrameHeader(b []byte, n int) []byte {
+	b = append(b, 0x80|websocket.TextMessage)
+	switch {
+	case n < 126:
+		return append(b, byte(n))
+	case n < 1<<16:
+		return append(b, 126, byte(n>>8), byte(n))
+	}
+	b = append(b, 127)
+	for i := 7; i >= 0; i-- {
+		b = append(b, byte(uint64(n)>>(8*i)))
+	}
+	return b
+}
+
+// control writes a ping or a pong with no write deadline: gorilla would
+// leave it on the connection, and writeFrame's writes (not gorilla's) would
+// fail once it passed; the pinger cuts a write stuck past WriteWait.
+func (c *Conn) control(kind int, data []byte) error {
+	c.writeSince.Store(time.Now().UnixNano())
+	defer c.writeSince.Store(0)
+	return c.ws.WriteControl(kind, data, time.Time{})
 }
 
 // readLoop reads a socket the poller does not: it reads (and drops) client
