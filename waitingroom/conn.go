@@ -279,9 +279,10 @@ func oldestOpen(conns []*Conn, max int) []*Conn {
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
 // writeLoop is the socket's only writer while it runs: it writes a due
-// ping, then the queued frames one at a time (so a drop is not held up
-// behind the queue), and ends when nothing is left, or, once closing,
-// writes the close frame (unless the code is 0) and closes the socket.
+// pong or ping, then the queued frames one at a time (so a drop is not held
+// up behind the queue), and ends when nothing is left, or, once closing,
+// writes the close frame (unless the code is 0), closes the socket and
+// takes it out of the hub.
 func (c *Conn) writeLoop() {
 	for {
 		c.mu.Lock()
