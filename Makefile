@@ -26,6 +26,7 @@ services:
 build:
 	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/flashsale ./cmd/flashsale
 	$(GO) build -o $(BIN)/loadgen ./cmd/loadgen
+	$(GO) build -o $(BIN)/sockbench ./cmd/sockbench
 
 run: services build
 	./$(BIN)/flashsale serve --dev $(ARGS)

@@ -530,6 +530,10 @@ func (c *refusalConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// ReadsFrom is the connection reads go to (refusalConn only rewrites
+// writes): the waiting room's socket poller reads it directly.
+func (c *refusalConn) ReadsFrom() net.Conn { return c.Conn }
+
 // CloseWrite lets net/http half-close after a refusal, so the client reads
 // the answer instead of a reset.
 func (c *refusalConn) CloseWrite() error {

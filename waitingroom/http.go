@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/gorilla/websocket"
-
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/challenge"
@@ -66,7 +64,6 @@ type Server struct {
 	store  *sale.Store
 	issuer *ticket.Issuer
 	ident  *identity.Verifier
-	up     websocket.Upgrader
 
 	leaves leaves
 
@@ -82,11 +79,6 @@ func NewServer(cfg Config, queue *Queue, hub *Hub, store *sale.Store, issuer *ti
 	}
 	s := &Server{cfg: cfg, queue: queue, hub: hub, store: store, issuer: issuer, ident: ident,
 		leaves: leaves{db: store.DB}}
-	s.up = websocket.Upgrader{
-		ReadBufferSize: 1024, WriteBufferSize: 1024,
-		// Origin is checked after the upgrade, so a refused browser reads 4403.
-		CheckOrigin: func(*http.Request) bool { return true },
-	}
 	return s
 }
 
