@@ -435,35 +435,7 @@ func (f *farm) closeSale() {
 
 // admin makes an operator call; a non-2xx answer is an error.
 func (f *farm) admin(ctx context.Context, method, path string, body, into any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, f.c.url+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+f.c.adminToken)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := f.admHTTP.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, bytes.TrimSpace(b))
-	}
-	if into != nil {
-		return json.Unmarshal(b, into)
-	}
-	return nil
+	return adminCall(ctx, f.admHTTP, f.c.url, f.c.adminToken, method, path, body, into)
 }
 
 // call makes a shopper's request from its address (X-Forwarded-For, which
