@@ -46,6 +46,13 @@ type AdmitterConfig struct {
 	LeaseTTL time.Duration
 	// RankEvery is how often the leader publishes the rank table; default 250 ms.
 	RankEvery time.Duration
+	// BigQueue and RankEveryBig: a sale whose queue held at least BigQueue
+	// waiters at its last tick gets its rank table every RankEveryBig
+	// instead (defaults 100,000 and 1 s): ranks.lua's cost grows with the
+	// queue (about 10 ms at a million), and positions a second old are off
+	// by at most a second of admissions.
+	BigQueue     int64
+	RankEveryBig time.Duration
 	// MaxPerTick bounds admissions in one tick of one sale; default 2000.
 	MaxPerTick int
 	// MaxSkipsPerTick bounds skips in one tick of one sale; default 2000.
@@ -73,6 +80,12 @@ func (c AdmitterConfig) withDefaults() AdmitterConfig {
 	if c.RankEvery <= 0 {
 		c.RankEvery = 250 * time.Millisecond
 	}
+	if c.BigQueue <= 0 {
+		c.BigQueue = 100_000
+	}
+	if c.RankEveryBig <= 0 {
+		c.RankEveryBig = time.Second
+	}
 	if c.MaxPerTick <= 0 {
 		c.MaxPerTick = 2000
 	}
@@ -94,11 +107,18 @@ type Admitter struct {
 	store *sale.Store
 
 	mu     sync.Mutex
-	leases map[string]lease // sale → lease this node holds
-	final  map[string]bool  // sales known final in MySQL (of the working set)
-	jobs   *startstop.Jobs  // a sale's close at its end, once at a time
+	leases map[string]lease     // sale → lease this node holds
+	final  map[string]bool      // sales known final in MySQL (of the working set)
+	ranks  map[string]rankState // sales this node leads: for publishRanks
+	jobs   *startstop.Jobs      // a sale's close at its end, once at a time
 
 	startstop.Loop
+}
+
+// rankState is what publishRanks needs of a sale it leads.
+type rankState struct {
+	queueLen int64     // at the last tick
+	at       time.Time // last published
 }
 
 type lease struct {
@@ -116,7 +136,7 @@ type AdmitResult struct {
 // NewAdmitter returns an admitter; Start runs it.
 func NewAdmitter(cfg AdmitterConfig, rdb redis.UniversalClient, store *sale.Store) *Admitter {
 	return &Admitter{cfg: cfg.withDefaults(), rdb: rdb, keys: store.Keys, store: store,
-		leases: map[string]lease{}, final: map[string]bool{}, jobs: startstop.NewJobs()}
+		leases: map[string]lease{}, final: map[string]bool{}, ranks: map[string]rankState{}, jobs: startstop.NewJobs()}
 }
 
 // Holder is this admitter's lease holder id.
@@ -335,6 +355,11 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 	}
 	a.mu.Lock()
 	final := a.final[id]
+	if _, leads := a.leases[id]; leads {
+		r := a.ranks[id]
+		r.queueLen = res.QueueLen
+		a.ranks[id] = r
+	}
 	a.mu.Unlock()
 	if res.State == sale.Closed && !final {
 		// the sale's end passed: record it, once, so every node and MySQL
@@ -363,6 +388,7 @@ func (a *Admitter) handle(ctx context.Context, id string, res AdmitResult, err e
 // nodes counts each sale once. Hold a.mu.
 func (a *Admitter) dropLocked(id string) {
 	delete(a.leases, id)
+	delete(a.ranks, id)
 	if m := a.cfg.Metrics; m != nil {
 		m.QueueLength.DeleteLabelValues(id)
 		m.ActiveTickets.DeleteLabelValues(id)
@@ -393,11 +419,24 @@ func (a *Admitter) forgetOthers(ids []string) {
 
 func (a *Admitter) publishRanks(ctx context.Context) {
 	leading := a.Leading()
-	if len(leading) == 0 {
+	now := time.Now()
+	due := make([]string, 0, len(leading))
+	a.mu.Lock()
+	for id := range leading {
+		r := a.ranks[id]
+		if r.queueLen >= a.cfg.BigQueue && now.Sub(r.at) < a.cfg.RankEveryBig {
+			continue
+		}
+		r.at = now
+		a.ranks[id] = r
+		due = append(due, id)
+	}
+	a.mu.Unlock()
+	if len(due) == 0 {
 		return
 	}
 	err := sale.ExecPipeline(ctx, a.rdb, func(pipe redis.Pipeliner) {
-		for id := range leading {
+		for _, id := range due {
 			k := a.keys.Sale(id)
 			ranksScript.Run(ctx, pipe, []string{k.Q, k.Lane, k.Stats, k.Ranks, k.Cfg, k.Units},
 				rankDivisor, (5 * time.Second).Milliseconds())

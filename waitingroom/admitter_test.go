@@ -280,3 +280,37 @@ func TestAdmitterGaugesOnlyOnLeader(t *testing.T) {
 	_, v := series(mb, "flashsale_queue_length")
 	require.EqualValues(t, e.rdb.ZCard(context.Background(), e.ks.Sale(s.ID).Q).Val(), v)
 }
+
+// TestBigQueueRanksLessOften: a sale whose queue is at least BigQueue gets
+// its rank table every RankEveryBig, not every RankEvery (ranks.lua's cost
+// grows with the queue); a smaller queue keeps the fast pace.
+func TestBigQueueRanksLessOften(t *testing.T) {
+	ctx := context.Background()
+	count := func(t *testing.T, bigQueue int64) int {
+		e := newStoreEnv(t)
+		s := e.createSale(t, func(r *sale.CreateRequest) {
+			r.AdmissionRate, r.MaxActive, r.Stock = ptr(1.0), ptr(10), ptr(100)
+		})
+		_, err := e.store.Patch(ctx, s.ID, &sale.PatchRequest{State: ptr("paused")}, time.Now())
+		require.NoError(t, err)
+		k := e.ks.Sale(s.ID)
+		joinMany(t, startQueue(t, e.rdb, e.ks), s.ID, "u", 30)
+		a := waitingroom.NewAdmitter(waitingroom.AdmitterConfig{Logger: quiet, RankEvery: 20 * time.Millisecond,
+			BigQueue: bigQueue, RankEveryBig: 1500 * time.Millisecond}, e.rdb, e.store)
+		a.Start(ctx)
+		t.Cleanup(a.Stop)
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.rdb.Exists(ctx, k.Ranks).Val() == 1 }, "a first table")
+		seen := map[string]bool{}
+		every(10*time.Millisecond, 2*time.Second, func() bool {
+			if tab := e.rdb.Get(ctx, k.Ranks).Val(); tab != "" {
+				seen[tab[:strings.IndexByte(tab, '|')]] = true // the table's ms
+			}
+			return true
+		})
+		return len(seen)
+	}
+	big := count(t, 10)
+	require.LessOrEqual(t, big, 3, "30 waiters ≥ BigQueue 10: a table every 1.5 s (%d in 2 s)", big)
+	small := count(t, 1000)
+	require.GreaterOrEqual(t, small, 10, "30 waiters < BigQueue 1000: a table every 20 ms (%d in 2 s)", small)
+}
