@@ -274,7 +274,10 @@ func TestFaultMySQLStopped(t *testing.T) {
 			require.Equal(t, http.StatusServiceUnavailable, a.status, "%s: %s", sh.user, a.body)
 			require.Equal(t, "unavailable", a.code)
 			require.NotEmpty(t, a.retry, "a 503 has Retry-After")
-			require.Less(t, sh.took[0], 5*time.Second, "a 503 within 5 s")
+			// the checkout gives MySQL its write timeout (4 s), then answers;
+			// 2 s more for a 2-core machine running every package's tests
+			// under -race at once (CI saw 5.17 s)
+			require.Less(t, sh.took[0], 6*time.Second, "a 503 within 6 s")
 		}
 
 		// Open: a checkout fails at once and touches nothing in Redis (sent
