@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -43,4 +44,21 @@ func adminCall(ctx context.Context, client *http.Client, base, token, method, pa
 		return json.Unmarshal(b, into)
 	}
 	return nil
+}
+
+// readAnswer reads a shopper call's answer and closes it: its status, its
+// JSON body into a new T (at most 1 MiB; a non-JSON answer keeps its
+// status and a zero T) and its Retry-After in seconds (0 when none).
+func readAnswer[T any](resp *http.Response) (status int, a *T, retryAfter int, err error) {
+	defer resp.Body.Close()
+	a = new(T)
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, a, 0, err
+	}
+	if len(b) > 0 {
+		_ = json.Unmarshal(b, a)
+	}
+	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	return resp.StatusCode, a, ra, nil
 }

@@ -15,7 +15,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -460,17 +459,7 @@ func (f *farm) call(ctx context.Context, hc *http.Client, s *shopper, method, pa
 	if err != nil {
 		return 0, nil, 0, err
 	}
-	defer resp.Body.Close()
-	a := &answer{}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, nil, 0, err
-	}
-	if len(b) > 0 {
-		_ = json.Unmarshal(b, a) // a non-JSON answer keeps its status
-	}
-	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-	return resp.StatusCode, a, ra, nil
+	return readAnswer[answer](resp)
 }
 
 // label names an answer for a tally: "join 403 ip_limit", "status error".

@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -489,17 +488,7 @@ func (s *scenario) call(ctx context.Context, sh *scenShopper, method, path, toke
 	if err != nil {
 		return 0, &scenAnswer{}, 0, err
 	}
-	defer resp.Body.Close()
-	a := &scenAnswer{}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, a, 0, err
-	}
-	if len(b) > 0 {
-		_ = json.Unmarshal(b, a) // a non-JSON answer keeps its status
-	}
-	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
-	return resp.StatusCode, a, ra, nil
+	return readAnswer[scenAnswer](resp)
 }
 
 func (s *scenario) path(what string) string {
