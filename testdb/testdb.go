@@ -68,16 +68,7 @@ func RedisCluster(t testing.TB) (*redis.ClusterClient, sale.Keyspace) {
 		"the Redis Cluster must run: make test starts it with deploy/services.sh (deploy/redis-cluster.sh)")
 	ks := sale.Keyspace{Prefix: "t" + RandomID()}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		_ = rdb.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-			iter := m.Scan(ctx, 0, ks.Prefix+":*", 1000).Iterator()
-			pipe := m.Pipeline()
-			for iter.Next(ctx) {
-				pipe.Unlink(ctx, iter.Val()) // one key a command: keys of many slots
-			}
-			_, err := pipe.Exec(ctx)
-			return err
-		})
+		_, _ = DeletePrefix(context.Background(), rdb, ks.Prefix)
 		rdb.Close()
 	})
 	return rdb, ks
@@ -100,17 +91,7 @@ func RedisOn(t testing.TB, url string) (*redis.Client, sale.Keyspace) {
 	require.NoError(t, rdb.Ping(context.Background()).Err(), "Redis must run: make test starts it with deploy/services.sh")
 	ks := sale.Keyspace{Prefix: "t" + RandomID()}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		iter := rdb.Scan(ctx, 0, ks.Prefix+":*", 1000).Iterator()
-		var keys []string
-		for iter.Next(ctx) {
-			keys = append(keys, iter.Val())
-		}
-		for len(keys) > 0 {
-			n := min(len(keys), 500)
-			rdb.Del(ctx, keys[:n]...)
-			keys = keys[n:]
-		}
+		_, _ = DeletePrefix(context.Background(), rdb, ks.Prefix)
 		rdb.Close()
 	})
 	return rdb, ks

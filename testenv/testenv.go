@@ -164,6 +164,67 @@ func StartCluster(t testing.TB, opts ...Options) *Server {
 	return StartOn(t, rdb, ks, dsn, db, keyPath, keys, append([]Options{cluster}, opts...)...)
 }
 
+// Backend is a Redis the suites run on (testdb.Backend), and a whole node
+// on it.
+type Backend struct{ testdb.Backend }
+
+// EachBackend runs fn once per backend, one Redis and the local Redis
+// Cluster, as parallel subtests "redis" and "cluster" (testdb.EachBackend).
+func EachBackend(t *testing.T, fn func(t *testing.T, b Backend)) {
+	t.Helper()
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) { fn(t, Backend{b}) })
+}
+
+// Start is Start, or StartCluster on the cluster backend.
+func (b Backend) Start(t testing.TB, opts ...Options) *Server {
+	t.Helper()
+	if b.Cluster {
+		return StartCluster(t, opts...)
+	}
+	return Start(t, opts...)
+}
+
+// Options point a node at the backend (--redis-url, --redis-cluster), for
+// StartOn with a client of b.Redis.
+func (b Backend) Options() Options {
+	return func(c *node.Config) { c.RedisURL, c.RedisCluster = b.URL(), b.Cluster }
+}
+
+// FlushRedis deletes every key of the server's prefix, on every master:
+// what a FLUSHALL does to the node's keys, on a Redis shared with other
+// tests (testdb.DeletePrefix). It returns how many keys it deleted.
+func (s *Server) FlushRedis(t testing.TB) int {
+	t.Helper()
+	return testdb.FlushPrefix(t, s.Redis, s.Keys.Prefix)
+}
+
+// RedisKeys lists every key of the server's prefix, on every master.
+func (s *Server) RedisKeys(t testing.TB) []string {
+	t.Helper()
+	keys, err := testdb.PrefixKeys(context.Background(), s.Redis, s.Keys.Prefix)
+	require.NoError(t, err)
+	return keys
+}
+
+// RunID is the run id of the Redis server process that holds key (the
+// master of its slot on a cluster): the one a sale's scripts compare with
+// the sale's stamp.
+func RunID(t testing.TB, rdb redis.UniversalClient, key string) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := testdb.ServerOf(ctx, rdb, key)
+	require.NoError(t, err)
+	info, err := c.Info(ctx, "server").Result()
+	require.NoError(t, err)
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
+			return v
+		}
+	}
+	t.Fatalf("no run_id in INFO server:\n%s", info)
+	return ""
+}
+
 // WithRedisURL points the node at another Redis (the one rdb talks to).
 func WithRedisURL(url string) Options {
 	return func(c *node.Config) { c.RedisURL = url }
@@ -281,5 +342,9 @@ type SyncBuffer = testdb.SyncBuffer
 func (s *Server) Peer(t testing.TB, opts ...Options) *Server {
 	t.Helper()
 	same := func(c *node.Config) { c.AdminToken, c.IdentitySecret = s.AdminToken, s.Config.IdentitySecret }
-	return StartOn(t, s.Redis, s.Keys, s.DSN, s.DB, s.Config.TicketKey, s.Issuer.Keys(), append(opts, same)...)
+	// s's Redis first (a cluster too), so an option may still point
+	// the peer elsewhere
+	redisOf := func(c *node.Config) { c.RedisURL, c.RedisCluster = s.Config.RedisURL, s.Config.RedisCluster }
+	all := append(append([]Options{redisOf}, opts...), same)
+	return StartOn(t, s.Redis, s.Keys, s.DSN, s.DB, s.Config.TicketKey, s.Issuer.Keys(), all...)
 }
