@@ -251,6 +251,9 @@ type Redis struct {
 	Addr string
 	// URL is its redis:// URL, for --redis-url.
 	URL string
+	// Dir is its working directory (a SAVE writes dump.rdb there, which a
+	// restart loads).
+	Dir string
 }
 
 // StartRedis starts a redis-server of the test's own: a free port, no
@@ -263,7 +266,7 @@ func StartRedis(t testing.TB) *Redis {
 	dir := shortTempDir(t, "fsredis")
 	port := FreePort(t)
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0"}
+	r := &Redis{Addr: addr, URL: "redis://" + addr + "/0", Dir: dir}
 	argv := []string{bin, "--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--daemonize", "no", "--protected-mode", "no"}
 	client := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second, ContextTimeoutEnabled: true})

@@ -2,6 +2,9 @@ package faults_test
 
 import (
 	"context"
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -73,4 +76,51 @@ func TestMariaDB(t *testing.T) {
 	var n int
 	require.NoError(t, db.QueryRowContext(ctx, `SELECT COUNT(*) FROM f.t WHERE id = 1`).Scan(&n))
 	require.Equal(t, 1, n, "the committed row survived the crash")
+}
+
+// TestRedisCluster: the private cluster spreads keys over its 3 masters;
+// with one master killed its keys fail while the others' still answer;
+// restarted, it serves its slots again, empty (no persistence), or with
+// what a SAVE before the kill wrote.
+func TestRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs 3 redis-servers; skipped with -short")
+	}
+	t.Parallel()
+	c := faults.StartRedisCluster(t)
+	cl := c.Client(t)
+	ctx := context.Background()
+	holders := map[*faults.Redis][]string{}
+	for i := range 30 {
+		key := fmt.Sprintf("{k%d}", i)
+		require.NoError(t, cl.Set(ctx, key, "v", 0).Err())
+		m := c.MasterFor(t, key)
+		holders[m] = append(holders[m], key)
+		require.EqualValues(t, 1, m.Client(t).Exists(ctx, key).Val(), "%s is on the master MasterFor names", key)
+	}
+	require.Len(t, holders, 3, "30 keys reach every master")
+
+	victim, other := c.Masters[0], c.Masters[1]
+	saved := holders[victim][0]
+	late := holders[victim][0] + ":late" // the same hash tag: the same master
+	require.NoError(t, victim.Client(t).Save(ctx).Err())
+	require.NoError(t, cl.Set(ctx, late, "after the snapshot", 0).Err())
+	victim.Kill()
+	short, cancel := context.WithTimeout(ctx, 2*time.Second)
+	require.Error(t, cl.Get(short, late).Err(), "a killed master's keys fail")
+	cancel()
+	require.Equal(t, "v", cl.Get(ctx, holders[other][0]).Val(), "the other masters still answer")
+
+	victim.Restart()
+	require.Eventually(t, func() bool { return cl.Get(ctx, saved).Val() == "v" }, 15*time.Second, 20*time.Millisecond,
+		"the restarted master serves its slots, with the snapshot")
+	require.Zero(t, cl.Exists(ctx, late).Val(), "a write after the snapshot is lost")
+
+	require.NoError(t, os.Remove(filepath.Join(victim.Dir, "dump.rdb")))
+	victim.Kill()
+	victim.Restart()
+	require.Eventually(t, func() bool { return cl.Ping(ctx).Err() == nil && cl.Exists(ctx, saved).Err() == nil },
+		15*time.Second, 20*time.Millisecond, "the master answers again")
+	require.Zero(t, cl.Exists(ctx, saved).Val(), "restarted without a snapshot: empty")
+	require.Equal(t, "v", cl.Get(ctx, holders[other][0]).Val())
 }
