@@ -8,9 +8,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/waitingroom"
 )
@@ -44,27 +46,29 @@ func every(period, d time.Duration, fn func() bool) {
 // real time, and at no sampled instant more than the rate allows.
 func TestAdmitterRate(t *testing.T) {
 	t.Parallel()
-	e := newStoreEnv(t)
-	s := e.createSale(t, func(r *sale.CreateRequest) {
-		r.AdmissionRate, r.MaxActive, r.Stock = ptr(20.0), ptr(100_000), ptr(100_000)
-	})
-	q := startQueue(t, e.rdb, e.ks)
-	joinMany(t, q, s.ID, "u", 400)
-	e.startAdmitter(t, "")
+	testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
+		e := newStoreEnvOn(t, rdb, ks)
+		s := e.createSale(t, func(r *sale.CreateRequest) {
+			r.AdmissionRate, r.MaxActive, r.Stock = ptr(20.0), ptr(100_000), ptr(100_000)
+		})
+		q := startQueue(t, e.rdb, e.ks)
+		joinMany(t, q, s.ID, "u", 400)
+		e.startAdmitter(t, "")
 
-	// past the first second's burst
-	testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= 20 }, "the burst")
-	t0, n0 := time.Now(), e.admitted(t, s.ID)
-	every(100*time.Millisecond, 10*time.Second, func() bool {
-		n, el := e.admitted(t, s.ID)-n0, time.Since(t0).Seconds()
-		// GCRA: at most rate × elapsed plus the burst, from any instant
-		require.LessOrEqual(t, float64(n), 20*el+20, "%d admitted in %.2f s", n, el)
-		return true
+		// past the first second's burst
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= 20 }, "the burst")
+		t0, n0 := time.Now(), e.admitted(t, s.ID)
+		every(100*time.Millisecond, 10*time.Second, func() bool {
+			n, el := e.admitted(t, s.ID)-n0, time.Since(t0).Seconds()
+			// GCRA: at most rate × elapsed plus the burst, from any instant
+			require.LessOrEqual(t, float64(n), 20*el+20, "%d admitted in %.2f s", n, el)
+			return true
+		})
+		n, el := e.admitted(t, s.ID)-n0, time.Since(t0)
+		require.GreaterOrEqual(t, el, 10*time.Second)
+		require.InDelta(t, 200, float64(n), 20, "admitted in %s", el)
+		require.Less(t, el, 11*time.Second)
 	})
-	n, el := e.admitted(t, s.ID)-n0, time.Since(t0)
-	require.GreaterOrEqual(t, el, 10*time.Second)
-	require.InDelta(t, 200, float64(n), 20, "admitted in %s", el)
-	require.Less(t, el, 11*time.Second)
 }
 
 // TestAdmitterLimits: while admitting, live tickets never exceed max_active
@@ -83,40 +87,42 @@ func TestAdmitterLimits(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			e := newStoreEnv(t)
-			s := e.createSale(t, func(r *sale.CreateRequest) {
-				r.Stock, r.MaxActive, r.AdmissionRate, r.TicketTTL = ptr(tc.stock), ptr(tc.active), ptr(50.0), ptr(10)
-			})
-			k := e.ks.Sale(s.ID)
-			q := startQueue(t, e.rdb, e.ks)
-			joinMany(t, q, s.ID, "u", 30)
-			e.startAdmitter(t, "")
+			testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
+				e := newStoreEnvOn(t, rdb, ks)
+				s := e.createSale(t, func(r *sale.CreateRequest) {
+					r.Stock, r.MaxActive, r.AdmissionRate, r.TicketTTL = ptr(tc.stock), ptr(tc.active), ptr(50.0), ptr(10)
+				})
+				k := e.ks.Sale(s.ID)
+				q := startQueue(t, e.rdb, e.ks)
+				joinMany(t, q, s.ID, "u", 30)
+				e.startAdmitter(t, "")
 
-			// tickets live 9-10 s; within 15 s a second wave is admitted
-			var maxLive, samples int64
-			ok := false
-			every(20*time.Millisecond, 15*time.Second, func() bool {
-				pipe := e.rdb.Pipeline()
-				card := pipe.ZCard(ctx, k.Adm)
-				live := pipe.ZCount(ctx, k.Adm, "("+strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf")
-				units := pipe.HMGet(ctx, k.Units, "remaining", "reserved")
-				_, err := pipe.Exec(ctx)
-				require.NoError(t, err)
-				samples++
-				maxLive = max(maxLive, live.Val())
-				require.LessOrEqual(t, card.Val(), tc.limit, "tickets in the lease set")
-				require.LessOrEqual(t, live.Val(), tc.limit, "live tickets")
-				rem, res := atoi(t, units.Val()[0]), atoi(t, units.Val()[1])
-				require.LessOrEqual(t, res, rem, "reserved ≤ remaining")
-				require.LessOrEqual(t, res, int64(tc.stock))
-				ok = e.admitted(t, s.ID) >= 2*tc.limit
-				return !ok
+				// tickets live 9-10 s; within 15 s a second wave is admitted
+				var maxLive, samples int64
+				ok := false
+				every(20*time.Millisecond, 15*time.Second, func() bool {
+					pipe := e.rdb.Pipeline()
+					card := pipe.ZCard(ctx, k.Adm)
+					live := pipe.ZCount(ctx, k.Adm, "("+strconv.FormatInt(time.Now().UnixMilli(), 10), "+inf")
+					units := pipe.HMGet(ctx, k.Units, "remaining", "reserved")
+					_, err := pipe.Exec(ctx)
+					require.NoError(t, err)
+					samples++
+					maxLive = max(maxLive, live.Val())
+					require.LessOrEqual(t, card.Val(), tc.limit, "tickets in the lease set")
+					require.LessOrEqual(t, live.Val(), tc.limit, "live tickets")
+					rem, res := atoi(t, units.Val()[0]), atoi(t, units.Val()[1])
+					require.LessOrEqual(t, res, rem, "reserved ≤ remaining")
+					require.LessOrEqual(t, res, int64(tc.stock))
+					ok = e.admitted(t, s.ID) >= 2*tc.limit
+					return !ok
+				})
+				require.True(t, ok, "a second wave after the first tickets expired (admitted %d)", e.admitted(t, s.ID))
+				require.Equal(t, tc.limit, maxLive, "the limit is reached")
+				require.Greater(t, samples, int64(100))
+				require.GreaterOrEqual(t, hint(t, e.rdb, k.Stats, "tickets_expired_total"), tc.limit)
+				require.EqualValues(t, tc.stock, hint(t, e.rdb, k.Units, "remaining"), "nothing sold")
 			})
-			require.True(t, ok, "a second wave after the first tickets expired (admitted %d)", e.admitted(t, s.ID))
-			require.Equal(t, tc.limit, maxLive, "the limit is reached")
-			require.Greater(t, samples, int64(100))
-			require.GreaterOrEqual(t, hint(t, e.rdb, k.Stats, "tickets_expired_total"), tc.limit)
-			require.EqualValues(t, tc.stock, hint(t, e.rdb, k.Units, "remaining"), "nothing sold")
 		})
 	}
 }
@@ -125,56 +131,58 @@ func TestAdmitterLimits(t *testing.T) {
 // leads), and when the leader stops the other takes over and goes on.
 func TestAdmitterTwoNodes(t *testing.T) {
 	t.Parallel()
-	e := newStoreEnv(t)
-	s := e.createSale(t, func(r *sale.CreateRequest) {
-		r.AdmissionRate, r.MaxActive, r.Stock = ptr(10.0), ptr(100_000), ptr(100_000)
-	})
-	q := startQueue(t, e.rdb, e.ks)
-	joinMany(t, q, s.ID, "u", 300)
-	a := e.startAdmitter(t, "node-a")
-	b := e.startAdmitter(t, "node-b")
-	leaders := func() []*waitingroom.Admitter {
-		var out []*waitingroom.Admitter
-		for _, x := range []*waitingroom.Admitter{a, b} {
-			if _, ok := x.Leading()[s.ID]; ok {
-				out = append(out, x)
+	testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
+		e := newStoreEnvOn(t, rdb, ks)
+		s := e.createSale(t, func(r *sale.CreateRequest) {
+			r.AdmissionRate, r.MaxActive, r.Stock = ptr(10.0), ptr(100_000), ptr(100_000)
+		})
+		q := startQueue(t, e.rdb, e.ks)
+		joinMany(t, q, s.ID, "u", 300)
+		a := e.startAdmitter(t, "node-a")
+		b := e.startAdmitter(t, "node-b")
+		leaders := func() []*waitingroom.Admitter {
+			var out []*waitingroom.Admitter
+			for _, x := range []*waitingroom.Admitter{a, b} {
+				if _, ok := x.Leading()[s.ID]; ok {
+					out = append(out, x)
+				}
 			}
+			return out
 		}
-		return out
-	}
 
-	testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= 10 }, "the burst")
-	t0, n0 := time.Now(), e.admitted(t, s.ID)
-	var leader *waitingroom.Admitter
-	every(20*time.Millisecond, 5*time.Second, func() bool {
-		l := leaders()
-		require.Len(t, l, 1, "exactly one leader")
-		if leader == nil {
-			leader = l[0]
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= 10 }, "the burst")
+		t0, n0 := time.Now(), e.admitted(t, s.ID)
+		var leader *waitingroom.Admitter
+		every(20*time.Millisecond, 5*time.Second, func() bool {
+			l := leaders()
+			require.Len(t, l, 1, "exactly one leader")
+			if leader == nil {
+				leader = l[0]
+			}
+			require.Same(t, leader, l[0], "the leader holds on")
+			return true
+		})
+		n, el := e.admitted(t, s.ID)-n0, time.Since(t0)
+		require.InDelta(t, 50, float64(n)*5/el.Seconds(), 7.5, "%d admitted in %s", n, el)
+
+		old := leader.Leading()[s.ID]
+		require.Equal(t, old, e.rdb.Get(context.Background(), e.ks.Sale(s.ID).Lease).Val())
+		other := a
+		if leader == a {
+			other = b
 		}
-		require.Same(t, leader, l[0], "the leader holds on")
-		return true
+		leader.Stop()
+		stopped := time.Now()
+		require.Empty(t, leader.Leading())
+		testenv.Eventually(t, 5*time.Second, func() bool { _, ok := other.Leading()[s.ID]; return ok }, "takeover")
+		took := time.Since(stopped)
+		cur := other.Leading()[s.ID]
+		require.True(t, strings.HasPrefix(cur, other.Holder()+"|"), "lease %q", cur)
+		require.Greater(t, fence(t, cur), fence(t, old), "a new leader, a larger fence")
+		n1 := e.admitted(t, s.ID)
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= n1+5 }, "admission goes on")
+		t.Logf("takeover in %s", took)
 	})
-	n, el := e.admitted(t, s.ID)-n0, time.Since(t0)
-	require.InDelta(t, 50, float64(n)*5/el.Seconds(), 7.5, "%d admitted in %s", n, el)
-
-	old := leader.Leading()[s.ID]
-	require.Equal(t, old, e.rdb.Get(context.Background(), e.ks.Sale(s.ID).Lease).Val())
-	other := a
-	if leader == a {
-		other = b
-	}
-	leader.Stop()
-	stopped := time.Now()
-	require.Empty(t, leader.Leading())
-	testenv.Eventually(t, 5*time.Second, func() bool { _, ok := other.Leading()[s.ID]; return ok }, "takeover")
-	took := time.Since(stopped)
-	cur := other.Leading()[s.ID]
-	require.True(t, strings.HasPrefix(cur, other.Holder()+"|"), "lease %q", cur)
-	require.Greater(t, fence(t, cur), fence(t, old), "a new leader, a larger fence")
-	n1 := e.admitted(t, s.ID)
-	testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= n1+5 }, "admission goes on")
-	t.Logf("takeover in %s", took)
 }
 
 // TestAdmitterPause: a pause stops admission at once (the next admit step
@@ -182,38 +190,40 @@ func TestAdmitterTwoNodes(t *testing.T) {
 func TestAdmitterPause(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	e := newStoreEnv(t)
-	s := e.createSale(t, func(r *sale.CreateRequest) {
-		r.AdmissionRate, r.MaxActive, r.Stock = ptr(20.0), ptr(100_000), ptr(100_000)
-	})
-	k := e.ks.Sale(s.ID)
-	q := startQueue(t, e.rdb, e.ks)
-	joinMany(t, q, s.ID, "u", 200)
-	e.startAdmitter(t, "")
-	testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= 25 }, "admitting")
+	testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
+		e := newStoreEnvOn(t, rdb, ks)
+		s := e.createSale(t, func(r *sale.CreateRequest) {
+			r.AdmissionRate, r.MaxActive, r.Stock = ptr(20.0), ptr(100_000), ptr(100_000)
+		})
+		k := e.ks.Sale(s.ID)
+		q := startQueue(t, e.rdb, e.ks)
+		joinMany(t, q, s.ID, "u", 200)
+		e.startAdmitter(t, "")
+		testenv.Eventually(t, 5*time.Second, func() bool { return e.admitted(t, s.ID) >= 25 }, "admitting")
 
-	_, err := e.store.Patch(ctx, s.ID, &sale.PatchRequest{State: ptr("paused")}, time.Now())
-	require.NoError(t, err)
-	// the admit step is atomic and reads the state each tick: nothing after
-	// Patch returned may admit
-	a0, q0 := e.admitted(t, s.ID), e.rdb.ZCard(ctx, k.Q).Val()
-	every(20*time.Millisecond, time.Second, func() bool {
-		require.Equal(t, a0, e.admitted(t, s.ID), "admitted while paused")
-		return true
-	})
-	require.Equal(t, q0, e.rdb.ZCard(ctx, k.Q).Val(), "waiters keep their places")
-	testenv.Eventually(t, 2*time.Second, func() bool {
-		tab, err := waitingroom.ParseRankTable(e.rdb.Get(ctx, k.Ranks).Val())
-		if err != nil {
-			return false
-		}
-		_, _, state, _ := tab.Header()
-		return state == "paused"
-	}, "the rank table says paused")
+		_, err := e.store.Patch(ctx, s.ID, &sale.PatchRequest{State: ptr("paused")}, time.Now())
+		require.NoError(t, err)
+		// the admit step is atomic and reads the state each tick: nothing after
+		// Patch returned may admit
+		a0, q0 := e.admitted(t, s.ID), e.rdb.ZCard(ctx, k.Q).Val()
+		every(20*time.Millisecond, time.Second, func() bool {
+			require.Equal(t, a0, e.admitted(t, s.ID), "admitted while paused")
+			return true
+		})
+		require.Equal(t, q0, e.rdb.ZCard(ctx, k.Q).Val(), "waiters keep their places")
+		testenv.Eventually(t, 2*time.Second, func() bool {
+			tab, err := waitingroom.ParseRankTable(e.rdb.Get(ctx, k.Ranks).Val())
+			if err != nil {
+				return false
+			}
+			_, _, state, _ := tab.Header()
+			return state == "paused"
+		}, "the rank table says paused")
 
-	_, err = e.store.Patch(ctx, s.ID, &sale.PatchRequest{State: ptr("open")}, time.Now())
-	require.NoError(t, err)
-	testenv.Eventually(t, time.Second, func() bool { return e.admitted(t, s.ID) > a0 }, "admission resumes")
+		_, err = e.store.Patch(ctx, s.ID, &sale.PatchRequest{State: ptr("open")}, time.Now())
+		require.NoError(t, err)
+		testenv.Eventually(t, time.Second, func() bool { return e.admitted(t, s.ID) > a0 }, "admission resumes")
+	})
 }
 
 func fence(t *testing.T, lease string) int64 {

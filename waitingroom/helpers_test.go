@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/waitingroom"
 )
@@ -115,15 +116,23 @@ func tix(t testing.TB, rdb redis.UniversalClient, k sale.Keys, user string) (adm
 
 // storeEnv is a sale store on the test's own Redis prefix and MySQL database.
 type storeEnv struct {
-	rdb   *redis.Client
+	rdb   redis.UniversalClient
 	ks    sale.Keyspace
 	db    *sql.DB
 	store *sale.Store
 }
 
+// newStoreEnv is newStoreEnvOn on one Redis.
 func newStoreEnv(t testing.TB) *storeEnv {
 	t.Helper()
 	rdb, ks := testenv.Redis(t)
+	return newStoreEnvOn(t, rdb, ks)
+}
+
+// newStoreEnvOn is a sale store on rdb under ks and a MySQL database of the
+// test's own.
+func newStoreEnvOn(t testing.TB, rdb redis.UniversalClient, ks sale.Keyspace) *storeEnv {
+	t.Helper()
 	_, db := testenv.MySQL(t)
 	return &storeEnv{rdb: rdb, ks: ks, db: db, store: sale.NewStore(db, rdb, ks)}
 }
@@ -189,14 +198,15 @@ func seenAll(t testing.TB, rdb redis.UniversalClient, k sale.Keys) map[string]st
 	t.Helper()
 	ctx := context.Background()
 	out := map[string]string{}
-	iter := rdb.Scan(ctx, 0, k.Seen+"*", 1000).Iterator()
-	for iter.Next(ctx) {
-		m, err := rdb.HGetAll(ctx, iter.Val()).Result()
+	// on every master: a cluster client's own SCAN reads one
+	keys, err := testdb.MatchKeys(ctx, rdb, k.Seen+"*")
+	require.NoError(t, err)
+	for _, key := range keys {
+		m, err := rdb.HGetAll(ctx, key).Result()
 		require.NoError(t, err)
 		for u, v := range m {
 			out[u] = v
 		}
 	}
-	require.NoError(t, iter.Err())
 	return out
 }

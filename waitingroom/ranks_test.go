@@ -13,6 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/waitingroom"
 )
@@ -126,53 +128,55 @@ func TestRanks(t *testing.T) {
 func TestRanksEmptyQueue(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rdb, ks := testenv.Redis(t)
-	k := ks.Sale("s1")
-	seedSale(t, rdb, k, map[string]any{"state": "paused"}, 10)
-	count, err := waitingroom.PublishRanks(ctx, rdb, k, time.Second)
-	require.NoError(t, err)
-	require.Zero(t, count)
-	tab, err := waitingroom.ParseRankTable(rdb.Get(ctx, k.Ranks).Val())
-	require.NoError(t, err)
-	qlen, adv, state, allReserved := tab.Header()
-	require.Equal(t, []any{int64(0), int64(0), "paused", false}, []any{qlen, adv, state, allReserved})
-	require.EqualValues(t, 1, tab.Position(7))
+	testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
+		k := ks.Sale("s1")
+		seedSale(t, rdb, k, map[string]any{"state": "paused"}, 10)
+		count, err := waitingroom.PublishRanks(ctx, rdb, k, time.Second)
+		require.NoError(t, err)
+		require.Zero(t, count)
+		tab, err := waitingroom.ParseRankTable(rdb.Get(ctx, k.Ranks).Val())
+		require.NoError(t, err)
+		qlen, adv, state, allReserved := tab.Header()
+		require.Equal(t, []any{int64(0), int64(0), "paused", false}, []any{qlen, adv, state, allReserved})
+		require.EqualValues(t, 1, tab.Position(7))
 
-	// no sale: no table
-	require.NoError(t, rdb.Del(ctx, k.Cfg, k.Ranks).Err())
-	count, err = waitingroom.PublishRanks(ctx, rdb, k, time.Second)
-	require.NoError(t, err)
-	require.Zero(t, count)
-	require.Zero(t, rdb.Exists(ctx, k.Ranks).Val())
+		// no sale: no table
+		require.NoError(t, rdb.Del(ctx, k.Cfg, k.Ranks).Err())
+		count, err = waitingroom.PublishRanks(ctx, rdb, k, time.Second)
+		require.NoError(t, err)
+		require.Zero(t, count)
+		require.Zero(t, rdb.Exists(ctx, k.Ranks).Val())
+	})
 }
 
 func TestPresence(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rdb, ks := testenv.Redis(t)
-	k := ks.Sale("s1")
-	// an old mark is overwritten
-	markSeen(t, rdb, k, 1000, "b")
+	testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
+		k := ks.Sale("s1")
+		// an old mark is overwritten
+		markSeen(t, rdb, k, 1000, "b")
 
-	before := redisNow(t, rdb)
-	n, err := waitingroom.MarkPresent(ctx, rdb, k, "a", "b", "c")
-	require.NoError(t, err)
-	require.EqualValues(t, 3, n)
-	now := redisNow(t, rdb)
-	for _, u := range []string{"a", "b", "c"} {
-		seen, ok := seenAt(t, rdb, k, u)
-		require.True(t, ok, u)
-		require.InDelta(t, float64(now), seen, 1000, "%s is marked on Redis time", u)
-		require.GreaterOrEqual(t, seen, float64(before))
-		require.LessOrEqual(t, seen, float64(now))
-		require.Equal(t, float64(int64(seen)), seen, "whole milliseconds")
-	}
-	require.Len(t, seenAll(t, rdb, k), 3)
+		before := redisNow(t, rdb)
+		n, err := waitingroom.MarkPresent(ctx, rdb, k, "a", "b", "c")
+		require.NoError(t, err)
+		require.EqualValues(t, 3, n)
+		now := redisNow(t, rdb)
+		for _, u := range []string{"a", "b", "c"} {
+			seen, ok := seenAt(t, rdb, k, u)
+			require.True(t, ok, u)
+			require.InDelta(t, float64(now), seen, 1000, "%s is marked on Redis time", u)
+			require.GreaterOrEqual(t, seen, float64(before))
+			require.LessOrEqual(t, seen, float64(now))
+			require.Equal(t, float64(int64(seen)), seen, "whole milliseconds")
+		}
+		require.Len(t, seenAll(t, rdb, k), 3)
 
-	n, err = waitingroom.MarkPresent(ctx, rdb, k)
-	require.NoError(t, err)
-	require.Zero(t, n)
-	require.Len(t, seenAll(t, rdb, k), 3)
+		n, err = waitingroom.MarkPresent(ctx, rdb, k)
+		require.NoError(t, err)
+		require.Zero(t, n)
+		require.Len(t, seenAll(t, rdb, k), 3)
+	})
 }
 
 func randN(n int64) int64 {

@@ -9,8 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/waitingroom"
 )
@@ -23,79 +26,80 @@ import (
 func TestRequeueScript(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	rdb, ks := testenv.Redis(t)
+	testdb.EachRedis(t, func(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace) {
 
-	t.Run("same generation: a status", func(t *testing.T) {
-		k := ks.Sale("same")
-		seedSale(t, rdb, k, map[string]any{"state": "open", "gen": "g1"}, 10)
-		st, err := waitingroom.RunJoin(ctx, rdb, k, "r", "left-earlier", "42|g1")
-		require.NoError(t, err)
-		require.Equal(t, waitingroom.KindNotInQueue, st[0].Kind, "a user who left is not put back")
-		_, ok := zscore(t, rdb, k.Q, "left-earlier")
-		require.False(t, ok)
-		st, err = waitingroom.RunJoin(ctx, rdb, k, "r", "no-place", "|g0")
-		require.NoError(t, err)
-		require.Equal(t, waitingroom.KindNotInQueue, st[0].Kind, "no place, nothing to put back")
-	})
+		t.Run("same generation: a status", func(t *testing.T) {
+			k := ks.Sale("same")
+			seedSale(t, rdb, k, map[string]any{"state": "open", "gen": "g1"}, 10)
+			st, err := waitingroom.RunJoin(ctx, rdb, k, "r", "left-earlier", "42|g1")
+			require.NoError(t, err)
+			require.Equal(t, waitingroom.KindNotInQueue, st[0].Kind, "a user who left is not put back")
+			_, ok := zscore(t, rdb, k.Q, "left-earlier")
+			require.False(t, ok)
+			st, err = waitingroom.RunJoin(ctx, rdb, k, "r", "no-place", "|g0")
+			require.NoError(t, err)
+			require.Equal(t, waitingroom.KindNotInQueue, st[0].Kind, "no place, nothing to put back")
+		})
 
-	t.Run("a new generation puts waiters back", func(t *testing.T) {
-		k := ks.Sale("lost")
-		now := redisNow(t, rdb)
-		seedSale(t, rdb, k, map[string]any{"state": "open", "gen": "g2", "requeue_until": now + 60_000}, 10)
-		// the admitted and the buyers MySQL restored keep their own state
-		require.NoError(t, rdb.HSet(ctx, k.Buyers, "bought", "o-1").Err())
+		t.Run("a new generation puts waiters back", func(t *testing.T) {
+			k := ks.Sale("lost")
+			now := redisNow(t, rdb)
+			seedSale(t, rdb, k, map[string]any{"state": "open", "gen": "g2", "requeue_until": now + 60_000}, 10)
+			// the admitted and the buyers MySQL restored keep their own state
+			require.NoError(t, rdb.HSet(ctx, k.Buyers, "bought", "o-1").Err())
 
-		fresh, err := waitingroom.RunJoin(ctx, rdb, k, "j", "newcomer", "")
-		require.NoError(t, err)
-		require.Equal(t, waitingroom.KindRestoring, fresh[0].Kind, "a newcomer waits while waiters are put back")
-		st, err := waitingroom.RunJoin(ctx, rdb, k, "s", "not-back-yet", "")
-		require.NoError(t, err)
-		require.Equal(t, waitingroom.KindRestoring, st[0].Kind)
+			fresh, err := waitingroom.RunJoin(ctx, rdb, k, "j", "newcomer", "")
+			require.NoError(t, err)
+			require.Equal(t, waitingroom.KindRestoring, fresh[0].Kind, "a newcomer waits while waiters are put back")
+			st, err := waitingroom.RunJoin(ctx, rdb, k, "s", "not-back-yet", "")
+			require.NoError(t, err)
+			require.Equal(t, waitingroom.KindRestoring, st[0].Kind)
 
-		st, err = waitingroom.RunJoin(ctx, rdb, k,
-			"r", "w500", "500|g1", "r", "w7", "7|g1", "r", "bought", "3|g1", "r", "w9000", "9000|g1")
-		require.NoError(t, err)
-		require.Equal(t, []string{waitingroom.KindWaiting, waitingroom.KindWaiting, waitingroom.KindPurchased, waitingroom.KindWaiting},
-			[]string{st[0].Kind, st[1].Kind, st[2].Kind, st[3].Kind})
-		require.Equal(t, 500.0, st[0].Place)
-		require.EqualValues(t, 1, st[1].Position, "w7 is ahead of w500")
-		require.EqualValues(t, 3, st[3].Position)
-		for u, place := range map[string]float64{"w7": 7, "w500": 500, "w9000": 9000} {
-			got, ok := zscore(t, rdb, k.Q, u)
-			require.True(t, ok, u)
-			require.Equal(t, place, got, u)
-		}
-		_, ok := zscore(t, rdb, k.Q, "bought")
-		require.False(t, ok, "a buyer is not put back")
-		require.EqualValues(t, 9000, hint(t, rdb, k.Stats, "seq"), "arrivals after the loss queue behind")
-		require.EqualValues(t, 3, hint(t, rdb, k.Stats, "requeued_total"))
+			st, err = waitingroom.RunJoin(ctx, rdb, k,
+				"r", "w500", "500|g1", "r", "w7", "7|g1", "r", "bought", "3|g1", "r", "w9000", "9000|g1")
+			require.NoError(t, err)
+			require.Equal(t, []string{waitingroom.KindWaiting, waitingroom.KindWaiting, waitingroom.KindPurchased, waitingroom.KindWaiting},
+				[]string{st[0].Kind, st[1].Kind, st[2].Kind, st[3].Kind})
+			require.Equal(t, 500.0, st[0].Place)
+			require.EqualValues(t, 1, st[1].Position, "w7 is ahead of w500")
+			require.EqualValues(t, 3, st[3].Position)
+			for u, place := range map[string]float64{"w7": 7, "w500": 500, "w9000": 9000} {
+				got, ok := zscore(t, rdb, k.Q, u)
+				require.True(t, ok, u)
+				require.Equal(t, place, got, u)
+			}
+			_, ok := zscore(t, rdb, k.Q, "bought")
+			require.False(t, ok, "a buyer is not put back")
+			require.EqualValues(t, 9000, hint(t, rdb, k.Stats, "seq"), "arrivals after the loss queue behind")
+			require.EqualValues(t, 3, hint(t, rdb, k.Stats, "requeued_total"))
 
-		// a second requeue by another node changes nothing
-		st, err = waitingroom.RunJoin(ctx, rdb, k, "r", "w500", "500|g1")
-		require.NoError(t, err)
-		require.EqualValues(t, 2, st[0].Position)
-		require.EqualValues(t, 3, hint(t, rdb, k.Stats, "requeued_total"))
+			// a second requeue by another node changes nothing
+			st, err = waitingroom.RunJoin(ctx, rdb, k, "r", "w500", "500|g1")
+			require.NoError(t, err)
+			require.EqualValues(t, 2, st[0].Position)
+			require.EqualValues(t, 3, hint(t, rdb, k.Stats, "requeued_total"))
 
-		// the window over, a newcomer joins behind everyone put back
-		require.NoError(t, rdb.HSet(ctx, k.Cfg, "requeue_until", now-1).Err())
-		fresh, err = waitingroom.RunJoin(ctx, rdb, k, "j", "newcomer", "")
-		require.NoError(t, err)
-		require.Equal(t, waitingroom.KindWaiting, fresh[0].Kind)
-		require.Equal(t, 9001.0, fresh[0].Place)
-		require.EqualValues(t, 4, fresh[0].Position)
-	})
+			// the window over, a newcomer joins behind everyone put back
+			require.NoError(t, rdb.HSet(ctx, k.Cfg, "requeue_until", now-1).Err())
+			fresh, err = waitingroom.RunJoin(ctx, rdb, k, "j", "newcomer", "")
+			require.NoError(t, err)
+			require.Equal(t, waitingroom.KindWaiting, fresh[0].Kind)
+			require.Equal(t, 9001.0, fresh[0].Place)
+			require.EqualValues(t, 4, fresh[0].Position)
+		})
 
-	t.Run("prequeue places", func(t *testing.T) {
-		k := ks.Sale("pq")
-		now := redisNow(t, rdb)
-		seedSale(t, rdb, k, map[string]any{"state": "open", "mode": "prequeue", "starts": now - 1000, "gen": "g2"}, 10)
-		require.NoError(t, rdb.HSet(ctx, k.Stats, "seq", 5).Err())
-		_, err := waitingroom.RunJoin(ctx, rdb, k, "r", "random", "123456789|g1", "r", "late", fmt.Sprintf("%d|g1", twoTo52+40))
-		require.NoError(t, err)
-		require.EqualValues(t, 40, hint(t, rdb, k.Stats, "seq"), "only an arrival-order place moves the sequence")
-		st, err := waitingroom.RunJoin(ctx, rdb, k, "j", "after", "")
-		require.NoError(t, err)
-		require.Equal(t, float64(twoTo52+41), st[0].Place)
+		t.Run("prequeue places", func(t *testing.T) {
+			k := ks.Sale("pq")
+			now := redisNow(t, rdb)
+			seedSale(t, rdb, k, map[string]any{"state": "open", "mode": "prequeue", "starts": now - 1000, "gen": "g2"}, 10)
+			require.NoError(t, rdb.HSet(ctx, k.Stats, "seq", 5).Err())
+			_, err := waitingroom.RunJoin(ctx, rdb, k, "r", "random", "123456789|g1", "r", "late", fmt.Sprintf("%d|g1", twoTo52+40))
+			require.NoError(t, err)
+			require.EqualValues(t, 40, hint(t, rdb, k.Stats, "seq"), "only an arrival-order place moves the sequence")
+			st, err := waitingroom.RunJoin(ctx, rdb, k, "j", "after", "")
+			require.NoError(t, err)
+			require.Equal(t, float64(twoTo52+41), st[0].Place)
+		})
 	})
 }
 
@@ -202,49 +206,48 @@ func TestHubRequeueWaitsForState(t *testing.T) {
 // order.
 func TestPollersPutBackByTheirToken(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	s := testenv.Start(t)
-	saleID := pausedSale(t, s, map[string]any{"stock": 50})
-	tokens := map[string]string{}
-	places := map[string]float64{}
-	for i := range 5 {
-		u := fmt.Sprintf("poller%d-%s", i, testenv.RandomID())
-		jb := join(t, s, saleID, u)
-		tokens[u] = jb["queue_token"].(string)
-		require.EqualValues(t, i+1, jb["position"])
-	}
-	k := s.Keys.Sale(saleID)
-	for u := range tokens {
-		sc, ok := zscore(t, s.Redis, k.Q, u)
-		require.True(t, ok)
-		places[u] = sc
-	}
-	// the loss: every key of the deployment's prefix
-	keys, err := s.Redis.Keys(ctx, s.Keys.Prefix+":*").Result()
-	require.NoError(t, err)
-	require.NoError(t, s.Redis.Del(ctx, keys...).Err())
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		saleID := pausedSale(t, s, map[string]any{"stock": 50})
+		tokens := map[string]string{}
+		places := map[string]float64{}
+		for i := range 5 {
+			u := fmt.Sprintf("poller%d-%s", i, testenv.RandomID())
+			jb := join(t, s, saleID, u)
+			tokens[u] = jb["queue_token"].(string)
+			require.EqualValues(t, i+1, jb["position"])
+		}
+		k := s.Keys.Sale(saleID)
+		for u := range tokens {
+			sc, ok := zscore(t, s.Redis, k.Q, u)
+			require.True(t, ok)
+			places[u] = sc
+		}
+		// the loss: every key of the deployment's prefix, on every master
+		require.Positive(t, s.FlushRedis(t))
 
-	// each poller polls until answered (503 while the sale is rebuilt)
-	for u, qt := range tokens {
-		var body map[string]any
-		testenv.Eventually(t, 15*time.Second, func() bool {
-			r := s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", qt, nil)
-			require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, r.Status, "%s", r.Body)
-			if r.Status == http.StatusOK {
-				body = r.JSON(t)
-			}
-			return r.Status == http.StatusOK
-		}, "%s's status after the loss", u)
-		require.Equal(t, "waiting", body["state"], "%v", body)
-		sc, ok := zscore(t, s.Redis, k.Q, u)
-		require.True(t, ok, "%s is back", u)
-		require.Equal(t, places[u], sc, "%s is back at their own place", u)
-	}
-	for u := range tokens {
-		r := s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", tokens[u], nil)
-		require.Equal(t, http.StatusOK, r.Status)
-		require.EqualValues(t, slices.Index(sortedByPlace(places), u)+1, r.JSON(t)["position"], "%s's position", u)
-	}
+		// each poller polls until answered (503 while the sale is rebuilt)
+		for u, qt := range tokens {
+			var body map[string]any
+			testenv.Eventually(t, 15*time.Second, func() bool {
+				r := s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", qt, nil)
+				require.Contains(t, []int{http.StatusOK, http.StatusServiceUnavailable}, r.Status, "%s", r.Body)
+				if r.Status == http.StatusOK {
+					body = r.JSON(t)
+				}
+				return r.Status == http.StatusOK
+			}, "%s's status after the loss", u)
+			require.Equal(t, "waiting", body["state"], "%v", body)
+			sc, ok := zscore(t, s.Redis, k.Q, u)
+			require.True(t, ok, "%s is back", u)
+			require.Equal(t, places[u], sc, "%s is back at their own place", u)
+		}
+		for u := range tokens {
+			r := s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", tokens[u], nil)
+			require.Equal(t, http.StatusOK, r.Status)
+			require.EqualValues(t, slices.Index(sortedByPlace(places), u)+1, r.JSON(t)["position"], "%s's position", u)
+		}
+	})
 }
 
 func sortedByPlace(places map[string]float64) []string {
@@ -262,45 +265,44 @@ func sortedByPlace(places map[string]float64) []string {
 // a shopper who left and joined again keeps the new place.
 func TestLeavingVoidsTheToken(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
-	s := testenv.Start(t)
-	saleID := pausedSale(t, s, map[string]any{"stock": 50})
-	stayer, leaver, rejoiner := "stay-"+testenv.RandomID(), "leave-"+testenv.RandomID(), "rejoin-"+testenv.RandomID()
-	tokens := map[string]string{}
-	for _, u := range []string{leaver, rejoiner, stayer} {
-		tokens[u] = join(t, s, saleID, u)["queue_token"].(string)
-	}
-	for _, u := range []string{leaver, rejoiner} {
-		r := s.Do(t, "DELETE", "/api/v1/sales/"+saleID+"/join", tokens[u], nil)
-		require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Body)
-	}
-	fresh := join(t, s, saleID, rejoiner)["queue_token"].(string)
-	k := s.Keys.Sale(saleID)
-	rejoinPlace, ok := zscore(t, s.Redis, k.Q, rejoiner)
-	require.True(t, ok)
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		saleID := pausedSale(t, s, map[string]any{"stock": 50})
+		stayer, leaver, rejoiner := "stay-"+testenv.RandomID(), "leave-"+testenv.RandomID(), "rejoin-"+testenv.RandomID()
+		tokens := map[string]string{}
+		for _, u := range []string{leaver, rejoiner, stayer} {
+			tokens[u] = join(t, s, saleID, u)["queue_token"].(string)
+		}
+		for _, u := range []string{leaver, rejoiner} {
+			r := s.Do(t, "DELETE", "/api/v1/sales/"+saleID+"/join", tokens[u], nil)
+			require.Equal(t, http.StatusNoContent, r.Status, "%s", r.Body)
+		}
+		fresh := join(t, s, saleID, rejoiner)["queue_token"].(string)
+		k := s.Keys.Sale(saleID)
+		rejoinPlace, ok := zscore(t, s.Redis, k.Q, rejoiner)
+		require.True(t, ok)
 
-	keys, err := s.Redis.Keys(ctx, s.Keys.Prefix+":*").Result()
-	require.NoError(t, err)
-	require.NoError(t, s.Redis.Del(ctx, keys...).Err())
+		require.Positive(t, s.FlushRedis(t))
 
-	poll := func(qt string) *testenv.Response {
-		var r *testenv.Response
-		testenv.Eventually(t, 15*time.Second, func() bool {
-			r = s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", qt, nil)
-			return r.Status != http.StatusServiceUnavailable
-		}, "an answer after the loss")
-		return r
-	}
-	require.Equal(t, "waiting", poll(tokens[stayer]).JSON(t)["state"], "the stayer is put back")
-	r := poll(tokens[leaver])
-	require.Equal(t, http.StatusNotFound, r.Status, "the leaver's old token puts nobody back: %s", r.Body)
-	require.Equal(t, "not_in_queue", r.Code(t))
-	_, ok = zscore(t, s.Redis, k.Q, leaver)
-	require.False(t, ok)
-	// the rejoiner's old token is void; the new one puts them back at the new place
-	require.Equal(t, http.StatusNotFound, poll(tokens[rejoiner]).Status)
-	require.Equal(t, "waiting", poll(fresh).JSON(t)["state"])
-	got, ok := zscore(t, s.Redis, k.Q, rejoiner)
-	require.True(t, ok)
-	require.Equal(t, rejoinPlace, got)
+		poll := func(qt string) *testenv.Response {
+			var r *testenv.Response
+			testenv.Eventually(t, 15*time.Second, func() bool {
+				r = s.Do(t, "GET", "/api/v1/sales/"+saleID+"/status", qt, nil)
+				return r.Status != http.StatusServiceUnavailable
+			}, "an answer after the loss")
+			return r
+		}
+		require.Equal(t, "waiting", poll(tokens[stayer]).JSON(t)["state"], "the stayer is put back")
+		r := poll(tokens[leaver])
+		require.Equal(t, http.StatusNotFound, r.Status, "the leaver's old token puts nobody back: %s", r.Body)
+		require.Equal(t, "not_in_queue", r.Code(t))
+		_, ok = zscore(t, s.Redis, k.Q, leaver)
+		require.False(t, ok)
+		// the rejoiner's old token is void; the new one puts them back at the new place
+		require.Equal(t, http.StatusNotFound, poll(tokens[rejoiner]).Status)
+		require.Equal(t, "waiting", poll(fresh).JSON(t)["state"])
+		got, ok := zscore(t, s.Redis, k.Q, rejoiner)
+		require.True(t, ok)
+		require.Equal(t, rejoinPlace, got)
+	})
 }
