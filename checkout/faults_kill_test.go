@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/checkout"
@@ -40,23 +39,27 @@ func TestFaultRedisKilled(t *testing.T) {
 		t.Skip("runs its own redis-server; skipped with -short")
 	}
 	t.Parallel()
-	t.Run("restarted from a snapshot: writes lost", func(t *testing.T) {
-		t.Parallel()
-		redisKilled(t, true)
-	})
-	t.Run("restarted empty", func(t *testing.T) {
-		t.Parallel()
-		redisKilled(t, false)
+	// on the cluster backend, the master of the sale's slot dies
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		t.Run("restarted from a snapshot: writes lost", func(t *testing.T) {
+			t.Parallel()
+			redisKilled(t, b, true)
+		})
+		t.Run("restarted empty", func(t *testing.T) {
+			t.Parallel()
+			redisKilled(t, b, false)
+		})
 	})
 }
 
-func redisKilled(t *testing.T, snapshot bool) {
-	r, s := onPrivateRedis(t)
+func redisKilled(t *testing.T, b testenv.Backend, snapshot bool) {
+	p, s := onPrivateRedis(t, b)
 	rdb := s.Redis
 	ctx := context.Background()
 	const stock = 100
 	saleID := newSale(t, s, map[string]any{"stock": stock, "hold_ttl_seconds": 600})
 	k := s.Keys.Sale(saleID)
+	r := p.holder(t, k.Cfg)
 
 	// Orders before the snapshot, a third of them paid.
 	early := buyFirst(t, s, saleID, 24, 8, 3)
@@ -84,7 +87,7 @@ func redisKilled(t *testing.T, snapshot bool) {
 	}()
 	<-saveAt
 	if snapshot {
-		require.NoError(t, rdb.Save(ctx).Err(), "snapshot (dump.rdb, loaded on restart)")
+		require.NoError(t, r.Client(t).Save(ctx).Err(), "snapshot (dump.rdb, loaded on restart)")
 	}
 	// A witness buys after the snapshot: Redis will have lost its order.
 	witness := newShoppers(s, saleID, "witness-", 1)
@@ -218,48 +221,36 @@ func redisKilled(t *testing.T, snapshot bool) {
 	require.Equal(t, true, sum["consistent"], "summary: %v", sum)
 }
 
-// runID is the run id of the Redis server rdb talks to.
-func runID(t *testing.T, rdb *redis.Client) string {
-	t.Helper()
-	info, err := rdb.Info(context.Background(), "server").Result()
-	require.NoError(t, err)
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "run_id:"); ok {
-			return v
-		}
-	}
-	t.Fatalf("no run_id in INFO server:\n%s", info)
-	return ""
-}
-
 // TestReserveScriptStale: a sale stamped with another Redis server
 // process's run id (Redis restarted or failed over since its state was
 // checked against MySQL) sells nothing and changes nothing; one stamped by
 // this process, or never stamped, sells as before.
 func TestReserveScriptStale(t *testing.T) {
 	t.Parallel()
-	e := newLuaEnv(t)
-	run := runID(t, e.rdb)
-	for _, tt := range []struct {
-		name, rid string
-		reply     []string
-	}{
-		{"stamped by another run: stale", strings.Repeat("0", len(run)), []string{"stale"}},
-		{"stamped by this run", run, []string{"ok", "sold"}},
-		{"never stamped", "", []string{"ok", "sold"}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			before := reserveBase()
-			if tt.rid != "" {
-				before.Cfg = cfgWith("rid", tt.rid)
-			}
-			e.seed(before)
-			require.Equal(t, tt.reply, e.reserve("u3", "j3", 1, "o-new"))
-			if tt.reply[0] == "stale" {
-				require.Equal(t, before.clone(), e.dump(), "a stale sale is left as it is")
-			}
-		})
-	}
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		e := newLuaEnvOn(t, b.Backend)
+		run := testenv.RunID(t, e.rdb, e.k.Cfg)
+		for _, tt := range []struct {
+			name, rid string
+			reply     []string
+		}{
+			{"stamped by another run: stale", strings.Repeat("0", len(run)), []string{"stale"}},
+			{"stamped by this run", run, []string{"ok", "sold"}},
+			{"never stamped", "", []string{"ok", "sold"}},
+		} {
+			t.Run(tt.name, func(t *testing.T) {
+				before := reserveBase()
+				if tt.rid != "" {
+					before.Cfg = cfgWith("rid", tt.rid)
+				}
+				e.seed(before)
+				require.Equal(t, tt.reply, e.reserve("u3", "j3", 1, "o-new"))
+				if tt.reply[0] == "stale" {
+					require.Equal(t, before.clone(), e.dump(), "a stale sale is left as it is")
+				}
+			})
+		}
+	})
 }
 
 // TestRevalidate plants what a restart from a lagging snapshot leaves (the
@@ -272,72 +263,74 @@ func TestReserveScriptStale(t *testing.T) {
 // the second check, --reconcile-pending-after later.
 func TestRevalidate(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t, func(c *node.Config) { c.ReconcilePendingAfter = node.MinReconcilePendingAfter })
-	ctx := context.Background()
-	saleID := newSale(t, s, map[string]any{"stock": 10, "hold_ttl_seconds": 300})
-	k := s.Keys.Sale(saleID)
-	run := runID(t, s.Redis.(*redis.Client))
-	eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
-		"the sweeper stamps the new sale")
-	gen := s.Redis.HGet(ctx, k.Cfg, "gen").Val()
-	require.NotEmpty(t, gen)
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t, func(c *node.Config) { c.ReconcilePendingAfter = node.MinReconcilePendingAfter })
+		ctx := context.Background()
+		saleID := newSale(t, s, map[string]any{"stock": 10, "hold_ttl_seconds": 300})
+		k := s.Keys.Sale(saleID)
+		run := testenv.RunID(t, s.Redis, k.Cfg)
+		eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
+			"the sweeper stamps the new sale")
+		gen := s.Redis.HGet(ctx, k.Cfg, "gen").Val()
+		require.NotEmpty(t, gen)
 
-	tickets := map[string]string{}
-	orders := map[string]string{}
-	for _, user := range []string{"alice", "bob", "dave"} {
-		tickets[user] = s.Ticket(saleID, user, 5*time.Minute)
-		r := buy(t, s, saleID, tickets[user], nil)
-		require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
-		orders[user] = r.JSON(t)["id"].(string)
-	}
-	want := redisSnapshot(t, s, saleID)
+		tickets := map[string]string{}
+		orders := map[string]string{}
+		for _, user := range []string{"alice", "bob", "dave"} {
+			tickets[user] = s.Ticket(saleID, user, 5*time.Minute)
+			r := buy(t, s, saleID, tickets[user], nil)
+			require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+			orders[user] = r.JSON(t)["id"].(string)
+		}
+		want := redisSnapshot(t, s, saleID)
 
-	// The lagging state, in one step: bob's order still pending (not
-	// finalized: no hold yet), dave's unknown, the stamp another run's.
-	var bobJTI, daveJTI string
-	require.NoError(t, s.DB.QueryRow(`SELECT ticket_jti FROM orders WHERE id = ?`, orders["bob"]).Scan(&bobJTI))
-	require.NoError(t, s.DB.QueryRow(`SELECT ticket_jti FROM orders WHERE id = ?`, orders["dave"]).Scan(&daveJTI))
-	pipe := s.Redis.TxPipeline()
-	pipe.HDel(ctx, k.Orders, orders["bob"], orders["dave"])
-	pipe.ZRem(ctx, k.Holds, orders["bob"], orders["dave"])
-	pipe.HSet(ctx, k.Pending, orders["bob"], sale.Pending{User: "bob", Quantity: 1, JTI: bobJTI, Kind: "held", AtMs: time.Now().UnixMilli()}.Encode())
-	pipe.HDel(ctx, k.Buyers, "dave")
-	pipe.HDel(ctx, k.JTI, daveJTI)
-	pipe.HIncrBy(ctx, k.Units, "held", -1)
-	pipe.HIncrBy(ctx, k.Units, "remaining", 1)
-	pipe.HSet(ctx, k.Cfg, "rid", strings.Repeat("0", len(run)))
-	_, err := pipe.Exec(ctx)
-	require.NoError(t, err)
+		// The lagging state, in one step: bob's order still pending (not
+		// finalized: no hold yet), dave's unknown, the stamp another run's.
+		var bobJTI, daveJTI string
+		require.NoError(t, s.DB.QueryRow(`SELECT ticket_jti FROM orders WHERE id = ?`, orders["bob"]).Scan(&bobJTI))
+		require.NoError(t, s.DB.QueryRow(`SELECT ticket_jti FROM orders WHERE id = ?`, orders["dave"]).Scan(&daveJTI))
+		pipe := s.Redis.TxPipeline()
+		pipe.HDel(ctx, k.Orders, orders["bob"], orders["dave"])
+		pipe.ZRem(ctx, k.Holds, orders["bob"], orders["dave"])
+		pipe.HSet(ctx, k.Pending, orders["bob"], sale.Pending{User: "bob", Quantity: 1, JTI: bobJTI, Kind: "held", AtMs: time.Now().UnixMilli()}.Encode())
+		pipe.HDel(ctx, k.Buyers, "dave")
+		pipe.HDel(ctx, k.JTI, daveJTI)
+		pipe.HIncrBy(ctx, k.Units, "held", -1)
+		pipe.HIncrBy(ctx, k.Units, "remaining", 1)
+		pipe.HSet(ctx, k.Cfg, "rid", strings.Repeat("0", len(run)))
+		_, err := pipe.Exec(ctx)
+		require.NoError(t, err)
 
-	first := buy(t, s, saleID, tickets["dave"], nil)
-	if first.Status == http.StatusServiceUnavailable {
-		requireError(t, first, http.StatusServiceUnavailable, "unavailable")
-	} else {
-		requireError(t, first, http.StatusUnauthorized, "ticket_used")
-	}
-	eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
-		"the sale is revalidated and stamped with this run id")
-	requireError(t, buy(t, s, saleID, tickets["dave"], nil), http.StatusUnauthorized, "ticket_used")
-	require.NotEqual(t, gen, s.Redis.HGet(ctx, k.Cfg, "gen").Val(), "a new generation: nodes put back the waiters the lagging queue lacks")
-	got := redisSnapshot(t, s, saleID)
-	got["stats"], want["stats"] = nil, nil // orders_total counts bob's order once more: finalize ran again
-	require.Equal(t, want, got, "Redis is MySQL's again")
-	require.NotEmpty(t, s.Redis.HGet(ctx, k.Cfg, "restored").Val(), "the restore is noted for a second check")
-	rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
-	require.NoError(t, err)
-	require.True(t, rep.Consistent(), "%v", rep.Remaining)
+		first := buy(t, s, saleID, tickets["dave"], nil)
+		if first.Status == http.StatusServiceUnavailable {
+			requireError(t, first, http.StatusServiceUnavailable, "unavailable")
+		} else {
+			requireError(t, first, http.StatusUnauthorized, "ticket_used")
+		}
+		eventually(t, 10*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "rid").Val() == run },
+			"the sale is revalidated and stamped with this run id")
+		requireError(t, buy(t, s, saleID, tickets["dave"], nil), http.StatusUnauthorized, "ticket_used")
+		require.NotEqual(t, gen, s.Redis.HGet(ctx, k.Cfg, "gen").Val(), "a new generation: nodes put back the waiters the lagging queue lacks")
+		got := redisSnapshot(t, s, saleID)
+		got["stats"], want["stats"] = nil, nil // orders_total counts bob's order once more: finalize ran again
+		require.Equal(t, want, got, "Redis is MySQL's again")
+		require.NotEmpty(t, s.Redis.HGet(ctx, k.Cfg, "restored").Val(), "the restore is noted for a second check")
+		rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
+		require.NoError(t, err)
+		require.True(t, rep.Consistent(), "%v", rep.Remaining)
 
-	// erin's write lands after the revalidation (Redis had lost her step).
-	erin := newOrder(saleID, "erin", checkout.StatusHeld, 1)
-	_, err = s.Node.Orders.Create(ctx, erin)
-	require.NoError(t, err)
-	eventually(t, 15*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "restored").Val() == "" },
-		"the second check runs")
-	require.Equal(t, erin.ID, s.Redis.HGet(ctx, k.Buyers, "erin").Val(), "the second check put erin's order back")
-	require.Equal(t, map[string]int{"remaining": 6, "reserved": 0, "held": 4, "sold": 0, "stock": 10}, redisUnits(t, s, saleID))
-	rep, err = s.Node.Checkout.Reconcile(ctx, saleID, false)
-	require.NoError(t, err)
-	require.True(t, rep.Consistent(), "%v", rep.Remaining)
+		// erin's write lands after the revalidation (Redis had lost her step).
+		erin := newOrder(saleID, "erin", checkout.StatusHeld, 1)
+		_, err = s.Node.Orders.Create(ctx, erin)
+		require.NoError(t, err)
+		eventually(t, 15*time.Second, func() bool { return s.Redis.HGet(ctx, k.Cfg, "restored").Val() == "" },
+			"the second check runs")
+		require.Equal(t, erin.ID, s.Redis.HGet(ctx, k.Buyers, "erin").Val(), "the second check put erin's order back")
+		require.Equal(t, map[string]int{"remaining": 6, "reserved": 0, "held": 4, "sold": 0, "stock": 10}, redisUnits(t, s, saleID))
+		rep, err = s.Node.Checkout.Reconcile(ctx, saleID, false)
+		require.NoError(t, err)
+		require.True(t, rep.Consistent(), "%v", rep.Remaining)
+	})
 }
 
 // TestReconcileGivenUpOrder: an order whose request gave it up (its write's
@@ -391,7 +384,10 @@ func TestReconcileGivenUpOrder(t *testing.T) {
 // its very first second is noticed too.
 func TestNewSaleStamped(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t)
-	saleID := newSale(t, s, map[string]any{"stock": 3})
-	require.Equal(t, runID(t, s.Redis.(*redis.Client)), s.Redis.HGet(context.Background(), s.Keys.Sale(saleID).Cfg, "rid").Val())
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		saleID := newSale(t, s, map[string]any{"stock": 3})
+		k := s.Keys.Sale(saleID)
+		require.Equal(t, testenv.RunID(t, s.Redis, k.Cfg), s.Redis.HGet(context.Background(), k.Cfg, "rid").Val())
+	})
 }

@@ -8,9 +8,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/flashsale/flashsale/faults"
+	"github.com/flashsale/flashsale/node"
+	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -79,15 +83,55 @@ func unavailable(shoppers []*shopper) []*shopper {
 	return out
 }
 
-// onPrivateRedis starts a node on a redis-server of the test's own, which
-// the test may kill, flush or restart, and a MySQL database of its own.
-func onPrivateRedis(t *testing.T) (*faults.Redis, *testenv.Server) {
+// privateRedis is a Redis of the test's own, which it may flush, kill or
+// restart: one redis-server, or (on the cluster backend) a private
+// 3-master cluster, never the shared one other tests use.
+type privateRedis struct {
+	server  *faults.Redis
+	cluster *faults.RedisCluster
+}
+
+// holder is the server that holds key: the one server, or the master of
+// key's slot.
+func (p *privateRedis) holder(t *testing.T, key string) *faults.Redis {
 	t.Helper()
-	r := faults.StartRedis(t)
-	rdb, ks := testenv.RedisOn(t, r.URL)
+	if p.cluster != nil {
+		return p.cluster.MasterFor(t, key)
+	}
+	return p.server
+}
+
+// onPrivateRedis starts a node on a private Redis of backend b's kind and
+// a MySQL database of its own.
+func onPrivateRedis(t *testing.T, b testenv.Backend, opts ...testenv.Options) (*privateRedis, *testenv.Server) {
+	t.Helper()
+	p := &privateRedis{}
+	var (
+		rdb redis.UniversalClient
+		ks  sale.Keyspace
+		url string
+	)
+	if b.Cluster {
+		p.cluster = faults.StartRedisCluster(t)
+		url = p.cluster.URL
+		rdb, ks = testdb.RedisClusterOn(t, url)
+	} else {
+		p.server = faults.StartRedis(t)
+		url = p.server.URL
+		rdb, ks = testenv.RedisOn(t, url)
+	}
 	dsn, db := testenv.MySQL(t)
 	keyPath, keys := testenv.KeyFile(t)
-	return r, testenv.StartOn(t, rdb, ks, dsn, db, keyPath, keys, testenv.WithRedisURL(r.URL))
+	on := func(c *node.Config) { c.RedisURL, c.RedisCluster = url, b.Cluster }
+	return p, testenv.StartOn(t, rdb, ks, dsn, db, keyPath, keys, append([]testenv.Options{on}, opts...)...)
+}
+
+// flushAll is FLUSHALL on every server (every master of a cluster): a
+// cluster client's own FLUSHALL reaches one.
+func flushAll(ctx context.Context, rdb redis.UniversalClient) error {
+	return testdb.ForEachServer(ctx, rdb, func(ctx context.Context, c *redis.Client) error {
+		return c.FlushAll(ctx).Err()
+	})
 }
 
 // buyFirst has n shoppers check out (workers at a time), each of whom must
@@ -145,82 +189,84 @@ func TestFaultRedisFlushed(t *testing.T) {
 		t.Skip("runs its own redis-server; skipped with -short")
 	}
 	t.Parallel()
-	_, s := onPrivateRedis(t)
-	rdb := s.Redis
-	ctx := context.Background()
-	const stock = 40
-	saleID := newSale(t, s, map[string]any{"stock": stock, "hold_ttl_seconds": 300})
-	k := s.Keys.Sale(saleID)
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		_, s := onPrivateRedis(t, b)
+		rdb := s.Redis
+		ctx := context.Background()
+		const stock = 40
+		saleID := newSale(t, s, map[string]any{"stock": stock, "hold_ttl_seconds": 300})
+		k := s.Keys.Sale(saleID)
 
-	// Some orders first, half of them paid.
-	early := buyFirst(t, s, saleID, 10, 4, 2)
+		// Some orders first, half of them paid.
+		early := buyFirst(t, s, saleID, 10, 4, 2)
 
-	// Redis is flushed after the 5th answer, with checkouts in flight.
-	storm := newShoppers(s, saleID, "storm-", 20)
-	var flushOnce sync.Once
-	var flushErr error
-	checkoutAll(s, saleID, storm, 8, func(n int) {
-		if n == 5 {
-			flushOnce.Do(func() { flushErr = rdb.FlushAll(ctx).Err() })
+		// Redis is flushed after the 5th answer, with checkouts in flight.
+		storm := newShoppers(s, saleID, "storm-", 20)
+		var flushOnce sync.Once
+		var flushErr error
+		checkoutAll(s, saleID, storm, 8, func(n int) {
+			if n == 5 {
+				flushOnce.Do(func() { flushErr = flushAll(ctx, rdb) })
+			}
+		})
+		require.NoError(t, flushErr)
+		statuses := map[int]int{}
+		for _, sh := range storm {
+			statuses[sh.last().status]++
 		}
-	})
-	require.NoError(t, flushErr)
-	statuses := map[int]int{}
-	for _, sh := range storm {
-		statuses[sh.last().status]++
-	}
-	t.Logf("answers around the flush, by status: %v", statuses)
-	require.Positive(t, statuses[http.StatusServiceUnavailable], "some checkouts met the lost state: %v", statuses)
-	require.Equal(t, len(storm), statuses[http.StatusCreated]+statuses[http.StatusServiceUnavailable],
-		"units are left: every answer is 201 or 503: %v", statuses)
-	for _, sh := range unavailable(storm) {
-		require.Equal(t, "unavailable", sh.last().code)
-		require.NotEmpty(t, sh.last().retry, "a 503 has Retry-After")
-	}
-	eventually(t, 10*time.Second, func() bool { return rdb.Exists(ctx, k.Units).Val() == 1 }, "the units are rebuilt")
+		t.Logf("answers around the flush, by status: %v", statuses)
+		require.Positive(t, statuses[http.StatusServiceUnavailable], "some checkouts met the lost state: %v", statuses)
+		require.Equal(t, len(storm), statuses[http.StatusCreated]+statuses[http.StatusServiceUnavailable],
+			"units are left: every answer is 201 or 503: %v", statuses)
+		for _, sh := range unavailable(storm) {
+			require.Equal(t, "unavailable", sh.last().code)
+			require.NotEmpty(t, sh.last().retry, "a 503 has Retry-After")
+		}
+		eventually(t, 10*time.Second, func() bool { return rdb.Exists(ctx, k.Units).Val() == 1 }, "the units are rebuilt")
 
-	// Flushed again with nothing in flight: the next checkout answers 503
-	// (rebuilding), and the same ticket then buys.
-	require.NoError(t, rdb.FlushAll(ctx).Err())
-	late := newShoppers(s, saleID, "late-", 1)
-	checkoutAll(s, saleID, late, 1, nil)
-	a := late[0].last()
-	require.Equal(t, http.StatusServiceUnavailable, a.status, "%s", a.body)
-	require.Equal(t, "unavailable", a.code)
-	require.NotEmpty(t, a.retry)
-	eventually(t, 10*time.Second, func() bool {
+		// Flushed again with nothing in flight: the next checkout answers 503
+		// (rebuilding), and the same ticket then buys.
+		require.NoError(t, flushAll(ctx, rdb))
+		late := newShoppers(s, saleID, "late-", 1)
 		checkoutAll(s, saleID, late, 1, nil)
-		return late[0].last().status != http.StatusServiceUnavailable
-	}, "checkouts sell again after the rebuild")
-	require.Equal(t, http.StatusCreated, late[0].last().status, "the 503 did not use the ticket up: %s", late[0].last().body)
+		a := late[0].last()
+		require.Equal(t, http.StatusServiceUnavailable, a.status, "%s", a.body)
+		require.Equal(t, "unavailable", a.code)
+		require.NotEmpty(t, a.retry)
+		eventually(t, 10*time.Second, func() bool {
+			checkoutAll(s, saleID, late, 1, nil)
+			return late[0].last().status != http.StatusServiceUnavailable
+		}, "checkouts sell again after the rebuild")
+		require.Equal(t, http.StatusCreated, late[0].last().status, "the 503 did not use the ticket up: %s", late[0].last().body)
 
-	// The shoppers who got 503 retry with the same tickets, and more
-	// shoppers than units are left come.
-	checkoutAll(s, saleID, unavailable(storm), 8, nil)
-	for _, sh := range storm {
-		require.Equal(t, http.StatusCreated, sh.last().status, "%s: %s", sh.user, sh.last().body)
-	}
-	rest := newShoppers(s, saleID, "rest-", 20)
-	checkoutAll(s, saleID, rest, 8, nil)
-	eventually(t, 10*time.Second, func() bool { return rdb.HLen(ctx, k.Pending).Val() == 0 }, "no order in flight")
-
-	all := append(append(append(early, storm...), late...), rest...)
-	units := requireNoneLost(t, s, saleID, all)
-	require.LessOrEqual(t, units, stock, "never oversold")
-	created := 0
-	for _, sh := range all {
-		if sh.last().status == http.StatusCreated {
-			created++
+		// The shoppers who got 503 retry with the same tickets, and more
+		// shoppers than units are left come.
+		checkoutAll(s, saleID, unavailable(storm), 8, nil)
+		for _, sh := range storm {
+			require.Equal(t, http.StatusCreated, sh.last().status, "%s: %s", sh.user, sh.last().body)
 		}
-	}
-	require.Equal(t, stock, created, "every unit sold once the state was back")
-	sold, held := saleRow(t, s, saleID)
-	u := redisUnits(t, s, saleID)
-	require.Equal(t, map[string]int{"remaining": stock - sold - held, "reserved": 0, "held": held, "sold": sold, "stock": stock}, u,
-		"the rebuilt units are stock - sold - held")
-	rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
-	require.NoError(t, err)
-	require.True(t, rep.Consistent(), "%v", rep.Remaining)
+		rest := newShoppers(s, saleID, "rest-", 20)
+		checkoutAll(s, saleID, rest, 8, nil)
+		eventually(t, 10*time.Second, func() bool { return rdb.HLen(ctx, k.Pending).Val() == 0 }, "no order in flight")
+
+		all := append(append(append(early, storm...), late...), rest...)
+		units := requireNoneLost(t, s, saleID, all)
+		require.LessOrEqual(t, units, stock, "never oversold")
+		created := 0
+		for _, sh := range all {
+			if sh.last().status == http.StatusCreated {
+				created++
+			}
+		}
+		require.Equal(t, stock, created, "every unit sold once the state was back")
+		sold, held := saleRow(t, s, saleID)
+		u := redisUnits(t, s, saleID)
+		require.Equal(t, map[string]int{"remaining": stock - sold - held, "reserved": 0, "held": held, "sold": sold, "stock": stock}, u,
+			"the rebuilt units are stock - sold - held")
+		rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
+		require.NoError(t, err)
+		require.True(t, rep.Consistent(), "%v", rep.Remaining)
+	})
 }
 
 // TestFaultMySQLStopped: a private MariaDB freezes (SIGSTOP) while

@@ -66,104 +66,106 @@ func TestCheckoutBadInput(t *testing.T) {
 // gets the same answer and changes nothing (invariant 6).
 func TestCheckoutIdempotency(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t)
-	saleID := newSale(t, s, map[string]any{"per_user_limit": 2})
-	ctx := context.Background()
-	k := s.Keys.Sale(saleID)
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		saleID := newSale(t, s, map[string]any{"per_user_limit": 2})
+		ctx := context.Background()
+		k := s.Keys.Sale(saleID)
 
-	t.Run("same key, same body: replayed byte for byte", func(t *testing.T) {
-		tok := s.Ticket(saleID, "ida", time.Minute)
-		first := buy(t, s, saleID, tok, `{"quantity":2}`, "Idempotency-Key", "k-1")
-		require.Equal(t, http.StatusCreated, first.Status, "%s", first.Body)
-		for range 3 {
-			again := buy(t, s, saleID, tok, `{"quantity":2}`, "Idempotency-Key", "k-1")
+		t.Run("same key, same body: replayed byte for byte", func(t *testing.T) {
+			tok := s.Ticket(saleID, "ida", time.Minute)
+			first := buy(t, s, saleID, tok, `{"quantity":2}`, "Idempotency-Key", "k-1")
+			require.Equal(t, http.StatusCreated, first.Status, "%s", first.Body)
+			for range 3 {
+				again := buy(t, s, saleID, tok, `{"quantity":2}`, "Idempotency-Key", "k-1")
+				require.Equal(t, first.Status, again.Status)
+				require.Equal(t, string(first.Body), string(again.Body))
+			}
+			count, units := liveOrders(t, s, saleID)
+			require.Equal(t, 1, count)
+			require.Equal(t, 2, units)
+			require.Equal(t, 2, redisUnits(t, s, saleID)["sold"])
+
+			// Same key, another body: refused, and still nothing changes.
+			r := buy(t, s, saleID, tok, `{"quantity":1}`, "Idempotency-Key", "k-1")
+			requireError(t, r, 422, "idempotency_mismatch")
+			r = buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-1")
+			requireError(t, r, 422, "idempotency_mismatch")
+			require.Equal(t, 1, orderRows(t, s, saleID))
+
+			// The same key is another user's own.
+			other := buy(t, s, saleID, s.Ticket(saleID, "idb", time.Minute), `{"quantity":2}`, "Idempotency-Key", "k-1")
+			require.Equal(t, http.StatusCreated, other.Status, "%s", other.Body)
+			require.NotEqual(t, first.JSON(t)["id"], other.JSON(t)["id"])
+		})
+
+		t.Run("a key over 255 bytes", func(t *testing.T) {
+			r := buy(t, s, saleID, s.Ticket(saleID, "idg", time.Minute), nil, "Idempotency-Key", strings.Repeat("k", 256))
+			requireError(t, r, 422, "invalid_request")
+			require.Zero(t, buyerCount(t, s, saleID, "idg"))
+		})
+
+		t.Run("a refusal is replayed too", func(t *testing.T) {
+			tok := s.Ticket(saleID, "idc", time.Minute)
+			first := buy(t, s, saleID, tok, `{"quantity":0}`, "Idempotency-Key", "k-bad")
+			requireError(t, first, 422, "invalid_request")
+			again := buy(t, s, saleID, tok, `{"quantity":0}`, "Idempotency-Key", "k-bad")
+			require.Equal(t, string(first.Body), string(again.Body))
+		})
+
+		t.Run("in flight", func(t *testing.T) {
+			// Another request holds the key (its claim, as idempotency.go
+			// writes it): 409, and the claim is left alone.
+			body := `{"quantity":1}`
+			sum := sha256.Sum256([]byte(body))
+			claim := `{"s":"inflight","h":"` + hex.EncodeToString(sum[:]) + `"}`
+			key := k.Idem("idd", "k-busy")
+			require.NoError(t, s.Redis.Set(ctx, key, claim, time.Minute).Err())
+			r := buy(t, s, saleID, s.Ticket(saleID, "idd", time.Minute), body, "Idempotency-Key", "k-busy")
+			requireError(t, r, 409, "idempotency_in_progress")
+			v, err := s.Redis.Get(ctx, key).Result()
+			require.NoError(t, err)
+			require.Equal(t, claim, v)
+			require.Zero(t, buyerCount(t, s, saleID, "idd"))
+		})
+
+		t.Run("replayed after the ticket expired", func(t *testing.T) {
+			now := time.Now()
+			tok := s.Issuer.Ticket(ticket.Admission{Sale: saleID, User: "ide", JTI: "short-" + testenv.RandomID(),
+				IssuedAt: now.Unix(), ExpiresAt: now.Add(3 * time.Second).Unix()})
+			first := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-exp")
+			require.Equal(t, http.StatusCreated, first.Status, "%s", first.Body)
+			eventually(t, 5*time.Second, func() bool {
+				return buy(t, s, saleID, tok, nil).Code(t) == "ticket_expired"
+			}, "the ticket expires")
+			again := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-exp")
 			require.Equal(t, first.Status, again.Status)
 			require.Equal(t, string(first.Body), string(again.Body))
-		}
-		count, units := liveOrders(t, s, saleID)
-		require.Equal(t, 1, count)
-		require.Equal(t, 2, units)
-		require.Equal(t, 2, redisUnits(t, s, saleID)["sold"])
+		})
 
-		// Same key, another body: refused, and still nothing changes.
-		r := buy(t, s, saleID, tok, `{"quantity":1}`, "Idempotency-Key", "k-1")
-		requireError(t, r, 422, "idempotency_mismatch")
-		r = buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-1")
-		requireError(t, r, 422, "idempotency_mismatch")
-		require.Equal(t, 1, orderRows(t, s, saleID))
+		t.Run("replayed from MySQL after Redis lost the reply", func(t *testing.T) {
+			tok := s.Ticket(saleID, "idf", time.Minute)
+			first := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-lost")
+			require.Equal(t, http.StatusCreated, first.Status, "%s", first.Body)
+			require.EqualValues(t, 1, s.Redis.Del(ctx, k.Idem("idf", "k-lost")).Val())
+			before := orderRows(t, s, saleID)
 
-		// The same key is another user's own.
-		other := buy(t, s, saleID, s.Ticket(saleID, "idb", time.Minute), `{"quantity":2}`, "Idempotency-Key", "k-1")
-		require.Equal(t, http.StatusCreated, other.Status, "%s", other.Body)
-		require.NotEqual(t, first.JSON(t)["id"], other.JSON(t)["id"])
-	})
+			again := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-lost")
+			require.Equal(t, http.StatusCreated, again.Status, "%s", again.Body)
+			require.Equal(t, first.JSON(t), again.JSON(t))
+			require.Equal(t, before, orderRows(t, s, saleID), "no second order")
+			require.EqualValues(t, 1, s.Redis.Exists(ctx, k.Idem("idf", "k-lost")).Val(), "the reply is stored again")
 
-	t.Run("a key over 255 bytes", func(t *testing.T) {
-		r := buy(t, s, saleID, s.Ticket(saleID, "idg", time.Minute), nil, "Idempotency-Key", strings.Repeat("k", 256))
-		requireError(t, r, 422, "invalid_request")
-		require.Zero(t, buyerCount(t, s, saleID, "idg"))
-	})
-
-	t.Run("a refusal is replayed too", func(t *testing.T) {
-		tok := s.Ticket(saleID, "idc", time.Minute)
-		first := buy(t, s, saleID, tok, `{"quantity":0}`, "Idempotency-Key", "k-bad")
-		requireError(t, first, 422, "invalid_request")
-		again := buy(t, s, saleID, tok, `{"quantity":0}`, "Idempotency-Key", "k-bad")
-		require.Equal(t, string(first.Body), string(again.Body))
-	})
-
-	t.Run("in flight", func(t *testing.T) {
-		// Another request holds the key (its claim, as idempotency.go
-		// writes it): 409, and the claim is left alone.
-		body := `{"quantity":1}`
-		sum := sha256.Sum256([]byte(body))
-		claim := `{"s":"inflight","h":"` + hex.EncodeToString(sum[:]) + `"}`
-		key := k.Idem("idd", "k-busy")
-		require.NoError(t, s.Redis.Set(ctx, key, claim, time.Minute).Err())
-		r := buy(t, s, saleID, s.Ticket(saleID, "idd", time.Minute), body, "Idempotency-Key", "k-busy")
-		requireError(t, r, 409, "idempotency_in_progress")
-		v, err := s.Redis.Get(ctx, key).Result()
-		require.NoError(t, err)
-		require.Equal(t, claim, v)
-		require.Zero(t, buyerCount(t, s, saleID, "idd"))
-	})
-
-	t.Run("replayed after the ticket expired", func(t *testing.T) {
-		now := time.Now()
-		tok := s.Issuer.Ticket(ticket.Admission{Sale: saleID, User: "ide", JTI: "short-" + testenv.RandomID(),
-			IssuedAt: now.Unix(), ExpiresAt: now.Add(3 * time.Second).Unix()})
-		first := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-exp")
-		require.Equal(t, http.StatusCreated, first.Status, "%s", first.Body)
-		eventually(t, 5*time.Second, func() bool {
-			return buy(t, s, saleID, tok, nil).Code(t) == "ticket_expired"
-		}, "the ticket expires")
-		again := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-exp")
-		require.Equal(t, first.Status, again.Status)
-		require.Equal(t, string(first.Body), string(again.Body))
-	})
-
-	t.Run("replayed from MySQL after Redis lost the reply", func(t *testing.T) {
-		tok := s.Ticket(saleID, "idf", time.Minute)
-		first := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-lost")
-		require.Equal(t, http.StatusCreated, first.Status, "%s", first.Body)
-		require.EqualValues(t, 1, s.Redis.Del(ctx, k.Idem("idf", "k-lost")).Val())
-		before := orderRows(t, s, saleID)
-
-		again := buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-lost")
-		require.Equal(t, http.StatusCreated, again.Status, "%s", again.Body)
-		require.Equal(t, first.JSON(t), again.JSON(t))
-		require.Equal(t, before, orderRows(t, s, saleID), "no second order")
-		require.EqualValues(t, 1, s.Redis.Exists(ctx, k.Idem("idf", "k-lost")).Val(), "the reply is stored again")
-
-		// Lost again, and now replayed with another quantity: a mismatch,
-		// and the original request still replays after it.
-		require.EqualValues(t, 1, s.Redis.Del(ctx, k.Idem("idf", "k-lost")).Val())
-		r := buy(t, s, saleID, tok, `{"quantity":2}`, "Idempotency-Key", "k-lost")
-		requireError(t, r, 422, "idempotency_mismatch")
-		again = buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-lost")
-		require.Equal(t, http.StatusCreated, again.Status, "%s", again.Body)
-		require.Equal(t, first.JSON(t), again.JSON(t))
-		require.Equal(t, before, orderRows(t, s, saleID), "no second order")
+			// Lost again, and now replayed with another quantity: a mismatch,
+			// and the original request still replays after it.
+			require.EqualValues(t, 1, s.Redis.Del(ctx, k.Idem("idf", "k-lost")).Val())
+			r := buy(t, s, saleID, tok, `{"quantity":2}`, "Idempotency-Key", "k-lost")
+			requireError(t, r, 422, "idempotency_mismatch")
+			again = buy(t, s, saleID, tok, nil, "Idempotency-Key", "k-lost")
+			require.Equal(t, http.StatusCreated, again.Status, "%s", again.Body)
+			require.Equal(t, first.JSON(t), again.JSON(t))
+			require.Equal(t, before, orderRows(t, s, saleID), "no second order")
+		})
 	})
 }
 
@@ -308,31 +310,33 @@ func TestOrdersSettleRace(t *testing.T) {
 // and its units return.
 func TestHoldExpires(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t)
-	saleID := newSale(t, s, map[string]any{"stock": 3, "hold_ttl_seconds": 1})
-	tok := s.UserToken(t, "dora")
-	r := buy(t, s, saleID, s.Ticket(saleID, "dora", time.Minute), `{"quantity":1}`)
-	require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
-	ord := r.JSON(t)
-	require.Equal(t, "held", ord["status"])
-	path := "/api/v1/orders/" + ord["id"].(string)
-	require.Equal(t, 2, redisUnits(t, s, saleID)["remaining"])
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		saleID := newSale(t, s, map[string]any{"stock": 3, "hold_ttl_seconds": 1})
+		tok := s.UserToken(t, "dora")
+		r := buy(t, s, saleID, s.Ticket(saleID, "dora", time.Minute), `{"quantity":1}`)
+		require.Equal(t, http.StatusCreated, r.Status, "%s", r.Body)
+		ord := r.JSON(t)
+		require.Equal(t, "held", ord["status"])
+		path := "/api/v1/orders/" + ord["id"].(string)
+		require.Equal(t, 2, redisUnits(t, s, saleID)["remaining"])
 
-	eventually(t, 10*time.Second, func() bool {
-		return s.Do(t, "GET", path, tok, nil).JSON(t)["status"] == "expired"
-	}, "the hold expires")
-	u := redisUnits(t, s, saleID)
-	require.Equal(t, 3, u["remaining"], "units back: %v", u)
-	require.Zero(t, u["held"])
-	sold, held := saleRow(t, s, saleID)
-	require.Equal(t, [2]int{0, 0}, [2]int{sold, held})
-	require.Zero(t, buyerCount(t, s, saleID, "dora"))
-	sum := summary(t, s, saleID)
-	require.Equal(t, true, sum["consistent"], "summary: %v", sum)
+		eventually(t, 10*time.Second, func() bool {
+			return s.Do(t, "GET", path, tok, nil).JSON(t)["status"] == "expired"
+		}, "the hold expires")
+		u := redisUnits(t, s, saleID)
+		require.Equal(t, 3, u["remaining"], "units back: %v", u)
+		require.Zero(t, u["held"])
+		sold, held := saleRow(t, s, saleID)
+		require.Equal(t, [2]int{0, 0}, [2]int{sold, held})
+		require.Zero(t, buyerCount(t, s, saleID, "dora"))
+		sum := summary(t, s, saleID)
+		require.Equal(t, true, sum["consistent"], "summary: %v", sum)
 
-	requireError(t, s.Do(t, "POST", path+"/confirm", s.ServiceToken, nil), 409, "order_not_held")
-	requireError(t, s.Do(t, "POST", path+"/cancel", tok, nil), 409, "order_not_held")
-	require.Equal(t, 3, redisUnits(t, s, saleID)["remaining"], "expired once")
+		requireError(t, s.Do(t, "POST", path+"/confirm", s.ServiceToken, nil), 409, "order_not_held")
+		requireError(t, s.Do(t, "POST", path+"/cancel", tok, nil), 409, "order_not_held")
+		require.Equal(t, 3, redisUnits(t, s, saleID)["remaining"], "expired once")
+	})
 }
 
 // redisSnapshot is every key of a sale the checkout touches, for "Redis is

@@ -13,6 +13,7 @@ import (
 
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 )
 
@@ -59,12 +60,17 @@ func units(remaining, reserved, held, sold, stock int) map[string]string {
 type luaEnv struct {
 	t   *testing.T
 	ctx context.Context
-	rdb *redis.Client
+	rdb redis.UniversalClient
 	k   sale.Keys
 }
 
-func newLuaEnv(t *testing.T) *luaEnv {
-	rdb, ks := testenv.Redis(t)
+// newLuaEnv is newLuaEnvOn one Redis.
+func newLuaEnv(t *testing.T) *luaEnv { return newLuaEnvOn(t, testdb.Backends[0]) }
+
+// newLuaEnvOn is a sale of a random id (so the sales of a test spread over
+// a cluster's masters) on backend b.
+func newLuaEnvOn(t *testing.T, b testdb.Backend) *luaEnv {
+	rdb, ks := b.Redis(t)
 	return &luaEnv{t: t, ctx: context.Background(), rdb: rdb, k: ks.Sale("s-" + testenv.RandomID())}
 }
 
@@ -234,127 +240,129 @@ func reserveBase() redisState {
 
 func TestReserveScript(t *testing.T) {
 	t.Parallel()
-	type call struct {
-		user, jti string
-		qty       int
-	}
-	tests := []struct {
-		name  string
-		seed  func(s *redisState)
-		call  call
-		reply []string
-		want  func(s *redisState) // nil: the state is unchanged
-	}{
-		{name: "no units: no state", seed: func(s *redisState) { s.Units = nil },
-			call: call{"u1", "j1", 1}, reply: []string{"nostate"}},
-		{name: "no live copy: no state", seed: func(s *redisState) { s.Cfg = nil },
-			call: call{"u1", "j1", 1}, reply: []string{"nostate"}},
-		{name: "closed sale", seed: func(s *redisState) { s.Cfg = cfgWith("state", "closed") },
-			call: call{"u1", "j1", 1}, reply: []string{"closed"}},
-		{name: "sale past its end", seed: func(s *redisState) { s.Cfg = cfgWith("ends", "1000") },
-			call: call{"u1", "j1", 1}, reply: []string{"closed"}},
-		{name: "used ticket", seed: func(s *redisState) { s.JTI = map[string]string{"j1": "o-old"} },
-			call: call{"u1", "j1", 1}, reply: []string{"used"}},
-		{name: "used ticket whose order is pending", seed: func(s *redisState) {
-			s.Units = units(9, 3, 0, 1, 10)
-			s.JTI = map[string]string{"j1": "o-old"}
-			s.Buyers = map[string]string{"u1": "o-old"}
-			s.Pending = map[string]string{"o-old": pm("u1", 1, "j1", false, "sold", 1000)}
-		}, call: call{"u1", "j1", 1}, reply: []string{"inflight", "o-old"}},
-		{name: "user bought already", seed: func(s *redisState) {
-			s.Units = units(9, 3, 0, 1, 10)
-			s.Buyers = map[string]string{"u1": "o-old"}
-			s.JTI = map[string]string{"j0": "o-old"}
-		}, call: call{"u1", "j1", 1}, reply: []string{"bought", "o-old"}},
-		{name: "user's other order still pending", seed: func(s *redisState) {
-			s.Units = units(9, 3, 0, 1, 10)
-			s.Buyers = map[string]string{"u1": "o-old"}
-			s.JTI = map[string]string{"j0": "o-old"}
-			s.Pending = map[string]string{"o-old": pm("u1", 1, "j0", false, "sold", 1000)}
-		}, call: call{"u1", "j1", 1}, reply: []string{"inflight", "o-old"}},
-		{name: "all of its reservation", call: call{"u1", "j1", 2}, reply: []string{"ok", "sold"},
-			want: func(s *redisState) {
-				s.Units = units(8, 1, 0, 2, 10)
-				s.Tix["u1"] = "j1|100|400|0"
-				s.Buyers = map[string]string{"u1": "o-new"}
-				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u1", 2, "j1", true, "sold", nowMark)}
-			}},
-		{name: "part of its reservation", call: call{"u1", "j1", 1}, reply: []string{"ok", "sold"},
-			want: func(s *redisState) {
-				s.Units = units(9, 2, 0, 1, 10)
-				s.Tix["u1"] = "j1|100|400|1"
-				s.Buyers = map[string]string{"u1": "o-new"}
-				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u1", 1, "j1", true, "sold", nowMark)}
-			}},
-		{name: "its reservation while none is unreserved", seed: func(s *redisState) { s.Units = units(3, 3, 0, 7, 10) },
-			call: call{"u1", "j1", 2}, reply: []string{"ok", "sold"},
-			want: func(s *redisState) {
-				s.Units = units(1, 1, 0, 9, 10)
-				s.Tix["u1"] = "j1|100|400|0"
-				s.Buyers = map[string]string{"u1": "o-new"}
-				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u1", 2, "j1", true, "sold", nowMark)}
-			}},
-		{name: "more than its reservation, though units are unreserved", call: call{"u2", "j2", 2},
-			reply: []string{"sold_out"}},
-		{name: "no admission record: from unreserved units", call: call{"u3", "j3", 2}, reply: []string{"ok", "sold"},
-			want: func(s *redisState) {
-				s.Units = units(8, 3, 0, 2, 10)
-				s.Buyers = map[string]string{"u3": "o-new"}
-				s.JTI = map[string]string{"j3": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u3", 2, "j3", false, "sold", nowMark)}
-			}},
-		{name: "no admission record: fewer unreserved than asked", seed: func(s *redisState) { s.Units = units(4, 3, 0, 6, 10) },
-			call: call{"u3", "j3", 2}, reply: []string{"sold_out"}},
-		{name: "no admission record: nothing unreserved", seed: func(s *redisState) { s.Units = units(3, 3, 0, 7, 10) },
-			call: call{"u3", "j3", 1}, reply: []string{"sold_out"}},
-		{name: "an older ticket of a re-admitted user: from unreserved units", call: call{"u1", "j-old", 1},
-			reply: []string{"ok", "sold"},
-			want: func(s *redisState) {
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) {
+		type call struct {
+			user, jti string
+			qty       int
+		}
+		tests := []struct {
+			name  string
+			seed  func(s *redisState)
+			call  call
+			reply []string
+			want  func(s *redisState) // nil: the state is unchanged
+		}{
+			{name: "no units: no state", seed: func(s *redisState) { s.Units = nil },
+				call: call{"u1", "j1", 1}, reply: []string{"nostate"}},
+			{name: "no live copy: no state", seed: func(s *redisState) { s.Cfg = nil },
+				call: call{"u1", "j1", 1}, reply: []string{"nostate"}},
+			{name: "closed sale", seed: func(s *redisState) { s.Cfg = cfgWith("state", "closed") },
+				call: call{"u1", "j1", 1}, reply: []string{"closed"}},
+			{name: "sale past its end", seed: func(s *redisState) { s.Cfg = cfgWith("ends", "1000") },
+				call: call{"u1", "j1", 1}, reply: []string{"closed"}},
+			{name: "used ticket", seed: func(s *redisState) { s.JTI = map[string]string{"j1": "o-old"} },
+				call: call{"u1", "j1", 1}, reply: []string{"used"}},
+			{name: "used ticket whose order is pending", seed: func(s *redisState) {
 				s.Units = units(9, 3, 0, 1, 10)
-				s.Buyers = map[string]string{"u1": "o-new"}
-				s.JTI = map[string]string{"j-old": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u1", 1, "j-old", false, "sold", nowMark)}
-			}},
-		{name: "hold_ttl > 0: held", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
-			call: call{"u1", "j1", 1}, reply: []string{"ok", "held"},
-			want: func(s *redisState) {
-				s.Units = units(9, 2, 1, 0, 10)
-				s.Tix["u1"] = "j1|100|400|1"
-				s.Buyers = map[string]string{"u1": "o-new"}
-				s.JTI = map[string]string{"j1": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u1", 1, "j1", true, "held", nowMark)}
-			}},
-		{name: "hold_ttl > 0 from unreserved: held", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
-			call: call{"u3", "j3", 1}, reply: []string{"ok", "held"},
-			want: func(s *redisState) {
-				s.Units = units(9, 3, 1, 0, 10)
-				s.Buyers = map[string]string{"u3": "o-new"}
-				s.JTI = map[string]string{"j3": "o-new"}
-				s.Pending = map[string]string{"o-new": pm("u3", 1, "j3", false, "held", nowMark)}
-			}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := newLuaEnv(t)
-			before := reserveBase()
-			if tt.seed != nil {
-				tt.seed(&before)
-			}
-			e.seed(before)
-			require.Equal(t, tt.reply, e.reserve(tt.call.user, tt.call.jti, tt.call.qty, "o-new"))
-			want := before.clone()
-			if tt.want != nil {
-				tt.want(&want)
-			}
-			got := e.dump()
-			require.Equal(t, want, got)
-			requireUnits(t, got)
-		})
-	}
+				s.JTI = map[string]string{"j1": "o-old"}
+				s.Buyers = map[string]string{"u1": "o-old"}
+				s.Pending = map[string]string{"o-old": pm("u1", 1, "j1", false, "sold", 1000)}
+			}, call: call{"u1", "j1", 1}, reply: []string{"inflight", "o-old"}},
+			{name: "user bought already", seed: func(s *redisState) {
+				s.Units = units(9, 3, 0, 1, 10)
+				s.Buyers = map[string]string{"u1": "o-old"}
+				s.JTI = map[string]string{"j0": "o-old"}
+			}, call: call{"u1", "j1", 1}, reply: []string{"bought", "o-old"}},
+			{name: "user's other order still pending", seed: func(s *redisState) {
+				s.Units = units(9, 3, 0, 1, 10)
+				s.Buyers = map[string]string{"u1": "o-old"}
+				s.JTI = map[string]string{"j0": "o-old"}
+				s.Pending = map[string]string{"o-old": pm("u1", 1, "j0", false, "sold", 1000)}
+			}, call: call{"u1", "j1", 1}, reply: []string{"inflight", "o-old"}},
+			{name: "all of its reservation", call: call{"u1", "j1", 2}, reply: []string{"ok", "sold"},
+				want: func(s *redisState) {
+					s.Units = units(8, 1, 0, 2, 10)
+					s.Tix["u1"] = "j1|100|400|0"
+					s.Buyers = map[string]string{"u1": "o-new"}
+					s.JTI = map[string]string{"j1": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u1", 2, "j1", true, "sold", nowMark)}
+				}},
+			{name: "part of its reservation", call: call{"u1", "j1", 1}, reply: []string{"ok", "sold"},
+				want: func(s *redisState) {
+					s.Units = units(9, 2, 0, 1, 10)
+					s.Tix["u1"] = "j1|100|400|1"
+					s.Buyers = map[string]string{"u1": "o-new"}
+					s.JTI = map[string]string{"j1": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u1", 1, "j1", true, "sold", nowMark)}
+				}},
+			{name: "its reservation while none is unreserved", seed: func(s *redisState) { s.Units = units(3, 3, 0, 7, 10) },
+				call: call{"u1", "j1", 2}, reply: []string{"ok", "sold"},
+				want: func(s *redisState) {
+					s.Units = units(1, 1, 0, 9, 10)
+					s.Tix["u1"] = "j1|100|400|0"
+					s.Buyers = map[string]string{"u1": "o-new"}
+					s.JTI = map[string]string{"j1": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u1", 2, "j1", true, "sold", nowMark)}
+				}},
+			{name: "more than its reservation, though units are unreserved", call: call{"u2", "j2", 2},
+				reply: []string{"sold_out"}},
+			{name: "no admission record: from unreserved units", call: call{"u3", "j3", 2}, reply: []string{"ok", "sold"},
+				want: func(s *redisState) {
+					s.Units = units(8, 3, 0, 2, 10)
+					s.Buyers = map[string]string{"u3": "o-new"}
+					s.JTI = map[string]string{"j3": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u3", 2, "j3", false, "sold", nowMark)}
+				}},
+			{name: "no admission record: fewer unreserved than asked", seed: func(s *redisState) { s.Units = units(4, 3, 0, 6, 10) },
+				call: call{"u3", "j3", 2}, reply: []string{"sold_out"}},
+			{name: "no admission record: nothing unreserved", seed: func(s *redisState) { s.Units = units(3, 3, 0, 7, 10) },
+				call: call{"u3", "j3", 1}, reply: []string{"sold_out"}},
+			{name: "an older ticket of a re-admitted user: from unreserved units", call: call{"u1", "j-old", 1},
+				reply: []string{"ok", "sold"},
+				want: func(s *redisState) {
+					s.Units = units(9, 3, 0, 1, 10)
+					s.Buyers = map[string]string{"u1": "o-new"}
+					s.JTI = map[string]string{"j-old": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u1", 1, "j-old", false, "sold", nowMark)}
+				}},
+			{name: "hold_ttl > 0: held", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
+				call: call{"u1", "j1", 1}, reply: []string{"ok", "held"},
+				want: func(s *redisState) {
+					s.Units = units(9, 2, 1, 0, 10)
+					s.Tix["u1"] = "j1|100|400|1"
+					s.Buyers = map[string]string{"u1": "o-new"}
+					s.JTI = map[string]string{"j1": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u1", 1, "j1", true, "held", nowMark)}
+				}},
+			{name: "hold_ttl > 0 from unreserved: held", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
+				call: call{"u3", "j3", 1}, reply: []string{"ok", "held"},
+				want: func(s *redisState) {
+					s.Units = units(9, 3, 1, 0, 10)
+					s.Buyers = map[string]string{"u3": "o-new"}
+					s.JTI = map[string]string{"j3": "o-new"}
+					s.Pending = map[string]string{"o-new": pm("u3", 1, "j3", false, "held", nowMark)}
+				}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newLuaEnvOn(t, b)
+				before := reserveBase()
+				if tt.seed != nil {
+					tt.seed(&before)
+				}
+				e.seed(before)
+				require.Equal(t, tt.reply, e.reserve(tt.call.user, tt.call.jti, tt.call.qty, "o-new"))
+				want := before.clone()
+				if tt.want != nil {
+					tt.want(&want)
+				}
+				got := e.dump()
+				require.Equal(t, want, got)
+				requireUnits(t, got)
+			})
+		}
+	})
 }
 
 // finalizeBase: u1 (admitted with j1, reserving 2) bought 1 unit from its
@@ -373,145 +381,149 @@ func finalizeBase() redisState {
 
 func TestFinalizeScript(t *testing.T) {
 	t.Parallel()
-	const data = `{"id":"o1"}`
-	tests := []struct {
-		name   string
-		seed   func(s *redisState)
-		holdMs int64
-		want   func(s *redisState)
-	}{
-		{name: "sold: the rest of the reservation returns, the admission ends", want: func(s *redisState) {
-			s.Units = units(9, 1, 0, 1, 10)
-			s.Tix = map[string]string{"u2": "j2|100|400|1"}
-			s.Adm = map[string]float64{"u2": 400000}
-			s.Pending = nil
-		}},
-		{name: "held: a hold is added", holdMs: 1_900_000_000_000, seed: func(s *redisState) {
-			s.Cfg = cfgWith("hold_ttl", "60")
-			s.Units = units(9, 2, 1, 0, 10)
-			s.Pending = map[string]string{"o1": pm("u1", 1, "j1", true, "held", 1000)}
-		}, want: func(s *redisState) {
-			s.Units = units(9, 1, 1, 0, 10)
-			s.Tix = map[string]string{"u2": "j2|100|400|1"}
-			s.Adm = map[string]float64{"u2": 400000}
-			s.Pending = nil
-			s.Holds = map[string]float64{"o1": 1_900_000_000_000}
-			s.Orders = map[string]string{"o1": sale.HoldRecord("u1", 1)}
-		}},
-		{name: "bought from unreserved units: the user's newer admission stands", seed: func(s *redisState) {
-			s.Tix["u1"] = "j7|200|500|2"
-			s.Units = units(9, 3, 0, 1, 10)
-			s.Pending = map[string]string{"o1": pm("u1", 1, "j1", false, "sold", 1000)}
-		}, want: func(s *redisState) {
-			s.Pending = nil
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) {
+		const data = `{"id":"o1"}`
+		tests := []struct {
+			name   string
+			seed   func(s *redisState)
+			holdMs int64
+			want   func(s *redisState)
+		}{
+			{name: "sold: the rest of the reservation returns, the admission ends", want: func(s *redisState) {
+				s.Units = units(9, 1, 0, 1, 10)
+				s.Tix = map[string]string{"u2": "j2|100|400|1"}
+				s.Adm = map[string]float64{"u2": 400000}
+				s.Pending = nil
+			}},
+			{name: "held: a hold is added", holdMs: 1_900_000_000_000, seed: func(s *redisState) {
+				s.Cfg = cfgWith("hold_ttl", "60")
+				s.Units = units(9, 2, 1, 0, 10)
+				s.Pending = map[string]string{"o1": pm("u1", 1, "j1", true, "held", 1000)}
+			}, want: func(s *redisState) {
+				s.Units = units(9, 1, 1, 0, 10)
+				s.Tix = map[string]string{"u2": "j2|100|400|1"}
+				s.Adm = map[string]float64{"u2": 400000}
+				s.Pending = nil
+				s.Holds = map[string]float64{"o1": 1_900_000_000_000}
+				s.Orders = map[string]string{"o1": sale.HoldRecord("u1", 1)}
+			}},
+			{name: "bought from unreserved units: the user's newer admission stands", seed: func(s *redisState) {
+				s.Tix["u1"] = "j7|200|500|2"
+				s.Units = units(9, 3, 0, 1, 10)
+				s.Pending = map[string]string{"o1": pm("u1", 1, "j1", false, "sold", 1000)}
+			}, want: func(s *redisState) {
+				s.Pending = nil
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newLuaEnvOn(t, b)
+				before := finalizeBase()
+				if tt.seed != nil {
+					tt.seed(&before)
+				}
+				e.seed(before)
+				require.EqualValues(t, 1, e.finalize("o1", tt.holdMs, data))
+				want := before.clone()
+				tt.want(&want)
+				want.Stats = map[string]string{"orders_total": "1"}
+				want.Events = []map[string]string{{"t": "order", "u": "u1", "d": data}}
+				got := e.dump()
+				require.Equal(t, want, got)
+				requireUnits(t, got)
+
+				// A second call (a retry, reconciliation) changes nothing.
+				require.EqualValues(t, 0, e.finalize("o1", tt.holdMs, data))
+				require.Equal(t, want, e.dump())
+			})
+		}
+
+		t.Run("unknown order", func(t *testing.T) {
 			t.Parallel()
-			e := newLuaEnv(t)
-			before := finalizeBase()
-			if tt.seed != nil {
-				tt.seed(&before)
-			}
-			e.seed(before)
-			require.EqualValues(t, 1, e.finalize("o1", tt.holdMs, data))
-			want := before.clone()
-			tt.want(&want)
-			want.Stats = map[string]string{"orders_total": "1"}
-			want.Events = []map[string]string{{"t": "order", "u": "u1", "d": data}}
-			got := e.dump()
-			require.Equal(t, want, got)
-			requireUnits(t, got)
-
-			// A second call (a retry, reconciliation) changes nothing.
-			require.EqualValues(t, 0, e.finalize("o1", tt.holdMs, data))
-			require.Equal(t, want, e.dump())
+			e := newLuaEnvOn(t, b)
+			e.seed(finalizeBase())
+			require.EqualValues(t, 0, e.finalize("o-unknown", 0, data))
+			require.Equal(t, finalizeBase(), e.dump())
 		})
-	}
-
-	t.Run("unknown order", func(t *testing.T) {
-		t.Parallel()
-		e := newLuaEnv(t)
-		e.seed(finalizeBase())
-		require.EqualValues(t, 0, e.finalize("o-unknown", 0, data))
-		require.Equal(t, finalizeBase(), e.dump())
 	})
 }
 
 func TestUndoScript(t *testing.T) {
 	t.Parallel()
-	// undo puts back exactly the state before reserve.
-	tests := []struct {
-		name      string
-		seed      func(s *redisState)
-		user, jti string
-		qty       int
-		kind      string
-	}{
-		{name: "from its reservation", user: "u1", jti: "j1", qty: 2, kind: "sold"},
-		{name: "part of its reservation", user: "u1", jti: "j1", qty: 1, kind: "sold"},
-		{name: "from unreserved units", user: "u3", jti: "j3", qty: 2, kind: "sold"},
-		{name: "held, from its reservation", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
-			user: "u1", jti: "j1", qty: 1, kind: "held"},
-		{name: "held, from unreserved units", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
-			user: "u3", jti: "j3", qty: 1, kind: "held"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) {
+		// undo puts back exactly the state before reserve.
+		tests := []struct {
+			name      string
+			seed      func(s *redisState)
+			user, jti string
+			qty       int
+			kind      string
+		}{
+			{name: "from its reservation", user: "u1", jti: "j1", qty: 2, kind: "sold"},
+			{name: "part of its reservation", user: "u1", jti: "j1", qty: 1, kind: "sold"},
+			{name: "from unreserved units", user: "u3", jti: "j3", qty: 2, kind: "sold"},
+			{name: "held, from its reservation", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
+				user: "u1", jti: "j1", qty: 1, kind: "held"},
+			{name: "held, from unreserved units", seed: func(s *redisState) { s.Cfg = cfgWith("hold_ttl", "60") },
+				user: "u3", jti: "j3", qty: 1, kind: "held"},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newLuaEnvOn(t, b)
+				before := reserveBase()
+				if tt.seed != nil {
+					tt.seed(&before)
+				}
+				e.seed(before)
+				require.Equal(t, []string{"ok", tt.kind}, e.reserve(tt.user, tt.jti, tt.qty, "o1"))
+				require.NotEqual(t, before, e.dump())
+
+				require.EqualValues(t, 1, e.undo("o1"))
+				require.Equal(t, before, e.dump())
+				require.EqualValues(t, 0, e.undo("o1"), "a second undo")
+				require.Equal(t, before, e.dump())
+			})
+		}
+
+		t.Run("admission record gone: the units return unreserved", func(t *testing.T) {
 			t.Parallel()
-			e := newLuaEnv(t)
-			before := reserveBase()
-			if tt.seed != nil {
-				tt.seed(&before)
-			}
-			e.seed(before)
-			require.Equal(t, []string{"ok", tt.kind}, e.reserve(tt.user, tt.jti, tt.qty, "o1"))
-			require.NotEqual(t, before, e.dump())
-
+			e := newLuaEnvOn(t, b)
+			// u1 bought 1 of its 2 reserved units (o1, pending); then its ticket
+			// expired and the admitter ended the admission, releasing the other.
+			s := reserveBase()
+			s.Units = units(9, 1, 0, 1, 10)
+			s.Tix = map[string]string{"u2": "j2|100|400|1"}
+			s.Adm = map[string]float64{"u2": 400000}
+			s.Buyers = map[string]string{"u1": "o1"}
+			s.JTI = map[string]string{"j1": "o1"}
+			s.Pending = map[string]string{"o1": pm("u1", 1, "j1", true, "sold", 1000)}
+			e.seed(s)
 			require.EqualValues(t, 1, e.undo("o1"))
-			require.Equal(t, before, e.dump())
-			require.EqualValues(t, 0, e.undo("o1"), "a second undo")
-			require.Equal(t, before, e.dump())
+			want := s.clone()
+			want.Units = units(10, 1, 0, 0, 10)
+			want.Buyers, want.JTI, want.Pending = nil, nil, nil
+			got := e.dump()
+			require.Equal(t, want, got)
+			requireUnits(t, got)
 		})
-	}
 
-	t.Run("admission record gone: the units return unreserved", func(t *testing.T) {
-		t.Parallel()
-		e := newLuaEnv(t)
-		// u1 bought 1 of its 2 reserved units (o1, pending); then its ticket
-		// expired and the admitter ended the admission, releasing the other.
-		s := reserveBase()
-		s.Units = units(9, 1, 0, 1, 10)
-		s.Tix = map[string]string{"u2": "j2|100|400|1"}
-		s.Adm = map[string]float64{"u2": 400000}
-		s.Buyers = map[string]string{"u1": "o1"}
-		s.JTI = map[string]string{"j1": "o1"}
-		s.Pending = map[string]string{"o1": pm("u1", 1, "j1", true, "sold", 1000)}
-		e.seed(s)
-		require.EqualValues(t, 1, e.undo("o1"))
-		want := s.clone()
-		want.Units = units(10, 1, 0, 0, 10)
-		want.Buyers, want.JTI, want.Pending = nil, nil, nil
-		got := e.dump()
-		require.Equal(t, want, got)
-		requireUnits(t, got)
-	})
-
-	t.Run("another order's buyer and ticket are kept", func(t *testing.T) {
-		t.Parallel()
-		e := newLuaEnv(t)
-		s := reserveBase()
-		s.Units = units(9, 3, 0, 1, 10)
-		s.Buyers = map[string]string{"u3": "o2"}
-		s.JTI = map[string]string{"j3": "o2"}
-		s.Pending = map[string]string{"o1": pm("u3", 1, "j3", false, "sold", 1000)}
-		e.seed(s)
-		require.EqualValues(t, 1, e.undo("o1"))
-		want := s.clone()
-		want.Units = units(10, 3, 0, 0, 10)
-		want.Pending = nil
-		require.Equal(t, want, e.dump())
+		t.Run("another order's buyer and ticket are kept", func(t *testing.T) {
+			t.Parallel()
+			e := newLuaEnvOn(t, b)
+			s := reserveBase()
+			s.Units = units(9, 3, 0, 1, 10)
+			s.Buyers = map[string]string{"u3": "o2"}
+			s.JTI = map[string]string{"j3": "o2"}
+			s.Pending = map[string]string{"o1": pm("u3", 1, "j3", false, "sold", 1000)}
+			e.seed(s)
+			require.EqualValues(t, 1, e.undo("o1"))
+			want := s.clone()
+			want.Units = units(10, 3, 0, 0, 10)
+			want.Pending = nil
+			require.Equal(t, want, e.dump())
+		})
 	})
 }
 
@@ -529,118 +541,124 @@ func settleBase() redisState {
 
 func TestSettleScript(t *testing.T) {
 	t.Parallel()
-	const data = `{"id":"o1","status":"x"}`
-	tests := []struct {
-		to   string
-		want func(s *redisState)
-	}{
-		{to: "paid", want: func(s *redisState) { s.Units = units(7, 0, 0, 3, 10) }},
-		{to: "cancelled", want: func(s *redisState) {
-			s.Units = units(9, 0, 0, 1, 10)
-			s.Buyers = map[string]string{"u2": "o2"}
-		}},
-		{to: "expired", want: func(s *redisState) {
-			s.Units = units(9, 0, 0, 1, 10)
-			s.Buyers = map[string]string{"u2": "o2"}
-		}},
-	}
-	for _, tt := range tests {
-		t.Run(tt.to, func(t *testing.T) {
-			t.Parallel()
-			e := newLuaEnv(t)
-			before := settleBase()
-			e.seed(before)
-			require.EqualValues(t, 1, e.settle("o1", tt.to, data))
-			want := before.clone()
-			want.Holds, want.Orders = nil, nil
-			want.Events = []map[string]string{{"t": "order", "u": "u1", "d": data}}
-			tt.want(&want)
-			got := e.dump()
-			require.Equal(t, want, got)
-			requireUnits(t, got)
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) {
+		const data = `{"id":"o1","status":"x"}`
+		tests := []struct {
+			to   string
+			want func(s *redisState)
+		}{
+			{to: "paid", want: func(s *redisState) { s.Units = units(7, 0, 0, 3, 10) }},
+			{to: "cancelled", want: func(s *redisState) {
+				s.Units = units(9, 0, 0, 1, 10)
+				s.Buyers = map[string]string{"u2": "o2"}
+			}},
+			{to: "expired", want: func(s *redisState) {
+				s.Units = units(9, 0, 0, 1, 10)
+				s.Buyers = map[string]string{"u2": "o2"}
+			}},
+		}
+		for _, tt := range tests {
+			t.Run(tt.to, func(t *testing.T) {
+				t.Parallel()
+				e := newLuaEnvOn(t, b)
+				before := settleBase()
+				e.seed(before)
+				require.EqualValues(t, 1, e.settle("o1", tt.to, data))
+				want := before.clone()
+				want.Holds, want.Orders = nil, nil
+				want.Events = []map[string]string{{"t": "order", "u": "u1", "d": data}}
+				tt.want(&want)
+				got := e.dump()
+				require.Equal(t, want, got)
+				requireUnits(t, got)
 
-			for _, again := range []string{"paid", "cancelled", "expired"} {
-				require.EqualValues(t, 0, e.settle("o1", again, data), "settle again as %s", again)
-			}
-			require.Equal(t, want, e.dump())
-		})
-	}
+				for _, again := range []string{"paid", "cancelled", "expired"} {
+					require.EqualValues(t, 0, e.settle("o1", again, data), "settle again as %s", again)
+				}
+				require.Equal(t, want, e.dump())
+			})
+		}
+	})
 }
 
 func TestRestoreScript(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name              string
-		seed              func(s *redisState)
-		stock, sold, held int
-		written           int64
-		want              map[string]string
-	}{
-		{name: "no units, no admissions", stock: 10, sold: 3, held: 2, written: 1, want: units(5, 0, 2, 3, 10)},
-		{name: "surviving admissions keep their reservations", seed: func(s *redisState) {
-			s.Tix = map[string]string{"u1": "j1|100|400|2", "u2": "j2|100|400|1"}
-		}, stock: 10, sold: 3, held: 2, written: 1, want: units(5, 3, 2, 3, 10)},
-		{name: "reservations beyond the remaining units are capped", seed: func(s *redisState) {
-			s.Tix = map[string]string{"u1": "j1|100|400|2", "u2": "j2|100|400|2"}
-		}, stock: 10, sold: 5, held: 2, written: 1, want: units(3, 3, 2, 5, 10)},
-		{name: "units present: never re-seeded", seed: func(s *redisState) {
-			s.Units = units(4, 1, 1, 5, 10)
-			s.Tix = map[string]string{"u1": "j1|100|400|1"}
-		}, stock: 10, sold: 0, held: 0, written: 0, want: units(4, 1, 1, 5, 10)},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := newLuaEnv(t)
-			before := redisState{Cfg: openCfg}
-			if tt.seed != nil {
-				tt.seed(&before)
-			}
-			e.seed(before)
-			n, err := checkout.RestoreScript.Run(e.ctx, e.rdb, []string{e.k.Units, e.k.Tix}, tt.stock, tt.sold, tt.held).Int64()
-			require.NoError(t, err)
-			require.Equal(t, tt.written, n)
-			want := before.clone()
-			want.Units = tt.want
-			got := e.dump()
-			require.Equal(t, want, got)
-			requireUnits(t, got)
-		})
-	}
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) {
+		tests := []struct {
+			name              string
+			seed              func(s *redisState)
+			stock, sold, held int
+			written           int64
+			want              map[string]string
+		}{
+			{name: "no units, no admissions", stock: 10, sold: 3, held: 2, written: 1, want: units(5, 0, 2, 3, 10)},
+			{name: "surviving admissions keep their reservations", seed: func(s *redisState) {
+				s.Tix = map[string]string{"u1": "j1|100|400|2", "u2": "j2|100|400|1"}
+			}, stock: 10, sold: 3, held: 2, written: 1, want: units(5, 3, 2, 3, 10)},
+			{name: "reservations beyond the remaining units are capped", seed: func(s *redisState) {
+				s.Tix = map[string]string{"u1": "j1|100|400|2", "u2": "j2|100|400|2"}
+			}, stock: 10, sold: 5, held: 2, written: 1, want: units(3, 3, 2, 5, 10)},
+			{name: "units present: never re-seeded", seed: func(s *redisState) {
+				s.Units = units(4, 1, 1, 5, 10)
+				s.Tix = map[string]string{"u1": "j1|100|400|1"}
+			}, stock: 10, sold: 0, held: 0, written: 0, want: units(4, 1, 1, 5, 10)},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newLuaEnvOn(t, b)
+				before := redisState{Cfg: openCfg}
+				if tt.seed != nil {
+					tt.seed(&before)
+				}
+				e.seed(before)
+				n, err := checkout.RestoreScript.Run(e.ctx, e.rdb, []string{e.k.Units, e.k.Tix}, tt.stock, tt.sold, tt.held).Int64()
+				require.NoError(t, err)
+				require.Equal(t, tt.written, n)
+				want := before.clone()
+				want.Units = tt.want
+				got := e.dump()
+				require.Equal(t, want, got)
+				requireUnits(t, got)
+			})
+		}
+	})
 }
 
 func TestUnlockScript(t *testing.T) {
 	t.Parallel()
-	tests := []struct {
-		name    string
-		holder  string // "" for no lock
-		caller  string
-		deleted int64
-	}{
-		{name: "owner", holder: "tok-a", caller: "tok-a", deleted: 1},
-		{name: "not the owner", holder: "tok-a", caller: "tok-b", deleted: 0},
-		{name: "no lock", holder: "", caller: "tok-a", deleted: 0},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			e := newLuaEnv(t)
-			if tt.holder != "" {
-				require.NoError(t, e.rdb.Set(e.ctx, e.k.Rebuild, tt.holder, time.Minute).Err())
-			}
-			n, err := checkout.UnlockScript.Run(e.ctx, e.rdb, []string{e.k.Rebuild}, tt.caller).Int64()
-			require.NoError(t, err)
-			require.Equal(t, tt.deleted, n)
-			v, err := e.rdb.Get(e.ctx, e.k.Rebuild).Result()
-			if tt.holder == "" || tt.deleted == 1 {
-				require.ErrorIs(t, err, redis.Nil)
-				return
-			}
-			require.NoError(t, err)
-			require.Equal(t, tt.holder, v)
-			ttl, err := e.rdb.PTTL(e.ctx, e.k.Rebuild).Result()
-			require.NoError(t, err)
-			require.Greater(t, ttl, time.Duration(0), "the lock keeps its TTL")
-		})
-	}
+	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) {
+		tests := []struct {
+			name    string
+			holder  string // "" for no lock
+			caller  string
+			deleted int64
+		}{
+			{name: "owner", holder: "tok-a", caller: "tok-a", deleted: 1},
+			{name: "not the owner", holder: "tok-a", caller: "tok-b", deleted: 0},
+			{name: "no lock", holder: "", caller: "tok-a", deleted: 0},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				e := newLuaEnvOn(t, b)
+				if tt.holder != "" {
+					require.NoError(t, e.rdb.Set(e.ctx, e.k.Rebuild, tt.holder, time.Minute).Err())
+				}
+				n, err := checkout.UnlockScript.Run(e.ctx, e.rdb, []string{e.k.Rebuild}, tt.caller).Int64()
+				require.NoError(t, err)
+				require.Equal(t, tt.deleted, n)
+				v, err := e.rdb.Get(e.ctx, e.k.Rebuild).Result()
+				if tt.holder == "" || tt.deleted == 1 {
+					require.ErrorIs(t, err, redis.Nil)
+					return
+				}
+				require.NoError(t, err)
+				require.Equal(t, tt.holder, v)
+				ttl, err := e.rdb.PTTL(e.ctx, e.k.Rebuild).Result()
+				require.NoError(t, err)
+				require.Greater(t, ttl, time.Duration(0), "the lock keeps its TTL")
+			})
+		}
+	})
 }

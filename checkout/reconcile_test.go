@@ -67,148 +67,150 @@ func kinds(ds []checkout.Difference) []string {
 // as it was before the plant) and then the sale is consistent.
 func TestReconcile(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t)
-	ctx := context.Background()
-	svc := s.Node.Checkout
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		ctx := context.Background()
+		svc := s.Node.Checkout
 
-	// reservePending runs the Lua step alone, as a process that died after it.
-	reservePending := func(t *testing.T, saleID, user string, qty int) *checkout.Order {
-		ord := newOrder(saleID, user, checkout.StatusHeld, qty)
-		k := s.Keys.Sale(saleID)
-		v, err := checkout.ReserveScript.Run(ctx, s.Redis, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending},
-			user, ord.TicketJTI, qty, ord.ID).StringSlice()
-		require.NoError(t, err)
-		require.Equal(t, []string{"ok", "held"}, v)
-		return ord
-	}
-
-	cases := []struct {
-		name string
-		kind string
-		// plant makes the difference; it returns what Redis should be
-		// after the repair when that is not the state before the plant.
-		plant func(t *testing.T, rs reconcileSale) (after func(t *testing.T, rs reconcileSale))
-	}{
-		{name: "buyer missing in Redis", kind: "buyer", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			require.NoError(t, s.Redis.HDel(ctx, s.Keys.Sale(rs.id).Buyers, "alice").Err())
-			return nil
-		}},
-		{name: "buyer without a live MySQL order", kind: "buyer", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			require.NoError(t, s.Redis.HSet(ctx, s.Keys.Sale(rs.id).Buyers, "carol", rs.cancel, "mallory", "ord_x").Err())
-			return nil
-		}},
-		{name: "used ticket missing in Redis", kind: "ticket", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			require.NoError(t, s.Redis.HDel(ctx, s.Keys.Sale(rs.id).JTI, rs.paidJTI).Err())
-			return nil
-		}},
-		{name: "used ticket without a MySQL order", kind: "ticket", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			require.NoError(t, s.Redis.HSet(ctx, s.Keys.Sale(rs.id).JTI, "jti-ghost", "ord_ghost").Err())
-			return nil
-		}},
-		{name: "hold missing in Redis", kind: "hold", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			k := s.Keys.Sale(rs.id)
-			require.NoError(t, s.Redis.ZRem(ctx, k.Holds, rs.held).Err())
-			require.NoError(t, s.Redis.HDel(ctx, k.Orders, rs.held).Err())
-			return nil
-		}},
-		{name: "hold MySQL does not have", kind: "hold", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			k := s.Keys.Sale(rs.id)
-			require.NoError(t, s.Redis.ZAdd(ctx, k.Holds, redisZ(1, rs.paid)).Err())
-			require.NoError(t, s.Redis.HSet(ctx, k.Orders, rs.paid, sale.HoldRecord("alice", 2), "ord_ghost", sale.HoldRecord("x", 1)).Err())
-			return nil
-		}},
-		{name: "units off (more remaining than MySQL allows)", kind: "units", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			k := s.Keys.Sale(rs.id)
-			require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "remaining", 3).Err())
-			require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "sold", -2).Err())
-			require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "reserved", 4).Err())
-			return nil
-		}},
-		{name: "pending order MySQL never had", kind: "pending", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			before := redisSnapshot(t, s, rs.id)
-			ord := reservePending(t, rs.id, "dave", 2)
-			return func(t *testing.T, rs reconcileSale) {
-				require.Equal(t, before, redisSnapshot(t, s, rs.id), "Redis is as it was before the reserve")
-				var status string
-				require.NoError(t, s.DB.QueryRow(`SELECT status FROM orders WHERE id = ?`, ord.ID).Scan(&status))
-				require.Equal(t, "cancelled", status, "a tombstone")
-				_, err := s.Node.Orders.Create(ctx, ord)
-				require.ErrorIs(t, err, checkout.ErrTombstoned, "a late write cannot land")
-			}
-		}},
-		{name: "pending order MySQL has", kind: "pending", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			ord := reservePending(t, rs.id, "erin", 1)
-			_, err := s.Node.Orders.Create(ctx, ord)
+		// reservePending runs the Lua step alone, as a process that died after it.
+		reservePending := func(t *testing.T, saleID, user string, qty int) *checkout.Order {
+			ord := newOrder(saleID, user, checkout.StatusHeld, qty)
+			k := s.Keys.Sale(saleID)
+			v, err := checkout.ReserveScript.Run(ctx, s.Redis, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending},
+				user, ord.TicketJTI, qty, ord.ID).StringSlice()
 			require.NoError(t, err)
-			return func(t *testing.T, rs reconcileSale) {
+			require.Equal(t, []string{"ok", "held"}, v)
+			return ord
+		}
+
+		cases := []struct {
+			name string
+			kind string
+			// plant makes the difference; it returns what Redis should be
+			// after the repair when that is not the state before the plant.
+			plant func(t *testing.T, rs reconcileSale) (after func(t *testing.T, rs reconcileSale))
+		}{
+			{name: "buyer missing in Redis", kind: "buyer", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				require.NoError(t, s.Redis.HDel(ctx, s.Keys.Sale(rs.id).Buyers, "alice").Err())
+				return nil
+			}},
+			{name: "buyer without a live MySQL order", kind: "buyer", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				require.NoError(t, s.Redis.HSet(ctx, s.Keys.Sale(rs.id).Buyers, "carol", rs.cancel, "mallory", "ord_x").Err())
+				return nil
+			}},
+			{name: "used ticket missing in Redis", kind: "ticket", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				require.NoError(t, s.Redis.HDel(ctx, s.Keys.Sale(rs.id).JTI, rs.paidJTI).Err())
+				return nil
+			}},
+			{name: "used ticket without a MySQL order", kind: "ticket", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				require.NoError(t, s.Redis.HSet(ctx, s.Keys.Sale(rs.id).JTI, "jti-ghost", "ord_ghost").Err())
+				return nil
+			}},
+			{name: "hold missing in Redis", kind: "hold", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
 				k := s.Keys.Sale(rs.id)
-				require.Equal(t, ord.ID, s.Redis.HGet(ctx, k.Buyers, "erin").Val())
-				require.Equal(t, ord.ID, s.Redis.HGet(ctx, k.JTI, ord.TicketJTI).Val())
-				require.Equal(t, sale.HoldRecord("erin", 1), s.Redis.HGet(ctx, k.Orders, ord.ID).Val())
-				require.Equal(t, map[string]int{"remaining": 6, "reserved": 0, "held": 2, "sold": 2, "stock": 10}, redisUnits(t, s, rs.id))
-			}
-		}},
-		{name: "sales row off its orders", kind: "sale_row", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			_, err := s.DB.Exec(`UPDATE sales SET sold = sold + 3 WHERE id = ?`, rs.id)
-			require.NoError(t, err)
-			return func(t *testing.T, rs reconcileSale) {
-				sold, held := saleRow(t, s, rs.id)
-				require.Equal(t, [2]int{2, 1}, [2]int{sold, held}, "the row recounted from its orders")
-			}
-		}},
-		{name: "live state gone", kind: "state", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
-			k := s.Keys.Sale(rs.id)
-			require.NoError(t, s.Redis.Del(ctx, k.All()...).Err())
-			return func(t *testing.T, rs reconcileSale) {
-				require.Equal(t, map[string]int{"remaining": 7, "reserved": 0, "held": 1, "sold": 2, "stock": 10}, redisUnits(t, s, rs.id))
-				require.Equal(t, map[string]string{"alice": rs.paid, "bob": rs.held}, s.Redis.HGetAll(ctx, k.Buyers).Val())
-			}
-		}},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			rs := newReconcileSale(t, s)
-			rep, err := svc.Reconcile(ctx, rs.id, false)
-			require.NoError(t, err)
-			require.True(t, rep.Consistent(), "before the plant: %v", rep.Differences)
-			require.Empty(t, rep.Differences)
-			redisBefore, mysqlBefore := redisSnapshot(t, s, rs.id), mysqlSnapshot(t, s, rs.id)
+				require.NoError(t, s.Redis.ZRem(ctx, k.Holds, rs.held).Err())
+				require.NoError(t, s.Redis.HDel(ctx, k.Orders, rs.held).Err())
+				return nil
+			}},
+			{name: "hold MySQL does not have", kind: "hold", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				k := s.Keys.Sale(rs.id)
+				require.NoError(t, s.Redis.ZAdd(ctx, k.Holds, redisZ(1, rs.paid)).Err())
+				require.NoError(t, s.Redis.HSet(ctx, k.Orders, rs.paid, sale.HoldRecord("alice", 2), "ord_ghost", sale.HoldRecord("x", 1)).Err())
+				return nil
+			}},
+			{name: "units off (more remaining than MySQL allows)", kind: "units", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				k := s.Keys.Sale(rs.id)
+				require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "remaining", 3).Err())
+				require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "sold", -2).Err())
+				require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "reserved", 4).Err())
+				return nil
+			}},
+			{name: "pending order MySQL never had", kind: "pending", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				before := redisSnapshot(t, s, rs.id)
+				ord := reservePending(t, rs.id, "dave", 2)
+				return func(t *testing.T, rs reconcileSale) {
+					require.Equal(t, before, redisSnapshot(t, s, rs.id), "Redis is as it was before the reserve")
+					var status string
+					require.NoError(t, s.DB.QueryRow(`SELECT status FROM orders WHERE id = ?`, ord.ID).Scan(&status))
+					require.Equal(t, "cancelled", status, "a tombstone")
+					_, err := s.Node.Orders.Create(ctx, ord)
+					require.ErrorIs(t, err, checkout.ErrTombstoned, "a late write cannot land")
+				}
+			}},
+			{name: "pending order MySQL has", kind: "pending", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				ord := reservePending(t, rs.id, "erin", 1)
+				_, err := s.Node.Orders.Create(ctx, ord)
+				require.NoError(t, err)
+				return func(t *testing.T, rs reconcileSale) {
+					k := s.Keys.Sale(rs.id)
+					require.Equal(t, ord.ID, s.Redis.HGet(ctx, k.Buyers, "erin").Val())
+					require.Equal(t, ord.ID, s.Redis.HGet(ctx, k.JTI, ord.TicketJTI).Val())
+					require.Equal(t, sale.HoldRecord("erin", 1), s.Redis.HGet(ctx, k.Orders, ord.ID).Val())
+					require.Equal(t, map[string]int{"remaining": 6, "reserved": 0, "held": 2, "sold": 2, "stock": 10}, redisUnits(t, s, rs.id))
+				}
+			}},
+			{name: "sales row off its orders", kind: "sale_row", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				_, err := s.DB.Exec(`UPDATE sales SET sold = sold + 3 WHERE id = ?`, rs.id)
+				require.NoError(t, err)
+				return func(t *testing.T, rs reconcileSale) {
+					sold, held := saleRow(t, s, rs.id)
+					require.Equal(t, [2]int{2, 1}, [2]int{sold, held}, "the row recounted from its orders")
+				}
+			}},
+			{name: "live state gone", kind: "state", plant: func(t *testing.T, rs reconcileSale) func(*testing.T, reconcileSale) {
+				k := s.Keys.Sale(rs.id)
+				require.NoError(t, s.Redis.Del(ctx, k.All()...).Err())
+				return func(t *testing.T, rs reconcileSale) {
+					require.Equal(t, map[string]int{"remaining": 7, "reserved": 0, "held": 1, "sold": 2, "stock": 10}, redisUnits(t, s, rs.id))
+					require.Equal(t, map[string]string{"alice": rs.paid, "bob": rs.held}, s.Redis.HGetAll(ctx, k.Buyers).Val())
+				}
+			}},
+		}
+		for _, tc := range cases {
+			t.Run(tc.name, func(t *testing.T) {
+				t.Parallel()
+				rs := newReconcileSale(t, s)
+				rep, err := svc.Reconcile(ctx, rs.id, false)
+				require.NoError(t, err)
+				require.True(t, rep.Consistent(), "before the plant: %v", rep.Differences)
+				require.Empty(t, rep.Differences)
+				redisBefore, mysqlBefore := redisSnapshot(t, s, rs.id), mysqlSnapshot(t, s, rs.id)
 
-			after := tc.plant(t, rs)
-			redisPlanted, mysqlPlanted := redisSnapshot(t, s, rs.id), mysqlSnapshot(t, s, rs.id)
+				after := tc.plant(t, rs)
+				redisPlanted, mysqlPlanted := redisSnapshot(t, s, rs.id), mysqlSnapshot(t, s, rs.id)
 
-			rep, err = svc.Reconcile(ctx, rs.id, false)
-			require.NoError(t, err)
-			require.False(t, rep.Consistent())
-			require.Contains(t, kinds(rep.Differences), tc.kind, "%v", rep.Differences)
-			for _, d := range rep.Differences {
-				require.False(t, d.Repaired, "a dry run repairs nothing: %v", d)
-			}
-			require.Equal(t, redisPlanted, redisSnapshot(t, s, rs.id), "a dry run changes nothing in Redis")
-			require.Equal(t, mysqlPlanted, mysqlSnapshot(t, s, rs.id), "a dry run changes nothing in MySQL")
+				rep, err = svc.Reconcile(ctx, rs.id, false)
+				require.NoError(t, err)
+				require.False(t, rep.Consistent())
+				require.Contains(t, kinds(rep.Differences), tc.kind, "%v", rep.Differences)
+				for _, d := range rep.Differences {
+					require.False(t, d.Repaired, "a dry run repairs nothing: %v", d)
+				}
+				require.Equal(t, redisPlanted, redisSnapshot(t, s, rs.id), "a dry run changes nothing in Redis")
+				require.Equal(t, mysqlPlanted, mysqlSnapshot(t, s, rs.id), "a dry run changes nothing in MySQL")
 
-			rep, err = svc.Reconcile(ctx, rs.id, true)
-			require.NoError(t, err)
-			require.True(t, rep.Consistent(), "after the repair: %v", rep.Remaining)
-			require.Contains(t, kinds(rep.Differences), tc.kind, "%v", rep.Differences)
-			for _, d := range rep.Differences {
-				require.True(t, d.Repaired, "%v", d)
-			}
-			require.Zero(t, s.Redis.HLen(ctx, s.Keys.Sale(rs.id).Pending).Val(), "no pending mark left")
-			if after != nil {
-				after(t, rs)
-			} else {
-				require.Equal(t, redisBefore, redisSnapshot(t, s, rs.id), "Redis is as it was before the plant")
-				require.Equal(t, mysqlBefore, mysqlSnapshot(t, s, rs.id))
-			}
-			sum := summary(t, s, rs.id)
-			require.Equal(t, true, sum["consistent"], "summary: %v", sum)
-			rep, err = svc.Reconcile(ctx, rs.id, false)
-			require.NoError(t, err)
-			require.True(t, rep.Consistent(), "a second check: %v", rep.Differences)
-		})
-	}
+				rep, err = svc.Reconcile(ctx, rs.id, true)
+				require.NoError(t, err)
+				require.True(t, rep.Consistent(), "after the repair: %v", rep.Remaining)
+				require.Contains(t, kinds(rep.Differences), tc.kind, "%v", rep.Differences)
+				for _, d := range rep.Differences {
+					require.True(t, d.Repaired, "%v", d)
+				}
+				require.Zero(t, s.Redis.HLen(ctx, s.Keys.Sale(rs.id).Pending).Val(), "no pending mark left")
+				if after != nil {
+					after(t, rs)
+				} else {
+					require.Equal(t, redisBefore, redisSnapshot(t, s, rs.id), "Redis is as it was before the plant")
+					require.Equal(t, mysqlBefore, mysqlSnapshot(t, s, rs.id))
+				}
+				sum := summary(t, s, rs.id)
+				require.Equal(t, true, sum["consistent"], "summary: %v", sum)
+				rep, err = svc.Reconcile(ctx, rs.id, false)
+				require.NoError(t, err)
+				require.True(t, rep.Consistent(), "a second check: %v", rep.Differences)
+			})
+		}
+	})
 }
 
 // TestReconcileUnderCheckouts repairs a sale whose units are off while
@@ -216,48 +218,50 @@ func TestReconcile(t *testing.T) {
 // flight, so afterwards Redis and MySQL agree and nothing is oversold.
 func TestReconcileUnderCheckouts(t *testing.T) {
 	t.Parallel()
-	s := testenv.Start(t)
-	ctx := context.Background()
-	saleID := newSale(t, s, map[string]any{"stock": 60})
-	k := s.Keys.Sale(saleID)
-	// Redis lost two sales' worth of units: it would sell 62.
-	require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "remaining", 2).Err())
-	require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "stock", 2).Err())
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		s := b.Start(t)
+		ctx := context.Background()
+		saleID := newSale(t, s, map[string]any{"stock": 60})
+		k := s.Keys.Sale(saleID)
+		// Redis lost two sales' worth of units: it would sell 62.
+		require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "remaining", 2).Err())
+		require.NoError(t, s.Redis.HIncrBy(ctx, k.Units, "stock", 2).Err())
 
-	client := stormClient(t)
-	answers := make(chan answer, 80)
-	for i := range 80 {
-		go func() {
-			a := send(client, "POST", s.URL+checkoutPath(saleID), s.Ticket(saleID, "u"+itoa(int64(i)), time.Minute), nil)
-			answers <- a
-		}()
-	}
-	var repairErr error
-	repaired := make(chan struct{})
-	go func() {
-		defer close(repaired)
-		_, repairErr = s.Node.Checkout.Reconcile(ctx, saleID, true)
-	}()
-	created := 0
-	for range 80 {
-		a := <-answers
-		require.NoError(t, a.err)
-		if a.status == http.StatusCreated {
-			created++
+		client := stormClient(t)
+		answers := make(chan answer, 80)
+		for i := range 80 {
+			go func() {
+				a := send(client, "POST", s.URL+checkoutPath(saleID), s.Ticket(saleID, "u"+itoa(int64(i)), time.Minute), nil)
+				answers <- a
+			}()
 		}
-	}
-	<-repaired
-	require.NoError(t, repairErr)
-	eventually(t, 10*time.Second, func() bool { return s.Redis.HLen(ctx, k.Pending).Val() == 0 }, "no order in flight")
-	rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
-	require.NoError(t, err)
-	require.True(t, rep.Consistent(), "%v", rep.Remaining)
-	count, units := liveOrders(t, s, saleID)
-	require.Equal(t, created, count, "every 201 is in MySQL, and only those")
-	require.LessOrEqual(t, units, 60, "never oversold")
-	u := redisUnits(t, s, saleID)
-	require.Equal(t, 60, u["stock"])
-	require.Equal(t, 60-units, u["remaining"])
+		var repairErr error
+		repaired := make(chan struct{})
+		go func() {
+			defer close(repaired)
+			_, repairErr = s.Node.Checkout.Reconcile(ctx, saleID, true)
+		}()
+		created := 0
+		for range 80 {
+			a := <-answers
+			require.NoError(t, a.err)
+			if a.status == http.StatusCreated {
+				created++
+			}
+		}
+		<-repaired
+		require.NoError(t, repairErr)
+		eventually(t, 10*time.Second, func() bool { return s.Redis.HLen(ctx, k.Pending).Val() == 0 }, "no order in flight")
+		rep, err := s.Node.Checkout.Reconcile(ctx, saleID, false)
+		require.NoError(t, err)
+		require.True(t, rep.Consistent(), "%v", rep.Remaining)
+		count, units := liveOrders(t, s, saleID)
+		require.Equal(t, created, count, "every 201 is in MySQL, and only those")
+		require.LessOrEqual(t, units, 60, "never oversold")
+		u := redisUnits(t, s, saleID)
+		require.Equal(t, 60, u["stock"])
+		require.Equal(t, 60-units, u["remaining"])
+	})
 }
 
 // waiting counts the statements of the test's database running (waiting

@@ -72,111 +72,113 @@ func requireSoldOutState(t *testing.T, s *testenv.Server, saleID string) {
 // writes and let everyone through), MySQL's guard still stops at 50.
 func TestCheckoutStorm(t *testing.T) {
 	t.Parallel()
-	const stock, shoppers = 50, 500
-	tests := []struct {
-		name string
-		// corrupt sets Redis's remaining units to this before the storm (0:
-		// leave them right).
-		corrupt int
-	}{
-		{name: "redis right"},
-		{name: "redis lost writes: 500 units remaining", corrupt: 500},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := testenv.Start(t)
-			saleID := newSale(t, s, map[string]any{"stock": stock})
-			ctx := context.Background()
-			k := s.Keys.Sale(saleID)
-			if tt.corrupt > 0 {
-				require.NoError(t, s.Redis.HSet(ctx, k.Units, "remaining", tt.corrupt).Err())
-			}
-			shots := make([]shot, shoppers)
-			for i := range shots {
-				user := fmt.Sprintf("storm-%03d", i)
-				shots[i] = shot{user: user, ticket: s.Ticket(saleID, user, 5*time.Minute), body: []byte(`{"quantity":1}`)}
-			}
-
-			answers := fire(t, s, saleID, shots)
-
-			created := map[string]string{} // user → order
-			for _, a := range answers {
-				require.Less(t, a.status, 500, "never a 5xx: user %s got %d %s", a.user, a.status, a.body)
-			}
-			orders := map[string]bool{}
-			for _, a := range answers {
-				switch a.status {
-				case http.StatusCreated:
-					require.NotContains(t, created, a.user, "one order per shopper")
-					require.NotEmpty(t, a.order)
-					created[a.user] = a.order
-					orders[a.order] = true
-				case http.StatusGone:
-					require.Equal(t, "sold_out", a.code, "user %s: %s", a.user, a.body)
-				case http.StatusConflict:
-					require.Equal(t, "already_bought", a.code, "user %s: %s", a.user, a.body)
-				default:
-					t.Fatalf("user %s: unexpected %d %s", a.user, a.status, a.body)
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		const stock, shoppers = 50, 500
+		tests := []struct {
+			name string
+			// corrupt sets Redis's remaining units to this before the storm (0:
+			// leave them right).
+			corrupt int
+		}{
+			{name: "redis right"},
+			{name: "redis lost writes: 500 units remaining", corrupt: 500},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				s := b.Start(t)
+				saleID := newSale(t, s, map[string]any{"stock": stock})
+				ctx := context.Background()
+				k := s.Keys.Sale(saleID)
+				if tt.corrupt > 0 {
+					require.NoError(t, s.Redis.HSet(ctx, k.Units, "remaining", tt.corrupt).Err())
 				}
-			}
-			require.Len(t, created, stock, "exactly the stock is sold, to distinct shoppers")
-			require.Len(t, orders, stock, "distinct order ids")
+				shots := make([]shot, shoppers)
+				for i := range shots {
+					user := fmt.Sprintf("storm-%03d", i)
+					shots[i] = shot{user: user, ticket: s.Ticket(saleID, user, 5*time.Minute), body: []byte(`{"quantity":1}`)}
+				}
 
-			// MySQL: exactly 50 live orders of 50 units, the guarded row
-			// agrees, and no other row (refused orders never lived).
-			count, units := liveOrders(t, s, saleID)
-			require.Equal(t, stock, count)
-			require.Equal(t, stock, units)
-			sold, held := saleRow(t, s, saleID)
-			require.Equal(t, stock, sold)
-			require.Zero(t, held)
-			require.Equal(t, stock, orderRows(t, s, saleID))
-			rows, err := s.DB.Query(`SELECT id, user_id, status FROM orders WHERE sale_id = ?`, saleID)
-			require.NoError(t, err)
-			for rows.Next() {
-				var id, user, status string
-				require.NoError(t, rows.Scan(&id, &user, &status))
-				require.Equal(t, created[user], id, "MySQL's order of %s is the one answered 201", user)
-				require.Equal(t, "paid", status)
-			}
-			require.NoError(t, rows.Err())
-			rows.Close()
+				answers := fire(t, s, saleID, shots)
 
-			// Redis: every refused order was undone, the buyers are the
-			// 201s, and the units sold are the stock.
-			eventually(t, 10*time.Second, func() bool {
-				n, err := s.Redis.HLen(ctx, k.Pending).Result()
-				return err == nil && n == 0
-			}, "no order left pending")
-			buyers, err := s.Redis.HGetAll(ctx, k.Buyers).Result()
-			require.NoError(t, err)
-			require.Equal(t, created, buyers)
-			used, err := s.Redis.HLen(ctx, k.JTI).Result()
-			require.NoError(t, err)
-			require.EqualValues(t, stock, used, "used tickets")
-			u := redisUnits(t, s, saleID)
-			require.Equal(t, stock, u["sold"])
-			require.Zero(t, u["held"])
-			if tt.corrupt == 0 {
-				require.Zero(t, u["remaining"])
-				requireUnitsAddUp(t, u)
-				sum := summary(t, s, saleID)
-				require.Equal(t, true, sum["consistent"], "summary: %v", sum)
-				require.EqualValues(t, stock, sum["sold"])
-				require.EqualValues(t, stock, sum["orders_total"])
-			} else {
-				// Redis is still wrong by the units it invented; the summary
-				// says so rather than hiding it.
-				require.Equal(t, tt.corrupt-stock, u["remaining"])
-				sum := summary(t, s, saleID)
-				require.Equal(t, false, sum["consistent"], "summary: %v", sum)
-				require.EqualValues(t, stock, sum["mysql"].(map[string]any)["paid"])
-				require.EqualValues(t, stock, sum["orders_total"], "orders the guard refused never existed")
-			}
-			requireSoldOutState(t, s, saleID)
-		})
-	}
+				created := map[string]string{} // user → order
+				for _, a := range answers {
+					require.Less(t, a.status, 500, "never a 5xx: user %s got %d %s", a.user, a.status, a.body)
+				}
+				orders := map[string]bool{}
+				for _, a := range answers {
+					switch a.status {
+					case http.StatusCreated:
+						require.NotContains(t, created, a.user, "one order per shopper")
+						require.NotEmpty(t, a.order)
+						created[a.user] = a.order
+						orders[a.order] = true
+					case http.StatusGone:
+						require.Equal(t, "sold_out", a.code, "user %s: %s", a.user, a.body)
+					case http.StatusConflict:
+						require.Equal(t, "already_bought", a.code, "user %s: %s", a.user, a.body)
+					default:
+						t.Fatalf("user %s: unexpected %d %s", a.user, a.status, a.body)
+					}
+				}
+				require.Len(t, created, stock, "exactly the stock is sold, to distinct shoppers")
+				require.Len(t, orders, stock, "distinct order ids")
+
+				// MySQL: exactly 50 live orders of 50 units, the guarded row
+				// agrees, and no other row (refused orders never lived).
+				count, units := liveOrders(t, s, saleID)
+				require.Equal(t, stock, count)
+				require.Equal(t, stock, units)
+				sold, held := saleRow(t, s, saleID)
+				require.Equal(t, stock, sold)
+				require.Zero(t, held)
+				require.Equal(t, stock, orderRows(t, s, saleID))
+				rows, err := s.DB.Query(`SELECT id, user_id, status FROM orders WHERE sale_id = ?`, saleID)
+				require.NoError(t, err)
+				for rows.Next() {
+					var id, user, status string
+					require.NoError(t, rows.Scan(&id, &user, &status))
+					require.Equal(t, created[user], id, "MySQL's order of %s is the one answered 201", user)
+					require.Equal(t, "paid", status)
+				}
+				require.NoError(t, rows.Err())
+				rows.Close()
+
+				// Redis: every refused order was undone, the buyers are the
+				// 201s, and the units sold are the stock.
+				eventually(t, 10*time.Second, func() bool {
+					n, err := s.Redis.HLen(ctx, k.Pending).Result()
+					return err == nil && n == 0
+				}, "no order left pending")
+				buyers, err := s.Redis.HGetAll(ctx, k.Buyers).Result()
+				require.NoError(t, err)
+				require.Equal(t, created, buyers)
+				used, err := s.Redis.HLen(ctx, k.JTI).Result()
+				require.NoError(t, err)
+				require.EqualValues(t, stock, used, "used tickets")
+				u := redisUnits(t, s, saleID)
+				require.Equal(t, stock, u["sold"])
+				require.Zero(t, u["held"])
+				if tt.corrupt == 0 {
+					require.Zero(t, u["remaining"])
+					requireUnitsAddUp(t, u)
+					sum := summary(t, s, saleID)
+					require.Equal(t, true, sum["consistent"], "summary: %v", sum)
+					require.EqualValues(t, stock, sum["sold"])
+					require.EqualValues(t, stock, sum["orders_total"])
+				} else {
+					// Redis is still wrong by the units it invented; the summary
+					// says so rather than hiding it.
+					require.Equal(t, tt.corrupt-stock, u["remaining"])
+					sum := summary(t, s, saleID)
+					require.Equal(t, false, sum["consistent"], "summary: %v", sum)
+					require.EqualValues(t, stock, sum["mysql"].(map[string]any)["paid"])
+					require.EqualValues(t, stock, sum["orders_total"], "orders the guard refused never existed")
+				}
+				requireSoldOutState(t, s, saleID)
+			})
+		}
+	})
 }
 
 // TestCheckoutStormPerUser: per_user_limit 2, and some shoppers fire three
@@ -185,87 +187,89 @@ func TestCheckoutStorm(t *testing.T) {
 // one.
 func TestCheckoutStormPerUser(t *testing.T) {
 	t.Parallel()
-	const users, greedy = 150, 50 // the first 50 users fire 3 tickets each
-	tests := []struct {
-		name  string
-		stock int
-	}{
-		{name: "stock to spare", stock: 1000},
-		{name: "stock runs out", stock: 60},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := testenv.Start(t)
-			saleID := newSale(t, s, map[string]any{"stock": tt.stock, "per_user_limit": 2})
-			var shots []shot
-			multi := map[string]bool{}
-			for i := range users {
-				user := fmt.Sprintf("pu-%03d", i)
-				n := 1
-				if i < greedy {
-					n = 3
-					multi[user] = true
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		const users, greedy = 150, 50 // the first 50 users fire 3 tickets each
+		tests := []struct {
+			name  string
+			stock int
+		}{
+			{name: "stock to spare", stock: 1000},
+			{name: "stock runs out", stock: 60},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				t.Parallel()
+				s := b.Start(t)
+				saleID := newSale(t, s, map[string]any{"stock": tt.stock, "per_user_limit": 2})
+				var shots []shot
+				multi := map[string]bool{}
+				for i := range users {
+					user := fmt.Sprintf("pu-%03d", i)
+					n := 1
+					if i < greedy {
+						n = 3
+						multi[user] = true
+					}
+					for j := range n {
+						qty := 1 + (i+j)%2
+						shots = append(shots, shot{user: user, ticket: s.Ticket(saleID, user, 5*time.Minute),
+							body: fmt.Appendf(nil, `{"quantity":%d}`, qty)})
+					}
 				}
-				for j := range n {
-					qty := 1 + (i+j)%2
-					shots = append(shots, shot{user: user, ticket: s.Ticket(saleID, user, 5*time.Minute),
-						body: fmt.Appendf(nil, `{"quantity":%d}`, qty)})
+
+				answers := fire(t, s, saleID, shots)
+
+				created := map[string]string{}
+				for _, a := range answers {
+					switch {
+					case a.status == http.StatusCreated:
+						require.NotContains(t, created, a.user, "a second order for %s", a.user)
+						created[a.user] = a.order
+					case a.status == http.StatusConflict && a.code == "already_bought":
+					case a.status == http.StatusGone && a.code == "sold_out":
+						require.Less(t, tt.stock, 1000, "sold out with stock to spare: %s", a.body)
+					default:
+						t.Fatalf("user %s: unexpected %d %s", a.user, a.status, a.body)
+					}
 				}
-			}
-
-			answers := fire(t, s, saleID, shots)
-
-			created := map[string]string{}
-			for _, a := range answers {
-				switch {
-				case a.status == http.StatusCreated:
-					require.NotContains(t, created, a.user, "a second order for %s", a.user)
-					created[a.user] = a.order
-				case a.status == http.StatusConflict && a.code == "already_bought":
-				case a.status == http.StatusGone && a.code == "sold_out":
-					require.Less(t, tt.stock, 1000, "sold out with stock to spare: %s", a.body)
-				default:
-					t.Fatalf("user %s: unexpected %d %s", a.user, a.status, a.body)
+				if tt.stock == 1000 {
+					require.Len(t, created, users, "each shopper buys exactly once")
 				}
-			}
-			if tt.stock == 1000 {
-				require.Len(t, created, users, "each shopper buys exactly once")
-			}
 
-			rows, err := s.DB.Query(`SELECT user_id, COUNT(*), SUM(quantity) FROM orders
+				rows, err := s.DB.Query(`SELECT user_id, COUNT(*), SUM(quantity) FROM orders
 				WHERE sale_id = ? AND status IN ('held','paid') GROUP BY user_id`, saleID)
-			require.NoError(t, err)
-			defer rows.Close()
-			live, units := 0, 0
-			for rows.Next() {
-				var user string
-				var n, q int
-				require.NoError(t, rows.Scan(&user, &n, &q))
-				require.Equal(t, 1, n, "live orders of %s", user)
-				require.LessOrEqual(t, q, 2, "units of %s", user)
-				require.Contains(t, created, user)
-				live++
-				units += q
-			}
-			require.NoError(t, rows.Err())
-			require.Equal(t, len(created), live)
-			require.LessOrEqual(t, units, tt.stock, "never oversold")
-			require.Equal(t, live, orderRows(t, s, saleID), "no other order row")
+				require.NoError(t, err)
+				defer rows.Close()
+				live, units := 0, 0
+				for rows.Next() {
+					var user string
+					var n, q int
+					require.NoError(t, rows.Scan(&user, &n, &q))
+					require.Equal(t, 1, n, "live orders of %s", user)
+					require.LessOrEqual(t, q, 2, "units of %s", user)
+					require.Contains(t, created, user)
+					live++
+					units += q
+				}
+				require.NoError(t, rows.Err())
+				require.Equal(t, len(created), live)
+				require.LessOrEqual(t, units, tt.stock, "never oversold")
+				require.Equal(t, live, orderRows(t, s, saleID), "no other order row")
 
-			eventually(t, 10*time.Second, func() bool {
-				n, err := s.Redis.HLen(context.Background(), s.Keys.Sale(saleID).Pending).Result()
-				return err == nil && n == 0
-			}, "no order left pending")
-			u := redisUnits(t, s, saleID)
-			requireUnitsAddUp(t, u)
-			require.Equal(t, units, u["sold"])
-			sold, _ := saleRow(t, s, saleID)
-			require.Equal(t, units, sold)
-			sum := summary(t, s, saleID)
-			require.Equal(t, true, sum["consistent"], "summary: %v", sum)
-		})
-	}
+				eventually(t, 10*time.Second, func() bool {
+					n, err := s.Redis.HLen(context.Background(), s.Keys.Sale(saleID).Pending).Result()
+					return err == nil && n == 0
+				}, "no order left pending")
+				u := redisUnits(t, s, saleID)
+				requireUnitsAddUp(t, u)
+				require.Equal(t, units, u["sold"])
+				sold, _ := saleRow(t, s, saleID)
+				require.Equal(t, units, sold)
+				sum := summary(t, s, saleID)
+				require.Equal(t, true, sum["consistent"], "summary: %v", sum)
+			})
+		}
+	})
 }
 
 // keyTransport sends an Idempotency-Key on every request (send sets no
@@ -443,308 +447,310 @@ const (
 // again, as its Retry-After asks; no final answer is a 5xx.
 func TestCheckoutStorm1000(t *testing.T) {
 	t.Parallel()
-	const stock, shoppers, perShopper, lates = 100, 300, 3, 100
-	tests := []struct {
-		name    string
-		holdTTL int
-		cancels int // holds the canceller cancels during the storm
-	}{
-		{name: "paid at once"},
-		{name: "held, 25 cancelled during the storm", holdTTL: 300, cancels: 25},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s := testenv.Start(t)
-			saleID := newSale(t, s, map[string]any{"stock": stock, "per_user_limit": 1,
-				"hold_ttl_seconds": tt.holdTTL})
-			ctx := context.Background()
-			k := s.Keys.Sale(saleID)
-			wantStatus := "paid"
-			if tt.holdTTL > 0 {
-				wantStatus = "held"
-			}
-			body := []byte(`{"quantity":1}`)
-
-			type stormShot struct {
-				user string
-				kind int
-				tok  string
-				key  string
-				out  answer
-			}
-			var shots []*stormShot
-			kind := map[string]int{}
-			userTok := map[string]string{} // for the canceller
-			for i := range shoppers {
-				user := fmt.Sprintf("storm-%03d", i)
-				kind[user] = i % 3
-				userTok[user] = s.UserToken(t, user)
-				tok := s.Ticket(saleID, user, 5*time.Minute)
-				for j := range perShopper {
-					sh := &stormShot{user: user, kind: i % 3, tok: tok}
-					switch sh.kind {
-					case stormSameKey:
-						sh.key = "k-" + user
-					case stormManyKeys:
-						sh.key = fmt.Sprintf("k-%s-%d", user, j)
-					case stormNoKey:
-						sh.tok = s.Ticket(saleID, user, 5*time.Minute)
-					}
-					shots = append(shots, sh)
+	testenv.EachBackend(t, func(t *testing.T, b testenv.Backend) {
+		const stock, shoppers, perShopper, lates = 100, 300, 3, 100
+		tests := []struct {
+			name    string
+			holdTTL int
+			cancels int // holds the canceller cancels during the storm
+		}{
+			{name: "paid at once"},
+			{name: "held, 25 cancelled during the storm", holdTTL: 300, cancels: 25},
+		}
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				s := b.Start(t)
+				saleID := newSale(t, s, map[string]any{"stock": stock, "per_user_limit": 1,
+					"hold_ttl_seconds": tt.holdTTL})
+				ctx := context.Background()
+				k := s.Keys.Sale(saleID)
+				wantStatus := "paid"
+				if tt.holdTTL > 0 {
+					wantStatus = "held"
 				}
-			}
-			for i := range lates {
-				user := fmt.Sprintf("late-%03d", i)
-				kind[user] = stormLate
-				shots = append(shots, &stormShot{user: user, kind: stormLate, tok: s.Ticket(saleID, user, 5*time.Minute)})
-			}
-			require.Len(t, shots, 1000)
+				body := []byte(`{"quantity":1}`)
 
-			client := stormClient(t)
-			url := s.URL + checkoutPath(saleID)
-			deadline := time.Now().Add(20 * time.Second)
-			start := make(chan struct{})
-
-			sampler := &stormSampler{s: s, saleID: saleID, stock: stock}
-
-			// The canceller takes held orders of the 300 shoppers as
-			// their 201s come in and cancels tt.cancels of them, with
-			// the owner's token or the admin's.
-			type held struct{ id, user string }
-			heldc := make(chan held, len(shots))
-			var cancelled []answer
-			cancellerDone := make(chan struct{})
-			go func() {
-				defer close(cancellerDone)
-				seen := map[string]bool{}
-				for h := range heldc {
-					if len(cancelled) == tt.cancels {
-						continue // drain
-					}
-					if seen[h.id] {
-						continue // a replay of a 201 already seen
-					}
-					seen[h.id] = true
-					tok := s.AdminToken
-					if len(cancelled)%2 == 0 {
-						tok = userTok[h.user]
-					}
-					a := send(client, "POST", s.URL+"/api/v1/orders/"+h.id+"/cancel", tok, nil)
-					a.user = h.user
-					cancelled = append(cancelled, a)
-					sampler.after(ctx, a)
+				type stormShot struct {
+					user string
+					kind int
+					tok  string
+					key  string
+					out  answer
 				}
-			}()
+				var shots []*stormShot
+				kind := map[string]int{}
+				userTok := map[string]string{} // for the canceller
+				for i := range shoppers {
+					user := fmt.Sprintf("storm-%03d", i)
+					kind[user] = i % 3
+					userTok[user] = s.UserToken(t, user)
+					tok := s.Ticket(saleID, user, 5*time.Minute)
+					for j := range perShopper {
+						sh := &stormShot{user: user, kind: i % 3, tok: tok}
+						switch sh.kind {
+						case stormSameKey:
+							sh.key = "k-" + user
+						case stormManyKeys:
+							sh.key = fmt.Sprintf("k-%s-%d", user, j)
+						case stormNoKey:
+							sh.tok = s.Ticket(saleID, user, 5*time.Minute)
+						}
+						shots = append(shots, sh)
+					}
+				}
+				for i := range lates {
+					user := fmt.Sprintf("late-%03d", i)
+					kind[user] = stormLate
+					shots = append(shots, &stormShot{user: user, kind: stormLate, tok: s.Ticket(saleID, user, 5*time.Minute)})
+				}
+				require.Len(t, shots, 1000)
 
-			var storm, lateWG sync.WaitGroup
-			for _, sh := range shots {
-				if sh.kind == stormLate {
-					lateWG.Go(func() {
-						<-start
-						for {
-							sh.out = send(client, "POST", url, sh.tok, body)
-							sampler.after(ctx, sh.out)
-							if sh.out.status != http.StatusGone || sh.out.code != "sold_out" ||
-								!unitBack(ctx, s, k.Units, cancellerDone, deadline) {
-								return
+				client := stormClient(t)
+				url := s.URL + checkoutPath(saleID)
+				deadline := time.Now().Add(20 * time.Second)
+				start := make(chan struct{})
+
+				sampler := &stormSampler{s: s, saleID: saleID, stock: stock}
+
+				// The canceller takes held orders of the 300 shoppers as
+				// their 201s come in and cancels tt.cancels of them, with
+				// the owner's token or the admin's.
+				type held struct{ id, user string }
+				heldc := make(chan held, len(shots))
+				var cancelled []answer
+				cancellerDone := make(chan struct{})
+				go func() {
+					defer close(cancellerDone)
+					seen := map[string]bool{}
+					for h := range heldc {
+						if len(cancelled) == tt.cancels {
+							continue // drain
+						}
+						if seen[h.id] {
+							continue // a replay of a 201 already seen
+						}
+						seen[h.id] = true
+						tok := s.AdminToken
+						if len(cancelled)%2 == 0 {
+							tok = userTok[h.user]
+						}
+						a := send(client, "POST", s.URL+"/api/v1/orders/"+h.id+"/cancel", tok, nil)
+						a.user = h.user
+						cancelled = append(cancelled, a)
+						sampler.after(ctx, a)
+					}
+				}()
+
+				var storm, lateWG sync.WaitGroup
+				for _, sh := range shots {
+					if sh.kind == stormLate {
+						lateWG.Go(func() {
+							<-start
+							for {
+								sh.out = send(client, "POST", url, sh.tok, body)
+								sampler.after(ctx, sh.out)
+								if sh.out.status != http.StatusGone || sh.out.code != "sold_out" ||
+									!unitBack(ctx, s, k.Units, cancellerDone, deadline) {
+									return
+								}
 							}
+						})
+						continue
+					}
+					storm.Go(func() {
+						<-start
+						sh.out = send(withKey(client, sh.key), "POST", url, sh.tok, body)
+						sampler.after(ctx, sh.out)
+						if sh.out.status == http.StatusCreated && tt.cancels > 0 {
+							heldc <- held{id: sh.out.order, user: sh.user}
 						}
 					})
-					continue
 				}
-				storm.Go(func() {
-					<-start
-					sh.out = send(withKey(client, sh.key), "POST", url, sh.tok, body)
-					sampler.after(ctx, sh.out)
-					if sh.out.status == http.StatusCreated && tt.cancels > 0 {
-						heldc <- held{id: sh.out.order, user: sh.user}
-					}
-				})
-			}
 
-			stopSampler, samplerDone := make(chan struct{}), make(chan struct{})
-			go func() { defer close(samplerDone); sampler.run(start, stopSampler) }()
+				stopSampler, samplerDone := make(chan struct{}), make(chan struct{})
+				go func() { defer close(samplerDone); sampler.run(start, stopSampler) }()
 
-			began := time.Now()
-			close(start)
-			storm.Wait()
-			close(heldc)
-			<-cancellerDone
-			lateWG.Wait()
-			took := time.Since(began)
-			close(stopSampler)
-			<-samplerDone
+				began := time.Now()
+				close(start)
+				storm.Wait()
+				close(heldc)
+				<-cancellerDone
+				lateWG.Wait()
+				took := time.Since(began)
+				close(stopSampler)
+				<-samplerDone
 
-			// During the storm: the invariants held at every sample, and
-			// there were enough samples to mean something.
-			require.Empty(t, sampler.violations, "invariants broken during the storm")
-			t.Logf("storm of %d goroutines took %s; samples: Redis %d (%d with some units taken), MySQL %d",
-				len(shots), took.Round(time.Millisecond), sampler.redis, sampler.mid, sampler.mysql)
-			// At least one per answer (Redis) and per 201 or cancel
-			// (MySQL), plus the sampling goroutines' own.
-			require.GreaterOrEqual(t, sampler.redis, len(shots), "Redis samples taken during the storm")
-			require.GreaterOrEqual(t, sampler.mysql, stock, "MySQL samples taken during the storm")
+				// During the storm: the invariants held at every sample, and
+				// there were enough samples to mean something.
+				require.Empty(t, sampler.violations, "invariants broken during the storm")
+				t.Logf("storm of %d goroutines took %s; samples: Redis %d (%d with some units taken), MySQL %d",
+					len(shots), took.Round(time.Millisecond), sampler.redis, sampler.mid, sampler.mysql)
+				// At least one per answer (Redis) and per 201 or cancel
+				// (MySQL), plus the sampling goroutines' own.
+				require.GreaterOrEqual(t, sampler.redis, len(shots), "Redis samples taken during the storm")
+				require.GreaterOrEqual(t, sampler.mysql, stock, "MySQL samples taken during the storm")
 
-			// The cancels: each one won (nothing else settles these holds).
-			cancelledIDs := map[string]bool{}
-			for _, a := range cancelled {
-				require.NoError(t, a.err)
-				require.Equal(t, http.StatusOK, a.status, "cancel of %s's hold: %s", a.user, a.body)
-				require.Equal(t, "cancelled", decodeOrder(t, a.body).Status)
-				cancelledIDs[a.order] = true
-			}
-			require.Len(t, cancelledIDs, tt.cancels, "holds cancelled during the storm")
-
-			// Every answer is one the contract allows this shopper.
-			created := map[string]string{}           // order → user, every 201
-			ordersOf := map[string]map[string]bool{} // user → its 201s
-			byUser := map[string][]*stormShot{}
-			for _, sh := range shots {
-				a := sh.out
-				require.NoError(t, a.err, "user %s", sh.user)
-				require.Less(t, a.status, 500, "never a 5xx: user %s got %d %s", sh.user, a.status, a.body)
-				byUser[sh.user] = append(byUser[sh.user], sh)
-				if a.status == http.StatusCreated {
-					o := decodeOrder(t, a.body)
-					require.Equal(t, sh.user, o.UserID)
-					require.Equal(t, wantStatus, o.Status)
-					require.Equal(t, a.order, o.ID)
-					if u, ok := created[a.order]; ok {
-						require.Equal(t, sh.user, u, "order %s answered to two shoppers", a.order)
-					}
-					created[a.order] = sh.user
-					if ordersOf[sh.user] == nil {
-						ordersOf[sh.user] = map[string]bool{}
-					}
-					ordersOf[sh.user][a.order] = true
+				// The cancels: each one won (nothing else settles these holds).
+				cancelledIDs := map[string]bool{}
+				for _, a := range cancelled {
+					require.NoError(t, a.err)
+					require.Equal(t, http.StatusOK, a.status, "cancel of %s's hold: %s", a.user, a.body)
+					require.Equal(t, "cancelled", decodeOrder(t, a.body).Status)
+					cancelledIDs[a.order] = true
 				}
-			}
-			for user, mine := range byUser {
-				var stored *answer // stormSameKey: the key's one real answer
-				for _, sh := range mine {
+				require.Len(t, cancelledIDs, tt.cancels, "holds cancelled during the storm")
+
+				// Every answer is one the contract allows this shopper.
+				created := map[string]string{}           // order → user, every 201
+				ordersOf := map[string]map[string]bool{} // user → its 201s
+				byUser := map[string][]*stormShot{}
+				for _, sh := range shots {
 					a := sh.out
-					what := fmt.Sprintf("%s (%d): %d %s", user, sh.kind, a.status, a.body)
-					switch {
-					case a.status == http.StatusCreated:
-					case a.status == http.StatusGone && a.code == "sold_out":
-					case a.status == http.StatusConflict && a.code == "idempotency_in_progress":
-						require.Equal(t, stormSameKey, sh.kind, what)
-						continue
-					case a.status == http.StatusUnauthorized && a.code == "ticket_used":
-						require.Equal(t, stormManyKeys, sh.kind, what)
-					case a.status == http.StatusConflict && a.code == "already_bought":
-						require.Equal(t, stormNoKey, sh.kind, what)
-						var e struct {
-							Error struct {
-								OrderID string `json:"order_id"`
-							} `json:"error"`
+					require.NoError(t, a.err, "user %s", sh.user)
+					require.Less(t, a.status, 500, "never a 5xx: user %s got %d %s", sh.user, a.status, a.body)
+					byUser[sh.user] = append(byUser[sh.user], sh)
+					if a.status == http.StatusCreated {
+						o := decodeOrder(t, a.body)
+						require.Equal(t, sh.user, o.UserID)
+						require.Equal(t, wantStatus, o.Status)
+						require.Equal(t, a.order, o.ID)
+						if u, ok := created[a.order]; ok {
+							require.Equal(t, sh.user, u, "order %s answered to two shoppers", a.order)
 						}
-						require.NoError(t, json.Unmarshal(a.body, &e))
-						require.Contains(t, ordersOf[user], e.Error.OrderID, "already_bought names the shopper's order: %s", what)
-					default:
-						t.Fatalf("unexpected answer to %s", what)
-					}
-					if sh.kind == stormSameKey {
-						// One request ran; the others were told it was
-						// in progress or got its answer byte for byte.
-						if stored == nil {
-							stored = &a
+						created[a.order] = sh.user
+						if ordersOf[sh.user] == nil {
+							ordersOf[sh.user] = map[string]bool{}
 						}
-						require.Equal(t, stored.status, a.status, what)
-						require.Equal(t, string(stored.body), string(a.body), what)
+						ordersOf[sh.user][a.order] = true
 					}
 				}
-				if kind[user] == stormSameKey {
-					require.NotNil(t, stored, "%s: one of the three ran", user)
-					replay := buy(t, s, saleID, mine[0].tok, body, "Idempotency-Key", mine[0].key)
-					require.Equal(t, stored.status, replay.Status, "%s's key replayed after the storm", user)
-					require.Equal(t, string(stored.body), string(replay.Body), "%s's key replayed after the storm", user)
+				for user, mine := range byUser {
+					var stored *answer // stormSameKey: the key's one real answer
+					for _, sh := range mine {
+						a := sh.out
+						what := fmt.Sprintf("%s (%d): %d %s", user, sh.kind, a.status, a.body)
+						switch {
+						case a.status == http.StatusCreated:
+						case a.status == http.StatusGone && a.code == "sold_out":
+						case a.status == http.StatusConflict && a.code == "idempotency_in_progress":
+							require.Equal(t, stormSameKey, sh.kind, what)
+							continue
+						case a.status == http.StatusUnauthorized && a.code == "ticket_used":
+							require.Equal(t, stormManyKeys, sh.kind, what)
+						case a.status == http.StatusConflict && a.code == "already_bought":
+							require.Equal(t, stormNoKey, sh.kind, what)
+							var e struct {
+								Error struct {
+									OrderID string `json:"order_id"`
+								} `json:"error"`
+							}
+							require.NoError(t, json.Unmarshal(a.body, &e))
+							require.Contains(t, ordersOf[user], e.Error.OrderID, "already_bought names the shopper's order: %s", what)
+						default:
+							t.Fatalf("unexpected answer to %s", what)
+						}
+						if sh.kind == stormSameKey {
+							// One request ran; the others were told it was
+							// in progress or got its answer byte for byte.
+							if stored == nil {
+								stored = &a
+							}
+							require.Equal(t, stored.status, a.status, what)
+							require.Equal(t, string(stored.body), string(a.body), what)
+						}
+					}
+					if kind[user] == stormSameKey {
+						require.NotNil(t, stored, "%s: one of the three ran", user)
+						replay := buy(t, s, saleID, mine[0].tok, body, "Idempotency-Key", mine[0].key)
+						require.Equal(t, stored.status, replay.Status, "%s's key replayed after the storm", user)
+						require.Equal(t, string(stored.body), string(replay.Body), "%s's key replayed after the storm", user)
+					}
+					// One order per shopper: more 201s only after a cancel
+					// (another ticket of a stormNoKey shopper buys again).
+					n := 0
+					for id := range ordersOf[user] {
+						if !cancelledIDs[id] {
+							n++
+						}
+					}
+					require.LessOrEqual(t, n, 1, "%s has orders %v", user, ordersOf[user])
+					if kind[user] != stormNoKey {
+						require.LessOrEqual(t, len(ordersOf[user]), 1, "%s's ticket bought twice: %v", user, ordersOf[user])
+					}
 				}
-				// One order per shopper: more 201s only after a cancel
-				// (another ticket of a stormNoKey shopper buys again).
-				n := 0
-				for id := range ordersOf[user] {
+				for id := range cancelledIDs {
+					require.Contains(t, created, id, "a cancelled order was answered 201")
+				}
+				live := map[string]string{} // user → live order, from the 201s
+				for id, user := range created {
 					if !cancelledIDs[id] {
-						n++
+						require.NotContains(t, live, user, "two live orders of %s", user)
+						live[user] = id
 					}
 				}
-				require.LessOrEqual(t, n, 1, "%s has orders %v", user, ordersOf[user])
-				if kind[user] != stormNoKey {
-					require.LessOrEqual(t, len(ordersOf[user]), 1, "%s's ticket bought twice: %v", user, ordersOf[user])
-				}
-			}
-			for id := range cancelledIDs {
-				require.Contains(t, created, id, "a cancelled order was answered 201")
-			}
-			live := map[string]string{} // user → live order, from the 201s
-			for id, user := range created {
-				if !cancelledIDs[id] {
-					require.NotContains(t, live, user, "two live orders of %s", user)
-					live[user] = id
-				}
-			}
-			require.Len(t, live, stock, "exactly the stock in live orders, one per shopper")
+				require.Len(t, live, stock, "exactly the stock in live orders, one per shopper")
 
-			// MySQL: every 201 is a row, live unless cancelled, and there
-			// is no other row (nothing refused ever lived).
-			rows, err := s.DB.Query(`SELECT id, user_id, status, quantity FROM orders WHERE sale_id = ?`, saleID)
-			require.NoError(t, err)
-			mysqlLive := map[string]string{}
-			nrows := 0
-			for rows.Next() {
-				var id, user, status string
-				var qty int
-				require.NoError(t, rows.Scan(&id, &user, &status, &qty))
-				nrows++
-				require.Equal(t, created[id], user, "MySQL's order %s was answered 201 to its owner", id)
-				require.Equal(t, 1, qty)
-				if cancelledIDs[id] {
-					require.Equal(t, "cancelled", status, "order %s", id)
-					continue
+				// MySQL: every 201 is a row, live unless cancelled, and there
+				// is no other row (nothing refused ever lived).
+				rows, err := s.DB.Query(`SELECT id, user_id, status, quantity FROM orders WHERE sale_id = ?`, saleID)
+				require.NoError(t, err)
+				mysqlLive := map[string]string{}
+				nrows := 0
+				for rows.Next() {
+					var id, user, status string
+					var qty int
+					require.NoError(t, rows.Scan(&id, &user, &status, &qty))
+					nrows++
+					require.Equal(t, created[id], user, "MySQL's order %s was answered 201 to its owner", id)
+					require.Equal(t, 1, qty)
+					if cancelledIDs[id] {
+						require.Equal(t, "cancelled", status, "order %s", id)
+						continue
+					}
+					require.Equal(t, wantStatus, status, "order %s", id)
+					mysqlLive[user] = id
 				}
-				require.Equal(t, wantStatus, status, "order %s", id)
-				mysqlLive[user] = id
-			}
-			require.NoError(t, rows.Err())
-			rows.Close()
-			require.Equal(t, len(created), nrows, "MySQL rows are the 201s")
-			require.Equal(t, live, mysqlLive)
-			count, units := liveOrders(t, s, saleID)
-			require.Equal(t, [2]int{stock, stock}, [2]int{count, units}, "live orders and units in MySQL")
-			sold, heldUnits := saleRow(t, s, saleID)
-			if tt.holdTTL > 0 {
-				require.Equal(t, [2]int{0, stock}, [2]int{sold, heldUnits}, "MySQL sales row")
-			} else {
-				require.Equal(t, [2]int{stock, 0}, [2]int{sold, heldUnits}, "MySQL sales row")
-			}
+				require.NoError(t, rows.Err())
+				rows.Close()
+				require.Equal(t, len(created), nrows, "MySQL rows are the 201s")
+				require.Equal(t, live, mysqlLive)
+				count, units := liveOrders(t, s, saleID)
+				require.Equal(t, [2]int{stock, stock}, [2]int{count, units}, "live orders and units in MySQL")
+				sold, heldUnits := saleRow(t, s, saleID)
+				if tt.holdTTL > 0 {
+					require.Equal(t, [2]int{0, stock}, [2]int{sold, heldUnits}, "MySQL sales row")
+				} else {
+					require.Equal(t, [2]int{stock, 0}, [2]int{sold, heldUnits}, "MySQL sales row")
+				}
 
-			// Redis: nothing pending, the buyers are MySQL's live orders,
-			// and the units are all taken.
-			eventually(t, 10*time.Second, func() bool {
-				n, err := s.Redis.HLen(ctx, k.Pending).Result()
-				return err == nil && n == 0
-			}, "no order left pending")
-			buyers, err := s.Redis.HGetAll(ctx, k.Buyers).Result()
-			require.NoError(t, err)
-			require.Equal(t, mysqlLive, buyers, "Redis buyers = MySQL live orders")
-			u := redisUnits(t, s, saleID)
-			requireUnitsAddUp(t, u)
-			require.Equal(t, stock, u["stock"])
-			require.Zero(t, u["remaining"], "units: %v", u)
-			require.Equal(t, sold, u["sold"], "units: %v", u)
-			require.Equal(t, heldUnits, u["held"], "units: %v", u)
+				// Redis: nothing pending, the buyers are MySQL's live orders,
+				// and the units are all taken.
+				eventually(t, 10*time.Second, func() bool {
+					n, err := s.Redis.HLen(ctx, k.Pending).Result()
+					return err == nil && n == 0
+				}, "no order left pending")
+				buyers, err := s.Redis.HGetAll(ctx, k.Buyers).Result()
+				require.NoError(t, err)
+				require.Equal(t, mysqlLive, buyers, "Redis buyers = MySQL live orders")
+				u := redisUnits(t, s, saleID)
+				requireUnitsAddUp(t, u)
+				require.Equal(t, stock, u["stock"])
+				require.Zero(t, u["remaining"], "units: %v", u)
+				require.Equal(t, sold, u["sold"], "units: %v", u)
+				require.Equal(t, heldUnits, u["held"], "units: %v", u)
 
-			sum := summary(t, s, saleID)
-			require.Equal(t, true, sum["consistent"], "summary: %v", sum)
-			require.EqualValues(t, sold, sum["sold"])
-			require.EqualValues(t, heldUnits, sum["held"])
-			require.EqualValues(t, 0, sum["remaining"])
-			require.EqualValues(t, len(created), sum["orders_total"], "summary: %v", sum)
-			if tt.holdTTL == 0 {
-				requireSoldOutState(t, s, saleID)
-			}
-		})
-	}
+				sum := summary(t, s, saleID)
+				require.Equal(t, true, sum["consistent"], "summary: %v", sum)
+				require.EqualValues(t, sold, sum["sold"])
+				require.EqualValues(t, heldUnits, sum["held"])
+				require.EqualValues(t, 0, sum["remaining"])
+				require.EqualValues(t, len(created), sum["orders_total"], "summary: %v", sum)
+				if tt.holdTTL == 0 {
+					requireSoldOutState(t, s, saleID)
+				}
+			})
+		}
+	})
 }
 
 // unitBack waits until the sale has a unit left in Redis (true), or the

@@ -61,7 +61,14 @@ func RedisClusterURL() string {
 // the test ends.
 func RedisCluster(t testing.TB) (*redis.ClusterClient, sale.Keyspace) {
 	t.Helper()
-	opt, err := redis.ParseClusterURL(RedisClusterURL())
+	return RedisClusterOn(t, RedisClusterURL())
+}
+
+// RedisClusterOn is Redis on the cluster at url (e.g. a private one a
+// fault test started).
+func RedisClusterOn(t testing.TB, url string) (*redis.ClusterClient, sale.Keyspace) {
+	t.Helper()
+	opt, err := redis.ParseClusterURL(url)
 	require.NoError(t, err)
 	rdb := redis.NewClusterClient(opt)
 	require.NoError(t, rdb.Ping(context.Background()).Err(),
