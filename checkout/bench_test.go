@@ -6,9 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/sale"
@@ -166,4 +170,106 @@ func BenchmarkSingleInsert(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkReserveBatch is the reserve step for several orders of a sale in
+// one reserve.lua call (as concurrent checkouts share one), per order, by
+// orders per call, from one caller; besides ns/op (an order) it reports
+// Redis's own time per order (INFO commandstats around the run: exact only
+// while no one else runs scripts on that Redis). Run it with
+//
+//	go test -run '^$' -bench 'ReserveBatch|FinalizeBatch' -benchtime 20000x ./checkout/
+func BenchmarkReserveBatch(b *testing.B) {
+	rdb, ks := testenv.Redis(b)
+	_, db := testenv.MySQL(b)
+	st := sale.NewStore(db, rdb, ks)
+	id := benchSale(b, db, st, 0)
+	k := ks.Sale(id)
+	keys := []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending}
+	var n atomic.Int64
+	for _, size := range []int{1, 4, 16, 64} {
+		b.Run(fmt.Sprintf("orders=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			usec0 := scriptUsec(b, rdb)
+			for done := 0; done < b.N; done += size {
+				args := make([]any, 0, 4*size)
+				for range min(size, b.N-done) {
+					u := fmt.Sprintf("u%d", n.Add(1))
+					args = append(args, u, "j"+u, 1, "o"+u)
+				}
+				if err := checkout.ReserveScript.Run(ctx, rdb, keys, args...).Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(scriptUsec(b, rdb)-usec0)/float64(b.N), "server-µs/order")
+		})
+	}
+}
+
+// BenchmarkFinalizeBatch is the finalize step of reserved orders, several
+// in one finalize.lua call, as BenchmarkReserveBatch measures the reserve
+// step (the reserve calls are outside the timing and Redis's time).
+func BenchmarkFinalizeBatch(b *testing.B) {
+	rdb, ks := testenv.Redis(b)
+	_, db := testenv.MySQL(b)
+	st := sale.NewStore(db, rdb, ks)
+	id := benchSale(b, db, st, 0)
+	k := ks.Sale(id)
+	rkeys := []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending}
+	fkeys := []string{k.Units, k.Tix, k.Adm, k.Pending, k.Holds, k.Orders, k.Ev, k.Stats}
+	body := `{"amount_cents":100,"created_at":"2026-12-03T18:00:00Z","currency":"EUR","hold_expires_at":null,` +
+		`"id":"ord_aaaaaaaaaaaaaaaaaaaaaaaaaa","quantity":1,"sale_id":"bench","status":"paid","user_id":"u1234567"}`
+	var n atomic.Int64
+	for _, size := range []int{1, 4, 16, 64} {
+		b.Run(fmt.Sprintf("orders=%d", size), func(b *testing.B) {
+			ctx := context.Background()
+			var usec int64
+			for done := 0; done < b.N; done += size {
+				b.StopTimer()
+				rargs := make([]any, 0, 4*size)
+				fargs := make([]any, 0, 3*size+1)
+				for range min(size, b.N-done) {
+					u := fmt.Sprintf("u%d", n.Add(1))
+					rargs = append(rargs, u, "j"+u, 1, "o"+u)
+					fargs = append(fargs, "o"+u, 0, body)
+				}
+				fargs = append(fargs, sale.EventStreamLen)
+				if err := checkout.ReserveScript.Run(ctx, rdb, rkeys, rargs...).Err(); err != nil {
+					b.Fatal(err)
+				}
+				usec0 := scriptUsec(b, rdb)
+				b.StartTimer()
+				if err := checkout.FinalizeScript.Run(ctx, rdb, fkeys, fargs...).Err(); err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				usec += scriptUsec(b, rdb) - usec0
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(usec)/float64(b.N), "server-µs/order")
+		})
+	}
+}
+
+// scriptUsec is Redis's total time in EVALSHA so far (µs), from INFO
+// commandstats.
+func scriptUsec(b *testing.B, rdb redis.UniversalClient) int64 {
+	b.Helper()
+	s, err := rdb.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for line := range strings.SplitSeq(s, "\n") {
+		rest, ok := strings.CutPrefix(strings.TrimSpace(line), "cmdstat_evalsha:")
+		if !ok {
+			continue
+		}
+		for kv := range strings.SplitSeq(rest, ",") {
+			if v, ok := strings.CutPrefix(kv, "usec="); ok {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
 }

@@ -69,6 +69,9 @@ type Service struct {
 	// jobs owns the work that outlives a request: compensations, a sale's
 	// finish, revalidation and rebuilds, one at a time per key.
 	jobs *startstop.Jobs
+	// reserves and finals send the reserve and finalize steps of
+	// concurrent checkouts together (combine.go).
+	reserves, finals *combiner[step]
 }
 
 // NewService returns the checkout service.
@@ -79,7 +82,10 @@ func NewService(cfg Config, rdb redis.UniversalClient, sales *sale.Store, orders
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 4 * time.Second
 	}
-	return &Service{cfg: cfg, rdb: rdb, keys: sales.Keys, sales: sales, orders: orders, jobs: startstop.NewJobs()}
+	s := &Service{cfg: cfg, rdb: rdb, keys: sales.Keys, sales: sales, orders: orders, jobs: startstop.NewJobs()}
+	s.reserves = newCombiner(s.sendReserves)
+	s.finals = newCombiner(s.sendFinals)
+	return s
 }
 
 // Close stops the service's background jobs and waits for them (a
@@ -96,16 +102,23 @@ type Purchase struct {
 // Buy runs the atomic step and makes the order durable. Errors are API
 // errors (the contract's codes) or store failures (503).
 func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
+	ord, _, err := s.buy(ctx, p)
+	return ord, err
+}
+
+// buy is Buy that also returns the order in the contract's JSON shape (made
+// once, for the finalize step's event and for the answer).
+func (s *Service) buy(ctx context.Context, p Purchase) (*Order, []byte, error) {
 	// MySQL known down: fail before touching Redis.
 	if s.orders.Breaker().Blocked() {
-		return nil, s.mysqlDown()
+		return nil, nil, s.mysqlDown()
 	}
 	sl, err := s.sales.Cached(ctx, p.SaleID, time.Second)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if p.Quantity < 1 || p.Quantity > sl.PerUserLimit {
-		return nil, api.Invalid("quantity: must be between 1 and %d", sl.PerUserLimit)
+		return nil, nil, api.Invalid("quantity: must be between 1 and %d", sl.PerUserLimit)
 	}
 	ord := &Order{
 		ID: NewOrderID(), SaleID: p.SaleID, UserID: p.User, Quantity: p.Quantity,
@@ -116,9 +129,9 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 	if err := s.reserve(ctx, ord); err != nil {
 		if errors.Is(err, ErrStale) {
 			s.revalidateSoon(p.SaleID)
-			return nil, api.Unavailable("the sale's live state (being checked against MySQL after a Redis restart)")
+			return nil, nil, api.Unavailable("the sale's live state (being checked against MySQL after a Redis restart)")
 		}
-		return nil, err
+		return nil, nil, err
 	}
 	if ord.Status == StatusHeld {
 		exp := ord.CreatedAt.Add(time.Duration(sl.HoldTTL) * time.Second)
@@ -137,9 +150,9 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 			s.cfg.Logger.Error("checkout: undo in Redis failed; reconciliation will", "order", ord.ID, "err", uerr)
 		}
 		if errors.Is(err, ErrBreakerOpen) {
-			return nil, s.mysqlDown()
+			return nil, nil, s.mysqlDown()
 		}
-		return nil, api.Unavailable("MySQL")
+		return nil, nil, api.Unavailable("MySQL")
 	}
 	if err != nil {
 		s.cfg.Logger.Warn("checkout: order not durable; compensating", "sale", p.SaleID, "user", p.User,
@@ -149,19 +162,20 @@ func (s *Service) Buy(ctx context.Context, p Purchase) (*Order, error) {
 		case errors.Is(err, ErrTombstoned):
 			// Reconciliation settled this order as never written while
 			// its write was on the way: the ticket is free, retry.
-			return nil, api.Unavailable("MySQL")
+			return nil, nil, api.Unavailable("MySQL")
 		case errors.Is(err, ErrGuard):
-			return nil, ErrSoldOut
+			return nil, nil, ErrSoldOut
 		case errors.Is(err, ErrDuplicate):
-			return nil, s.duplicateAnswer(ctx, ord)
+			return nil, nil, s.duplicateAnswer(ctx, ord)
 		}
-		return nil, api.Unavailable("MySQL")
+		return nil, nil, api.Unavailable("MySQL")
 	}
-	s.finalize(context.WithoutCancel(ctx), ord)
+	body := ord.marshal()
+	s.finalizeJSON(context.WithoutCancel(ctx), ord, body)
 	if soldOut {
 		s.finishSoon(ord.SaleID)
 	}
-	return ord, nil
+	return ord, body, nil
 }
 
 // reserve runs the atomic step for ord. When an order of the same ticket
@@ -173,12 +187,7 @@ func (s *Service) reserve(ctx context.Context, ord *Order) error {
 	k := s.keys.Sale(ord.SaleID)
 	deadline := time.Now().Add(s.cfg.WriteTimeout + inflightMargin)
 	for {
-		v, err := reserveScript.Run(ctx, s.rdb, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending},
-			ord.UserID, ord.TicketJTI, ord.Quantity, ord.ID).Slice()
-		if err != nil {
-			return &sale.StoreError{Store: "Redis", Err: err}
-		}
-		err = reserveReply(v, ord)
+		err := s.reserves.do(step{ctx: ctx, ord: ord})
 		var inflight errInflight
 		if !errors.As(err, &inflight) {
 			return err
@@ -301,19 +310,141 @@ func (s *Service) undo(ctx context.Context, saleID, orderID string) (bool, error
 
 // finalize ends the admission once the order is durable. A failure here
 // leaves the order pending; reconciliation finalizes it later.
-func (s *Service) finalize(ctx context.Context, ord *Order) {
-	k := s.keys.Sale(ord.SaleID)
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	var holdMs int64
-	if ord.HoldExpiresAt != nil {
-		holdMs = ord.HoldExpiresAt.UnixMilli()
-	}
-	b, _ := json.Marshal(ord.JSON())
-	err := finalizeScript.Run(ctx, s.rdb, []string{k.Units, k.Tix, k.Adm, k.Pending, k.Holds, k.Orders, k.Ev, k.Stats},
-		ord.ID, holdMs, string(b), sale.EventStreamLen).Err()
-	if err != nil {
+func (s *Service) finalize(ctx context.Context, ord *Order) { s.finalizeJSON(ctx, ord, ord.marshal()) }
+
+// finalizeJSON is finalize with the order's JSON (for its event) at hand.
+// Concurrent finalizes share a call: the orders of a group commit come back
+// from MySQL together.
+func (s *Service) finalizeJSON(ctx context.Context, ord *Order, body []byte) {
+	if err := s.finals.do(step{ctx: ctx, ord: ord, body: body}); err != nil {
 		s.cfg.Logger.Warn("checkout: finalize in Redis failed; reconciliation will", "order", ord.ID, "err", err)
+	}
+}
+
+// step is one order's reserve or finalize step, as a combiner's call.
+type step struct {
+	ctx  context.Context // the caller's: a call whose caller is gone is not sent
+	ord  *Order
+	body []byte // finalize: the order's JSON, for its event
+}
+
+// stepTimeout bounds one batch of reserve or finalize steps.
+const stepTimeout = 3 * time.Second
+
+// bySale groups a batch's calls by sale, in their order, leaving out (and
+// answering) those whose caller is gone.
+func bySale(batch []*combined[step]) (ids []string, calls map[string][]*combined[step]) {
+	calls = map[string][]*combined[step]{}
+	for _, c := range batch {
+		if err := c.call.ctx.Err(); err != nil {
+			c.err = &sale.StoreError{Store: "Redis", Err: err}
+			continue
+		}
+		id := c.call.ord.SaleID
+		if _, ok := calls[id]; !ok {
+			ids = append(ids, id)
+		}
+		calls[id] = append(calls[id], c)
+	}
+	return ids, calls
+}
+
+// sendReserves runs a batch of reserve steps: one reserve.lua call per
+// sale, all in one pipeline.
+func (s *Service) sendReserves(batch []*combined[step]) {
+	ids, calls := bySale(batch)
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(ids))
+	_ = sale.ExecPipeline(ctx, s.rdb, func(pipe redis.Pipeliner) {
+		for i, id := range ids {
+			k := s.keys.Sale(id)
+			args := make([]any, 0, 4*len(calls[id]))
+			for _, c := range calls[id] {
+				o := c.call.ord
+				args = append(args, o.UserID, o.TicketJTI, o.Quantity, o.ID)
+			}
+			cmds[i] = reserveScript.Run(ctx, pipe, []string{k.Cfg, k.Units, k.Tix, k.Buyers, k.JTI, k.Pending}, args...)
+		}
+	})
+	for i, id := range ids {
+		reserveReplies(cmds[i], calls[id])
+	}
+}
+
+// reserveReplies maps one reserve.lua call's reply onto its orders.
+func reserveReplies(cmd *redis.Cmd, calls []*combined[step]) {
+	v, err := cmd.Slice()
+	if err != nil {
+		for _, c := range calls {
+			c.err = &sale.StoreError{Store: "Redis", Err: err}
+		}
+		return
+	}
+	if len(calls) == 1 {
+		calls[0].err = reserveReply(v, calls[0].call.ord)
+		return
+	}
+	// Several orders: a reply for the whole call, or a list of one reply
+	// per order.
+	if len(v) > 0 {
+		if code, ok := v[0].(string); ok && (code == "nostate" || code == "stale" || code == "closed") {
+			for _, c := range calls {
+				c.err = reserveReply(v, c.call.ord)
+			}
+			return
+		}
+	}
+	if len(v) != len(calls) {
+		for _, c := range calls {
+			c.err = fmt.Errorf("reserve script: %d replies for %d orders: %v", len(v), len(calls), v)
+		}
+		return
+	}
+	for j, c := range calls {
+		r, ok := v[j].([]any)
+		if !ok {
+			c.err = fmt.Errorf("reserve script: unexpected reply %v for an order", v[j])
+			continue
+		}
+		c.err = reserveReply(r, c.call.ord)
+	}
+}
+
+// sendFinals runs a batch of finalize steps: one finalize.lua call per
+// sale, all in one pipeline.
+func (s *Service) sendFinals(batch []*combined[step]) {
+	ids, calls := bySale(batch)
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+	defer cancel()
+	cmds := make([]*redis.Cmd, len(ids))
+	_ = sale.ExecPipeline(ctx, s.rdb, func(pipe redis.Pipeliner) {
+		for i, id := range ids {
+			k := s.keys.Sale(id)
+			args := make([]any, 0, 3*len(calls[id])+1)
+			for _, c := range calls[id] {
+				o := c.call.ord
+				var holdMs int64
+				if o.HoldExpiresAt != nil {
+					holdMs = o.HoldExpiresAt.UnixMilli()
+				}
+				args = append(args, o.ID, holdMs, c.call.body)
+			}
+			args = append(args, sale.EventStreamLen)
+			cmds[i] = finalizeScript.Run(ctx, pipe, []string{k.Units, k.Tix, k.Adm, k.Pending, k.Holds, k.Orders, k.Ev, k.Stats}, args...)
+		}
+	})
+	for i, id := range ids {
+		err := cmds[i].Err()
+		for _, c := range calls[id] {
+			c.err = err
+		}
 	}
 }
 

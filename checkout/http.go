@@ -176,17 +176,11 @@ func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw
 	if err := h.banned(r, claims.Subject, saleID); err != nil {
 		return reply(err)
 	}
-	var req struct {
-		Quantity *int `json:"quantity"`
-	}
-	if err := api.Decode(raw, &req, true); err != nil {
+	qty, err := quantity(raw)
+	if err != nil {
 		return reply(err)
 	}
-	qty := 1
-	if req.Quantity != nil {
-		qty = *req.Quantity
-	}
-	ord, err := h.svc.Buy(r.Context(), Purchase{SaleID: saleID, User: claims.Subject, JTI: claims.ID,
+	_, b, err := h.svc.buy(r.Context(), Purchase{SaleID: saleID, User: claims.Subject, JTI: claims.ID,
 		IdempotencyKey: r.Header.Get("Idempotency-Key"), Quantity: qty})
 	if errors.Is(err, ErrNoState) {
 		h.svc.RebuildSoon(saleID)
@@ -195,9 +189,43 @@ func (h *Handler) buy(r *http.Request, saleID string, claims *ticket.Claims, raw
 	if err != nil {
 		return reply(err)
 	}
-	b, _ := json.Marshal(ord.JSON())
 	h.count("created")
 	return http.StatusCreated, b
+}
+
+// quantity reads a checkout body: its quantity, 1 when the body is empty or
+// has none. The usual body, exactly {"quantity":N} with N of 1 to 9 digits
+// and no leading zero, is read without the JSON decoder (decoding it was
+// 4% of the node's CPU under load); any other body goes through api.Decode,
+// which answers it as it always did.
+func quantity(raw []byte) (int, error) {
+	const head, tail = `{"quantity":`, `}`
+	if d := raw; len(d) > len(head)+len(tail) && string(d[:len(head)]) == head && d[len(d)-1] == tail[0] {
+		d = d[len(head) : len(d)-1]
+		if n := len(d); n <= 9 && d[0] != '0' {
+			qty := 0
+			for _, c := range d {
+				if c < '0' || c > '9' {
+					qty = -1
+					break
+				}
+				qty = 10*qty + int(c-'0')
+			}
+			if qty > 0 {
+				return qty, nil
+			}
+		}
+	}
+	var req struct {
+		Quantity *int `json:"quantity"`
+	}
+	if err := api.Decode(raw, &req, true); err != nil {
+		return 0, err
+	}
+	if req.Quantity == nil {
+		return 1, nil
+	}
+	return *req.Quantity, nil
 }
 
 // sameQuantity reports whether a checkout body asks for qty units.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"database/sql"
 	"encoding/base32"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,30 @@ func (o *Order) JSON() map[string]any {
 		"amount_cents": o.AmountCents, "currency": o.Currency, "status": o.Status,
 		"created_at": api.Time(o.CreatedAt), "hold_expires_at": api.TimePtr(o.HoldExpiresAt),
 	}
+}
+
+// orderJSON is JSON's shape of an order as a struct, its fields in the
+// order json.Marshal writes JSON's map (by name): the same bytes, made
+// without the map and its sort.
+type orderJSON struct {
+	AmountCents   int64   `json:"amount_cents"`
+	CreatedAt     string  `json:"created_at"`
+	Currency      string  `json:"currency"`
+	HoldExpiresAt *string `json:"hold_expires_at"`
+	ID            string  `json:"id"`
+	Quantity      int     `json:"quantity"`
+	SaleID        string  `json:"sale_id"`
+	Status        string  `json:"status"`
+	UserID        string  `json:"user_id"`
+}
+
+// marshal is json.Marshal(o.JSON()), made faster: the checkout's answer
+// and its event's payload.
+func (o *Order) marshal() []byte {
+	b, _ := json.Marshal(orderJSON{AmountCents: o.AmountCents, CreatedAt: api.Time(o.CreatedAt), Currency: o.Currency,
+		HoldExpiresAt: api.TimePtr(o.HoldExpiresAt), ID: o.ID, Quantity: o.Quantity, SaleID: o.SaleID,
+		Status: o.Status, UserID: o.UserID})
+	return b
 }
 
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
