@@ -3,6 +3,7 @@ package checkout_test
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/flashsale/flashsale/checkout"
 	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/sale"
+	"github.com/flashsale/flashsale/testdb"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/ticket"
 )
@@ -390,4 +392,48 @@ func TestNewSaleStamped(t *testing.T) {
 		k := s.Keys.Sale(saleID)
 		require.Equal(t, testenv.RunID(t, s.Redis, k.Cfg), s.Redis.HGet(context.Background(), k.Cfg, "rid").Val())
 	})
+}
+
+// TestFaultClusterWorkingSetLost: on Redis Cluster the working set (the
+// set of live sales every loop walks, Keyspace.Sales) has no sale's hash
+// tag, so it lives on one master and the sales on others. That master is
+// killed and restarts empty: the sales' own keys are intact, so nothing
+// rebuilds them and nothing puts them back in the set. Admission must go
+// on all the same (and the sweepers must walk the sale again): the sale is
+// back in the working set within seconds, from MySQL's live sales.
+func TestFaultClusterWorkingSetLost(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a private Redis Cluster; skipped with -short")
+	}
+	t.Parallel()
+	p, s := onPrivateRedis(t, testenv.Backend{Backend: testdb.Backend{Name: "cluster", Cluster: true}},
+		func(c *node.Config) { c.IPRate, c.IPBurst, c.UserRate, c.UserBurst = 1000, 1000, 100, 100 })
+	ctx := context.Background()
+	setMaster := p.holder(t, s.Keys.Sales())
+	var saleID string
+	for range 20 {
+		id := newSale(t, s, map[string]any{"stock": 100, "admission_rate": 2, "max_active": 100})
+		if p.holder(t, s.Keys.Sale(id).Cfg) != setMaster {
+			saleID = id
+			break
+		}
+	}
+	require.NotEmpty(t, saleID, "20 sales on the working set's master: the hash tags do not spread them")
+	k := s.Keys.Sale(saleID)
+	for i := range 40 {
+		r := s.Do(t, "POST", "/api/v1/sales/"+saleID+"/join", s.UserToken(t, "w"+strconv.Itoa(i)), nil)
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	}
+	admitted := func() int64 { n, _ := s.Redis.HGet(ctx, k.Stats, "admitted_total").Int64(); return n }
+	eventually(t, 10*time.Second, func() bool { return admitted() > 0 }, "admission runs")
+
+	setMaster.Kill()
+	setMaster.Restart()
+	eventually(t, 10*time.Second, func() bool { return s.Redis.Exists(ctx, s.Keys.Sales()).Err() == nil },
+		"the restarted master answers")
+	require.EqualValues(t, 1, s.Redis.Exists(ctx, k.Units).Val(), "the sale's own keys are intact")
+	before := admitted()
+	eventually(t, 10*time.Second, func() bool { return s.Redis.SIsMember(ctx, s.Keys.Sales(), saleID).Val() },
+		"the sale is back in the working set")
+	eventually(t, 10*time.Second, func() bool { return admitted() >= before+2 }, "admission goes on (%d admitted before)", before)
 }

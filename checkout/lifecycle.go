@@ -15,7 +15,8 @@ import (
 // end is closed, a live copy in Redis behind MySQL's row is written again (a
 // publish after a commit may have failed), and a final sale leaves the
 // working set (Keyspace.Sales) once FinalGrace has passed since its row
-// last changed, so that no loop of any node works for it any more. One
+// last changed, so that no loop of any node works for it any more, while a
+// live sale with a live copy that the set lost goes back into it. One
 // MySQL query and one Redis pipeline a pass, whatever the number of sales.
 func (w *Sweeper) lifecycle(ctx context.Context) {
 	s := w.svc
@@ -61,9 +62,22 @@ func (w *Sweeper) lifecycle(ctx context.Context) {
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return
 	}
-	var retire []any
+	inSet := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		inSet[id] = true
+	}
+	var retire, back []any
 	for i, r := range rows {
 		v, err := vers[i].Int64()
+		if err == nil && !inSet[r.ID] && !r.State.Final() {
+			// A live sale with a live copy that the working set lacks. On
+			// Redis Cluster the set is on one master and the sale's keys
+			// on another: when the set's master restarts empty or fails
+			// over behind, the sale's keys are intact, so no rebuild puts
+			// it back (a sale without a live copy goes back when it is
+			// rebuilt), and admission and every sweep would pass it by.
+			back = append(back, r.ID)
+		}
 		switch {
 		case errors.Is(err, redis.Nil):
 			// no live copy: it is rebuilt from MySQL on first use
@@ -81,6 +95,14 @@ func (w *Sweeper) lifecycle(ctx context.Context) {
 		}
 		if r.Retired {
 			retire = append(retire, r.ID)
+		}
+	}
+	if len(back) > 0 {
+		if err := s.rdb.SAdd(ctx, s.keys.Sales(), back...).Err(); err != nil {
+			s.cfg.Logger.Warn("checkout: put live sales back in the working set", "err", err)
+		} else {
+			s.cfg.Logger.Warn("live sales were missing from the working set (its Redis master restarted or failed over?): put back",
+				"sales", back)
 		}
 	}
 	if len(retire) > 0 {
