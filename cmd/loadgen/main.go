@@ -8,7 +8,9 @@
 //	loadgen scenario --url U --out DIR         realistic shoppers (join, socket or poll, buy, leave); live line, report with charts
 //	loadgen soak     --url U --debug-url D     10 minutes of steady churn; the node's goroutines and heap sampled and judged flat
 //	loadgen tokens   -n N                      print N user tokens, one a line (for wrk scripts)
-//	loadgen checkout --url U --sale S          checkouts, each a different user's ticket
+//	loadgen tickets  --sale S -n N             print N tickets of sale S, one a line (for cmd/loadgen/wrk/checkout.lua)
+//	loadgen checkout --url U --sale S          checkouts, each a different user's ticket; then the orders checked in MySQL
+//	loadgen verify   --sale S --user-prefix P  after a wrk run: its users' orders in MySQL against its 2xx count (-n)
 //	loadgen get      --url U                   GETs of one URL (e.g. the hello server)
 //	loadgen hello    --listen ADDR             serve a hello-world HTTP server (the baseline)
 //	loadgen insert   --mysql-dsn DSN           single-row INSERTs into an orders-shaped table
@@ -41,7 +43,6 @@ import (
 	_ "github.com/go-sql-driver/mysql"
 
 	"github.com/flashsale/flashsale/identity"
-	"github.com/flashsale/flashsale/ticket"
 )
 
 func main() {
@@ -56,12 +57,12 @@ type options struct {
 	conc, premint                                            int
 	dur                                                      time.Duration
 	max                                                      int64
-	xff                                                      bool
+	xff, verify                                              bool
 }
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("a mode is required: join, bulkjoin, checkout, get, hello, insert, botfarm, scenario, soak, tokens")
+		return errors.New("a mode is required: join, bulkjoin, checkout, get, hello, insert, botfarm, scenario, soak, tokens, tickets, verify")
 	}
 	mode := args[0]
 	if mode == "botfarm" {
@@ -91,13 +92,14 @@ func run(args []string) error {
 	fs.StringVar(&o.dataDir, "data-dir", "./.flashsale", "a --dev server's data dir (secret and key)")
 	fs.StringVar(&o.secret, "identity-secret", "", "HS256 secret for user tokens (default: the dev one)")
 	fs.StringVar(&o.keyPath, "ticket-key", "", "ticket key PEM (default: the dev one)")
-	fs.StringVar(&o.dsn, "mysql-dsn", "flashsale:flashsale@tcp(127.0.0.1:3306)/flashsale_bench?parseTime=true", "insert: database (made if missing, its table dropped after)")
+	fs.StringVar(&o.dsn, "mysql-dsn", "", "insert: database (made if missing, its table dropped after; default "+benchDSN+"); checkout, verify: the node's database, where the run's orders are checked")
 	fs.StringVar(&o.listen, "listen", "127.0.0.1:8099", "hello: address")
 	fs.StringVar(&o.prefix, "user-prefix", "", "prefix of user ids (default: random per run)")
 	fs.IntVar(&o.conc, "c", 64, "concurrent workers")
 	fs.IntVar(&o.premint, "premint", 200000, "join, checkout: tokens minted before the clock starts")
 	fs.DurationVar(&o.dur, "d", 10*time.Second, "duration")
-	fs.Int64Var(&o.max, "n", 0, "stop after this many requests (0: by duration only)")
+	fs.Int64Var(&o.max, "n", 0, "stop after this many requests (0: by duration only); tokens, tickets: how many; verify: the run's 2xx count")
+	fs.BoolVar(&o.verify, "verify", true, "checkout: check the run's orders in MySQL (--mysql-dsn) against its 201s")
 	fs.BoolVar(&o.xff, "xff", false, "join: each request from its own address in 10.0.0.0/8, by X-Forwarded-For (the server needs --trusted-proxies 127.0.0.1/32)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -113,7 +115,7 @@ func run(args []string) error {
 	case "join":
 		return joinLoad(ctx, o)
 	case "checkout":
-		return checkoutLoad(ctx, o)
+		return checkoutLoad(ctx, o, o.verify)
 	case "get":
 		client := newClient(o.conc)
 		return drive(ctx, o, "GET "+o.url, func(int64) (int, error) { return do(client, "GET", o.url, "", "") })
@@ -121,6 +123,10 @@ func run(args []string) error {
 		return insertLoad(ctx, o)
 	case "tokens":
 		return printTokens(o)
+	case "tickets":
+		return printTickets(o)
+	case "verify":
+		return verifyMain(ctx, o)
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }
@@ -239,40 +245,13 @@ func printTokens(o options) error {
 	return w.Flush()
 }
 
-func checkoutLoad(ctx context.Context, o options) error {
-	path := o.keyPath
-	if path == "" {
-		path = filepath.Join(o.dataDir, "ticket-key.pem")
-	}
-	keys, err := ticket.LoadKeySet(path)
-	if err != nil {
-		return err
-	}
-	iss := ticket.NewIssuer(keys, "flashsale")
-	client := newClient(o.conc)
-	url := o.url + "/api/v1/sales/" + o.sale + "/checkout"
-	now := time.Now().Unix()
-	mint := func(i int64) string {
-		user := fmt.Sprintf("%s%d", o.prefix, i)
-		return iss.Ticket(ticket.Admission{Sale: o.sale, User: user, JTI: user, IssuedAt: now, ExpiresAt: now + 3600})
-	}
-	// Tickets are minted before the clock starts (the admitter mints them).
-	toks := make([]string, o.premint)
-	for i := range toks {
-		toks[i] = mint(int64(i + 1))
-	}
-	return drive(ctx, o, "checkout "+o.sale, func(i int64) (int, error) {
-		tok := ""
-		if i <= int64(len(toks)) {
-			tok = toks[i-1]
-		} else {
-			tok = mint(i)
-		}
-		return do(client, "POST", url, tok, `{"quantity":1}`)
-	})
-}
+// benchDSN is insert's database when --mysql-dsn is not given.
+const benchDSN = "flashsale:flashsale@tcp(127.0.0.1:3306)/flashsale_bench?parseTime=true"
 
 func insertLoad(ctx context.Context, o options) error {
+	if o.dsn == "" {
+		o.dsn = benchDSN
+	}
 	// create the database if missing
 	base := o.dsn[:strings.LastIndex(o.dsn, "/")+1]
 	name := o.dsn[strings.LastIndex(o.dsn, "/")+1:]
