@@ -86,3 +86,39 @@ func TestRateLimits(t *testing.T) {
 		require.Equal(t, http.StatusOK, a.Do(t, "GET", "/api/v1/admin/sales/"+saleID, a.AdminToken, nil, "X-Forwarded-For", "198.51.100.1").Status)
 	}
 }
+
+// TestRateLimitsBeforeJoinErrors: a join that stops before the queue (a
+// body that is not JSON, an unknown sale, a sale whose door checks the
+// address's users first) still spends its request, and over the limit its
+// answer is the 429, as for every other call.
+func TestRateLimitsBeforeJoinErrors(t *testing.T) {
+	t.Parallel()
+	lo, err := clientaddr.Parse("127.0.0.1/32")
+	require.NoError(t, err)
+	a := testenv.Start(t, func(c *node.Config) {
+		c.TrustedProxies = lo
+		c.IPRate, c.IPBurst, c.UserRate, c.UserBurst = 0.01, 100, 0.01, 2
+	})
+	door := a.CreateSale(t, map[string]any{"admission_rate": 0.001, "max_users_per_ip": 5})["id"].(string)
+	tok := a.UserToken(t, "ann")
+	bad := func() *testenv.Response {
+		return a.Do(t, "POST", "/api/v1/sales/"+door+"/join", tok, "not an object", "X-Forwarded-For", "192.0.2.1")
+	}
+	r := bad()
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s", r.Body)
+	r = a.Do(t, "POST", "/api/v1/sales/no-such-sale/join", tok, nil, "X-Forwarded-For", "192.0.2.1")
+	require.Equal(t, http.StatusNotFound, r.Status, "%s", r.Body)
+	// the user's burst (2) is spent by the two failed joins
+	r = bad()
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "%s", r.Body)
+	require.Equal(t, "rate_limited", r.Code(t))
+
+	// a sale with a door (max_users_per_ip): the limit is checked before it
+	bob := a.UserToken(t, "bob")
+	for range 2 {
+		r = a.Do(t, "POST", "/api/v1/sales/"+door+"/join", bob, nil, "X-Forwarded-For", "192.0.2.2")
+		require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+	}
+	r = a.Do(t, "POST", "/api/v1/sales/"+door+"/join", bob, nil, "X-Forwarded-For", "192.0.2.2")
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "%s", r.Body)
+}

@@ -83,12 +83,19 @@ import (
 )
 
 var (
+	// GCRALua defines the Lua function gcra_spend(keys, k, argv, a, now):
+	// the rate checks of one request, as Pending.AppendChecks lays them
+	// out. A script that carries requests' checks along with its own work
+	// (join.lua) starts with it; see Limiter.Foldable.
+	//
+	//go:embed gcra_fn.lua
+	GCRALua string
 	//go:embed gcra.lua
 	gcraLua string
 	//go:embed refund.lua
 	refundLua string
 
-	gcraScript   = sale.NewScript(gcraLua)
+	gcraScript   = sale.NewScript(GCRALua + "\n" + gcraLua)
 	refundScript = sale.NewScript(refundLua)
 )
 
@@ -257,18 +264,52 @@ type check struct {
 // nothing in Redis. It costs at most one Redis round trip, shared with the
 // requests in flight at the same moment once Start runs the batchers (two
 // on Redis Cluster when one limit allows and the other refuses), and allows
-// when Redis fails or is slow.
+// when Redis fails or is slow. Allow is Reserve, then Spend.
 func (l *Limiter) Allow(ctx context.Context, addr netip.Prefix, user string) error {
-	now := time.Now()
-	r := &request{}
-	var err error
-	r.checks, r.n, err = l.preFilter(now, addr, user)
-	if err != nil || r.n == 0 {
+	p, err := l.Reserve(addr, user)
+	if err != nil {
 		return err
 	}
-	if now.UnixNano() < l.downUntil.Load() {
-		return nil // Redis failed a moment ago: the pre-filter alone limits
+	return l.Spend(ctx, p)
+}
+
+// Pending is a request the local pre-filter let through, whose Redis checks
+// are still to make: by Spend, or carried in another script of the same
+// Redis server (AppendChecks, then Refusal with what gcra_spend answered).
+// The zero Pending has no checks.
+type Pending struct {
+	checks [2]check
+	n      int
+}
+
+// Empty reports whether p has no Redis checks to make (every limit off for
+// it, or Redis failed a moment ago and the pre-filter alone limits).
+func (p Pending) Empty() bool { return p.n == 0 }
+
+// Reserve is the local half of Allow: the pre-filter spends one request of
+// addr and user (the 429 when it sheds it) and returns the Redis checks
+// still to make.
+func (l *Limiter) Reserve(addr netip.Prefix, user string) (Pending, error) {
+	now := time.Now()
+	var p Pending
+	var err error
+	p.checks, p.n, err = l.preFilter(now, addr, user)
+	if err != nil || p.n == 0 {
+		return Pending{}, err
 	}
+	if now.UnixNano() < l.downUntil.Load() {
+		return Pending{}, nil // Redis failed a moment ago: the pre-filter alone limits
+	}
+	return p, nil
+}
+
+// Spend makes p's Redis checks: Allow's answer for the request Reserve let
+// through.
+func (l *Limiter) Spend(ctx context.Context, p Pending) error {
+	if p.n == 0 {
+		return nil
+	}
+	r := &request{checks: p.checks, n: p.n}
 	if l.batched.Load() {
 		r.done = make(chan result, 1)
 		select {
@@ -282,6 +323,37 @@ func (l *Limiter) Allow(ctx context.Context, addr netip.Prefix, user string) err
 	batch := [1]*request{r}
 	l.spend(rctx, batch[:])
 	return l.answer(ctx, r.res)
+}
+
+// Foldable reports whether a request's checks may ride in another script
+// (AppendChecks): only on one Redis server, where a script may touch any
+// key. On Redis Cluster an address's key, a user's key and a sale's keys
+// live on different slots.
+func (l *Limiter) Foldable() bool { return !l.split }
+
+// AppendChecks appends p's checks to a script call's keys and arguments,
+// as gcra_spend (GCRALua) reads them: the keys, then their count and each
+// one's interval and burst.
+func (p Pending) AppendChecks(keys []string, args []any) ([]string, []any) {
+	args = append(args, p.n)
+	for _, c := range p.checks[:p.n] {
+		keys = append(keys, c.key)
+		args = append(args, c.interval, c.burst)
+	}
+	return keys, args
+}
+
+// Refusal is the answer to p from what gcra_spend answered in the script
+// that carried its checks: nil when allowed (wait 0), else the 429 of
+// Allow, or an error when worst names no check of p.
+func (p Pending) Refusal(wait int64, worst int) error {
+	switch {
+	case wait <= 0:
+		return nil
+	case worst < 1 || worst > p.n:
+		return fmt.Errorf("ratelimit: gcra_spend named key %d of %d", worst, p.n)
+	}
+	return refusal(time.Duration(wait)*time.Microsecond, p.checks[worst-1].what)
 }
 
 // preFilter asks the local limiters and, when they allow, returns the

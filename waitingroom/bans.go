@@ -9,6 +9,7 @@ import (
 	"github.com/flashsale/flashsale/api"
 	"github.com/flashsale/flashsale/bans"
 	"github.com/flashsale/flashsale/clientaddr"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 )
 
@@ -57,6 +58,22 @@ func (s *Server) gate(r *http.Request, user, saleID string, authErr error) error
 		return err
 	}
 	return s.limit(r, user)
+}
+
+// gateJoin is gate for a join. When the rate limits can ride in the join's
+// own script call (one Redis server), only the local half is done here and
+// the Redis checks are returned, to be carried by Queue.JoinLimited; else
+// they are made here, as gate does, and the Pending is empty.
+func (s *Server) gateJoin(r *http.Request, user, saleID string, authErr error) (ratelimit.Pending, error) {
+	lim := s.cfg.Limits
+	if authErr != nil || lim == nil || !lim.Foldable() {
+		return ratelimit.Pending{}, s.gate(r, user, saleID, authErr)
+	}
+	if err := s.banned(r, user, saleID); err != nil {
+		s.endBannedPlace(r, user, saleID)
+		return ratelimit.Pending{}, err
+	}
+	return lim.Reserve(clientaddr.Key(s.cfg.Proxies.Addr(r)), user)
 }
 
 // endBannedPlace takes a caller refused by a ban out of the sale: a user

@@ -97,6 +97,13 @@ func (s *Server) admit(ctx context.Context, sl *sale.Sale, user string, addr net
 	return s.checkIPUsers(ctx, sl, user, clientaddr.Key(addr))
 }
 
+// needsDoor reports whether admit has anything to check for this join: a
+// pass, the sale's join challenge or its max_users_per_ip. Most sales need
+// none, and their joins go straight to the queue.
+func needsDoor(sl *sale.Sale, proof *JoinProof) bool {
+	return proof.Pass != nil || sl.JoinChallenge != sale.ChallengeNone || sl.MaxUsersPerIP > 0
+}
+
 // challengeRequired is the 403 a newcomer gets without the proof the sale
 // asks for; error.kind says which.
 func challengeRequired(kind string) error {

@@ -3,13 +3,16 @@
 -- their place in the queue, then the sale's end.
 -- KEYS[1] cfg, KEYS[2] q, KEYS[3] lane, KEYS[4] prefix of the presence hashes (seen_key), KEYS[5] skipped,
 -- KEYS[6] expired, KEYS[7] adm, KEYS[8] tix, KEYS[9] buyers, KEYS[10] stats,
--- KEYS[11] units
+-- KEYS[11] units, then the rate keys of the requests that carry their checks
 -- ARGV: triplets of op ("j" join, "s" status, "l" leave, "r" requeue), user,
 -- and for a join a random 52-bit place (used by a prequeue join before the
 -- start), for a requeue "place|gen": the place a node knew for a waiter in
 -- the sale's generation gen. A requeue is a status that, when the user is
 -- nowhere and Redis lost the keys since gen (the generation differs), puts
--- the user back at that place.
+-- the user back at that place. An op with "+" ("j+") carries the request's
+-- rate checks right after its triplet, as gcra_spend reads them (its keys
+-- the next ones from KEYS[12] on): the limits go first, so a refused request
+-- does nothing else (one Redis server only; ratelimit.Limiter.Foldable).
 -- Returns {"nostate"} when the sale's live copy or units are missing; else one reply per
 -- user, each a list:
 --   {"purchased", order} {"admitted", jti, iat, exp} {"expired"}
@@ -21,6 +24,7 @@
 --   leave: {"not_in_queue"}) {"left", place}
 --   {"restoring", gen} (Redis lost the queue and nodes are putting it back: a
 --   newcomer waits, so that nobody lands ahead of a waiter being put back)
+--   {"limited", wait, worst} (refused by its rate checks: gcra_spend's answer)
 local cfg = hmap(KEYS[1])
 if cfg == nil or redis.call('EXISTS', KEYS[11]) == 0 then return {'nostate'} end
 local now = now_ms()
@@ -171,15 +175,25 @@ local function leave(user)
 end
 
 local out = {}
-for i = 1, #ARGV, 3 do
-  local op, user = ARGV[i], ARGV[i + 1]
+local i, rk = 1, 12 -- the next request's ARGV, and its rate keys' first
+while i <= #ARGV do
+  local op, user, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  i = i + 3
   local r
-  if op == 'j' then
-    r = join(user, ARGV[i + 2])
+  if string.sub(op, 2, 2) == '+' then
+    op = string.sub(op, 1, 1)
+    local wait, worst
+    wait, worst, rk, i = gcra_spend(KEYS, rk, ARGV, i, now * 1000)
+    if wait > 0 then r = {'limited', wait, worst} end
+  end
+  if r then
+    -- refused by the limits: nothing done
+  elseif op == 'j' then
+    r = join(user, arg)
   elseif op == 'l' then
     r = leave(user)
   elseif op == 'r' then
-    r = status(user, ARGV[i + 2])
+    r = status(user, arg)
   else
     r = status(user, nil)
   end

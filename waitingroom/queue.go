@@ -12,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/startstop"
 	"github.com/flashsale/flashsale/ticket"
@@ -20,7 +21,9 @@ import (
 //go:embed join.lua
 var joinLua string
 
-var joinScript = sale.NewScript(joinLua)
+// joinScript carries the rate limits' checks of the joins that bring them
+// (Queue.JoinLimited), so a join costs one round trip, not two.
+var joinScript = sale.NewScript(ratelimit.GCRALua + "\n" + joinLua)
 
 // Queue operations, as join.lua names them.
 const (
@@ -46,6 +49,9 @@ const (
 	KindNotInQueue = "not_in_queue"
 	KindLeft       = "left"
 	KindRestoring  = "restoring" // Redis lost the queue; nodes are putting it back
+	// KindLimited: the rate limits the join carried refused it (Wait µs,
+	// Worst the check); nothing else was done.
+	KindLimited = "limited"
 )
 
 // ErrNoState is a sale whose live state is missing from Redis.
@@ -62,7 +68,9 @@ type UserState struct {
 	JTI      string
 	IssuedAt int64
 	Expires  int64
-	New      bool // placed in the queue by this join
+	New      bool  // placed in the queue by this join
+	Wait     int64 // KindLimited: µs until the request would be allowed
+	Worst    int   // KindLimited: which of the request's checks asks it (1-based)
 }
 
 // Queue runs join, status and leave. Calls from concurrent requests are
@@ -82,7 +90,9 @@ type queueReq struct {
 	op   string
 	user string
 	arg  string // a requeue's "place|gen"
-	done chan queueRes
+	// limit: the rate checks that ride in the join's own script call
+	limit ratelimit.Pending
+	done  chan queueRes
 }
 
 type queueRes struct {
@@ -118,6 +128,15 @@ func (q *Queue) Join(ctx context.Context, saleID, user string) (UserState, error
 	return q.do(ctx, saleID, opJoin, user)
 }
 
+// JoinLimited is Join carrying the rate limits' checks of the request (a
+// Pending of a Limiter that is Foldable on this Redis server): both in one
+// script call. A refused request gets KindLimited (p.Refusal(st.Wait,
+// st.Worst) is its 429) and does nothing else.
+func (q *Queue) JoinLimited(ctx context.Context, saleID, user string, p ratelimit.Pending) (UserState, error) {
+	r := &queueReq{ctx: ctx, sale: saleID, op: opJoin, user: user, limit: p, done: make(chan queueRes, 1)}
+	return q.send(ctx, r)
+}
+
 // Status reads the user's state; it also refreshes their presence, and
 // brings a skipped user back within the return window.
 func (q *Queue) Status(ctx context.Context, saleID, user string) (UserState, error) {
@@ -144,6 +163,10 @@ func (q *Queue) do(ctx context.Context, saleID, op, user string, arg ...string) 
 	if len(arg) > 0 {
 		r.arg = arg[0]
 	}
+	return q.send(ctx, r)
+}
+
+func (q *Queue) send(ctx context.Context, r *queueReq) (UserState, error) {
 	select {
 	case q.reqs <- r:
 	case <-ctx.Done():
@@ -196,23 +219,31 @@ func (q *Queue) run(ctx context.Context, batch []*queueReq) {
 	if len(order) == 0 {
 		return
 	}
+	keysBySale := make([][]string, len(order))
 	argsBySale := make([][]any, len(order))
 	for i, id := range order {
 		reqs := bySale[id]
+		keys := queueKeys(q.keys.Sale(id))
 		args := make([]any, 0, 3*len(reqs))
 		for _, r := range reqs {
 			arg := r.arg
 			if r.op == opJoin {
 				arg = randomPlace()
 			}
-			args = append(args, r.op, r.user, arg)
+			if r.limit.Empty() {
+				args = append(args, r.op, r.user, arg)
+				continue
+			}
+			// "+": the request's rate checks follow its triplet
+			args = append(args, r.op+"+", r.user, arg)
+			keys, args = r.limit.AppendChecks(keys, args)
 		}
-		argsBySale[i] = args
+		keysBySale[i], argsBySale[i] = keys, args
 	}
 	cmds := make([]*redis.Cmd, len(order))
 	_ = sale.ExecPipeline(ctx, q.rdb, func(pipe redis.Pipeliner) {
-		for i, id := range order {
-			cmds[i] = joinScript.Run(ctx, pipe, queueKeys(q.keys.Sale(id)), argsBySale[i]...)
+		for i := range order {
+			cmds[i] = joinScript.Run(ctx, pipe, keysBySale[i], argsBySale[i]...)
 		}
 	})
 	for i, id := range order {
@@ -311,6 +342,8 @@ func parseUserState(f []any) (UserState, error) {
 		st.New = str(3) == "new"
 	case KindNotInQueue, KindRestoring:
 		st.Gen = str(1)
+	case KindLimited:
+		st.Wait, st.Worst = i64(1), int(i64(2))
 	case KindExpired, KindClosed, KindSoldOut, KindNotOpen:
 	default:
 		return st, fmt.Errorf("join script: unknown reply %q", st.Kind)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/ticket"
 )
 
@@ -96,33 +97,64 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	user, err := s.user(r)
-	if err := s.gate(r, user, saleID, err); err != nil {
+	user, authErr := s.user(r)
+	// lim: the rate checks still to make, carried by the join's own script
+	// call when the sale's door needs nothing else first (one round trip)
+	lim, err := s.gateJoin(r, user, saleID, authErr)
+	if err != nil {
 		s.countJoin(api.AsError(err).Code)
 		s.fail(w, r, err)
 		return
 	}
+	// settle makes the carried checks on their own when the join stops
+	// before its script: an error answer, or a door that calls Redis first.
+	// Over the limit, the 429 wins, as it does for every other call.
+	settle := func(err error) error {
+		if lim.Empty() {
+			return err
+		}
+		p := lim
+		lim = ratelimit.Pending{}
+		if lerr := s.cfg.Limits.Spend(r.Context(), p); lerr != nil {
+			return lerr
+		}
+		return err
+	}
 	var proof JoinProof
 	if err := api.ReadJSON(r, &proof, true); err != nil {
-		s.countJoin("invalid")
+		err = settle(err)
+		s.countJoin(api.AsError(err).Code)
 		s.fail(w, r, err)
 		return
 	}
 	sl, err := s.store.Cached(r.Context(), saleID, time.Second)
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, settle(err))
 		return
 	}
 	addr := s.cfg.Proxies.Addr(r)
-	if err := s.admit(r.Context(), sl, user, addr, &proof); err != nil {
-		s.countJoin("refused")
-		s.fail(w, r, s.queueErr(saleID, err))
-		return
+	if needsDoor(sl, &proof) {
+		if err := settle(nil); err != nil {
+			s.countJoin(api.AsError(err).Code)
+			s.fail(w, r, err)
+			return
+		}
+		if err := s.admit(r.Context(), sl, user, addr, &proof); err != nil {
+			s.countJoin("refused")
+			s.fail(w, r, s.queueErr(saleID, err))
+			return
+		}
 	}
-	st, err := s.queue.Join(r.Context(), saleID, user)
+	st, err := s.queue.JoinLimited(r.Context(), saleID, user, lim)
 	if err != nil {
 		s.countJoin("error")
 		s.fail(w, r, s.queueErr(saleID, err))
+		return
+	}
+	if st.Kind == KindLimited {
+		err := lim.Refusal(st.Wait, st.Worst)
+		s.countJoin(api.AsError(err).Code)
+		s.fail(w, r, err)
 		return
 	}
 	s.countJoin(st.Kind)
