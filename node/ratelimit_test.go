@@ -112,6 +112,10 @@ func TestRateLimitsBeforeJoinErrors(t *testing.T) {
 	r = bad()
 	require.Equal(t, http.StatusTooManyRequests, r.Status, "%s", r.Body)
 	require.Equal(t, "rate_limited", r.Code(t))
+	// a status poll carries its checks in the queue's script too
+	r = a.Do(t, "GET", "/api/v1/sales/"+door+"/status", tok, nil, "X-Forwarded-For", "192.0.2.1")
+	require.Equal(t, http.StatusTooManyRequests, r.Status, "%s", r.Body)
+	require.Equal(t, "rate_limited", r.Code(t))
 
 	// a sale with a door (max_users_per_ip): the limit is checked before it
 	bob := a.UserToken(t, "bob")

@@ -60,11 +60,12 @@ func (s *Server) gate(r *http.Request, user, saleID string, authErr error) error
 	return s.limit(r, user)
 }
 
-// gateJoin is gate for a join. When the rate limits can ride in the join's
-// own script call (one Redis server), only the local half is done here and
-// the Redis checks are returned, to be carried by Queue.JoinLimited; else
-// they are made here, as gate does, and the Pending is empty.
-func (s *Server) gateJoin(r *http.Request, user, saleID string, authErr error) (ratelimit.Pending, error) {
+// gateQueue is gate for a call answered by the queue's script (a join, a
+// status). When the rate limits can ride in that script call (one Redis
+// server), only the local half is done here and the Redis checks are
+// returned, to be carried by Queue.Limited; else they are made here, as gate
+// does, and the Pending is empty.
+func (s *Server) gateQueue(r *http.Request, user, saleID string, authErr error) (ratelimit.Pending, error) {
 	lim := s.cfg.Limits
 	if authErr != nil || lim == nil || !lim.Foldable() {
 		return ratelimit.Pending{}, s.gate(r, user, saleID, authErr)
@@ -74,6 +75,22 @@ func (s *Server) gateJoin(r *http.Request, user, saleID string, authErr error) (
 		return ratelimit.Pending{}, err
 	}
 	return lim.Reserve(clientaddr.Key(s.cfg.Proxies.Addr(r)), user)
+}
+
+// settle makes the rate checks *lim that a call meant to carry in the
+// queue's script on their own, when the call stops before it (an error
+// answer, or a door that calls Redis first): over the limit, the 429 wins
+// over err, as it does for every other call. *lim is empty after.
+func (s *Server) settle(r *http.Request, lim *ratelimit.Pending, err error) error {
+	if lim.Empty() {
+		return err
+	}
+	p := *lim
+	*lim = ratelimit.Pending{}
+	if lerr := s.cfg.Limits.Spend(r.Context(), p); lerr != nil {
+		return lerr
+	}
+	return err
 }
 
 // endBannedPlace takes a caller refused by a ban out of the sale: a user

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 	"github.com/flashsale/flashsale/ticket"
 )
@@ -60,8 +61,8 @@ func (l leaves) gaveUp(ctx context.Context, saleID, user, place string) (bool, e
 // statusAt is the shopper's state for a status poll or a socket: with a
 // queue token that remembers a place, a shopper Redis lost is put back
 // there, unless they gave that place up.
-func (s *Server) statusAt(ctx context.Context, saleID, user string, at ticket.QueuePlace) (UserState, error) {
-	st, err := s.queue.Status(ctx, saleID, user)
+func (s *Server) statusAt(ctx context.Context, saleID, user string, at ticket.QueuePlace, lim ratelimit.Pending) (UserState, error) {
+	st, err := s.queue.Limited(ctx, saleID, opStatus, user, lim)
 	if err != nil || at.Place == "" || (st.Kind != KindNotInQueue && st.Kind != KindRestoring) || st.Gen == at.Gen {
 		// nothing to put back: the shopper is somewhere, or Redis did not
 		// lose the keys since the token's place (the script would not

@@ -128,13 +128,19 @@ func (q *Queue) Join(ctx context.Context, saleID, user string) (UserState, error
 	return q.do(ctx, saleID, opJoin, user)
 }
 
-// JoinLimited is Join carrying the rate limits' checks of the request (a
-// Pending of a Limiter that is Foldable on this Redis server): both in one
-// script call. A refused request gets KindLimited (p.Refusal(st.Wait,
-// st.Worst) is its 429) and does nothing else.
-func (q *Queue) JoinLimited(ctx context.Context, saleID, user string, p ratelimit.Pending) (UserState, error) {
-	r := &queueReq{ctx: ctx, sale: saleID, op: opJoin, user: user, limit: p, done: make(chan queueRes, 1)}
+// Limited is a join (opJoin) or a status (opStatus) carrying the rate
+// limits' checks of the request (a Pending of a Limiter that is Foldable
+// on this Redis server): both in one script call. A refused request gets
+// KindLimited (p.Refusal(st.Wait, st.Worst) is its 429) and does nothing
+// else.
+func (q *Queue) Limited(ctx context.Context, saleID, op, user string, p ratelimit.Pending) (UserState, error) {
+	r := &queueReq{ctx: ctx, sale: saleID, op: op, user: user, limit: p, done: make(chan queueRes, 1)}
 	return q.send(ctx, r)
+}
+
+// JoinLimited is Limited for a join.
+func (q *Queue) JoinLimited(ctx context.Context, saleID, user string, p ratelimit.Pending) (UserState, error) {
+	return q.Limited(ctx, saleID, opJoin, user, p)
 }
 
 // Status reads the user's state; it also refreshes their presence, and

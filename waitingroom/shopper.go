@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/flashsale/flashsale/api"
-	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/ticket"
 )
 
@@ -100,26 +99,13 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 	user, authErr := s.user(r)
 	// lim: the rate checks still to make, carried by the join's own script
 	// call when the sale's door needs nothing else first (one round trip)
-	lim, err := s.gateJoin(r, user, saleID, authErr)
+	lim, err := s.gateQueue(r, user, saleID, authErr)
 	if err != nil {
 		s.countJoin(api.AsError(err).Code)
 		s.fail(w, r, err)
 		return
 	}
-	// settle makes the carried checks on their own when the join stops
-	// before its script: an error answer, or a door that calls Redis first.
-	// Over the limit, the 429 wins, as it does for every other call.
-	settle := func(err error) error {
-		if lim.Empty() {
-			return err
-		}
-		p := lim
-		lim = ratelimit.Pending{}
-		if lerr := s.cfg.Limits.Spend(r.Context(), p); lerr != nil {
-			return lerr
-		}
-		return err
-	}
+	settle := func(err error) error { return s.settle(r, &lim, err) }
 	var proof JoinProof
 	if err := api.ReadJSON(r, &proof, true); err != nil {
 		err = settle(err)
@@ -145,7 +131,7 @@ func (s *Server) join(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	st, err := s.queue.JoinLimited(r.Context(), saleID, user, lim)
+	st, err := s.queue.Limited(r.Context(), saleID, opJoin, user, lim)
 	if err != nil {
 		s.countJoin("error")
 		s.fail(w, r, s.queueErr(saleID, err))
@@ -226,21 +212,25 @@ var (
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	saleID := r.PathValue("sale")
 	user, at, err := s.shopper(r, saleID, false)
-	if err := s.gate(r, user, saleID, err); err != nil {
+	// lim: the rate checks, carried by the status's own script call
+	lim, err := s.gateQueue(r, user, saleID, err)
+	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
 	sl, err := s.store.Cached(r.Context(), saleID, time.Second)
 	if err != nil {
-		s.fail(w, r, err)
+		s.fail(w, r, s.settle(r, &lim, err))
 		return
 	}
-	st, err := s.statusAt(r.Context(), saleID, user, at)
+	st, err := s.statusAt(r.Context(), saleID, user, at, lim)
 	if err != nil {
 		s.fail(w, r, s.queueErr(saleID, err))
 		return
 	}
 	switch st.Kind {
+	case KindLimited:
+		s.fail(w, r, lim.Refusal(st.Wait, st.Worst))
 	case KindClosed:
 		s.fail(w, r, errSaleClosed)
 	case KindSoldOut:

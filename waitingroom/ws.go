@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/flashsale/flashsale/api"
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 )
 
@@ -75,7 +76,7 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	c.addr = s.cfg.Proxies.Addr(r)
 	s.hub.add(c)
 
-	st, err := s.statusAt(ctx, saleID, user, at)
+	st, err := s.statusAt(ctx, saleID, user, at, ratelimit.Pending{})
 	now := time.Now()
 	switch {
 	case err != nil:
