@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/flashsale/flashsale/faults"
 	"github.com/flashsale/flashsale/node"
 	"github.com/flashsale/flashsale/testenv"
 	"github.com/flashsale/flashsale/ticket"
@@ -326,4 +327,30 @@ func TestRateLimitsAndDevOffMatchTheDocument(t *testing.T) {
 	require.Regexp(t, `^[1-9][0-9]*$`, limited.Header.Get("Retry-After"))
 	r := k.do(call{method: "POST", path: "/api/v1/sales/" + saleID + "/join", token: user})
 	require.Equal(t, http.StatusTooManyRequests, r.Status, "%s", r.Body)
+}
+
+// TestStoreDownMatchesTheDocument validates the 503 answers (with
+// Retry-After) of a node whose Redis has stopped against the document:
+// a join, a status poll and a checkout.
+func TestStoreDownMatchesTheDocument(t *testing.T) {
+	t.Parallel()
+	rd := faults.StartRedis(t)
+	s := testenv.Start(t, testenv.WithRedisURL(rd.URL))
+	k := newChecker(t, s)
+	saleID := s.CreateSale(t, nil)["id"].(string)
+	user := s.UserToken(t, "una-"+testenv.RandomID())
+	r := k.do(call{method: "POST", path: "/api/v1/sales/" + saleID + "/join", token: user})
+	require.Equal(t, http.StatusOK, r.Status, "%s", r.Body)
+
+	rd.Stop()
+	unavailable := func(r *testenv.Response) {
+		t.Helper()
+		require.Equal(t, http.StatusServiceUnavailable, r.Status, "%s", r.Body)
+		require.Equal(t, "unavailable", r.Code(t))
+		require.Regexp(t, `^[1-9][0-9]*$`, r.Header.Get("Retry-After"))
+		k.componentResponse("Unavailable", r)
+	}
+	unavailable(k.do(call{method: "GET", path: "/api/v1/sales/" + saleID + "/status", token: user}))
+	unavailable(k.do(call{method: "POST", path: "/api/v1/sales/" + saleID + "/join", token: s.UserToken(t, "vic-"+testenv.RandomID())}))
+	unavailable(k.do(call{method: "POST", path: "/api/v1/sales/" + saleID + "/checkout", token: s.Ticket(saleID, "una", time.Minute)}))
 }

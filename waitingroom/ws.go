@@ -24,6 +24,20 @@ var upgrader = websocket.Upgrader{
 	ReadBufferSize: 256, WriteBufferSize: 4096, WriteBufferPool: &sync.Pool{},
 	// Origin is checked after the upgrade, so a refused browser reads 4403.
 	CheckOrigin: func(*http.Request) bool { return true },
+	Error:       upgradeError,
+}
+
+// upgradeError answers a request the upgrader refuses (a plain GET, a
+// missing or unsupported Sec-WebSocket-Version or key) in the contract's
+// error shape instead of gorilla's plain text.
+func upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+	code := "invalid_request"
+	if status == http.StatusMethodNotAllowed {
+		code = "method_not_allowed"
+		w.Header().Set("Allow", http.MethodGet)
+	}
+	w.Header().Set("Sec-Websocket-Version", "13")
+	api.WriteError(w, api.Errorf(status, code, "this is a WebSocket endpoint; open it with a WebSocket client (%v)", reason))
 }
 
 // ws upgrades a shopper's socket, sends its first frame and returns: the
