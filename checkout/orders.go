@@ -129,6 +129,8 @@ type Orders struct {
 	once    sync.Once
 	// MaxBatch bounds the orders of one transaction.
 	maxBatch int
+	// stmts are the group commit's prepared statements (writer.go).
+	stmts *preparedStmts
 	// Events gets the webhook events of every order change, in the
 	// change's transaction; nil: webhooks are off. Set before the first
 	// order.
@@ -151,7 +153,7 @@ func NewOrders(db *sql.DB, log *slog.Logger, writers int) *Orders {
 		log = slog.Default()
 	}
 	o := &Orders{db: db, log: log, closed: make(chan struct{}), maxBatch: 64,
-		breaker: NewBreaker(BreakerConfig{Logger: log})}
+		breaker: NewBreaker(BreakerConfig{Logger: log}), stmts: &preparedStmts{db: db}}
 	for range writers {
 		reqs := make(chan *createReq, 1024)
 		o.shards = append(o.shards, reqs)
@@ -185,6 +187,7 @@ func (o *Orders) Close() {
 	o.once.Do(func() {
 		close(o.closed)
 		o.wg.Wait()
+		o.stmts.close()
 	})
 }
 

@@ -2,13 +2,20 @@ package checkout_test
 
 import (
 	"context"
+	"database/sql"
+	"database/sql/driver"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-sql-driver/mysql"
 	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
@@ -26,9 +33,15 @@ import (
 // script tests: stock 10, per-user limit 2, holds after hold (seconds).
 func batchSale(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace, st *sale.Store, hold int) sale.Keys {
 	t.Helper()
+	return perfSale(t, rdb, ks, st, 10, hold)
+}
+
+// perfSale is batchSale with the stock given.
+func perfSale(t *testing.T, rdb redis.UniversalClient, ks sale.Keyspace, st *sale.Store, stock, hold int) sale.Keys {
+	t.Helper()
 	id := "batch-" + testenv.RandomID()
 	name, cur, mode := "Batch", "EUR", sale.FIFO
-	price, stock, rate, maxActive, per, ttl, abandon, ret := int64(100), 10, 1.0, 10, 2, 300, 60, 900
+	price, rate, maxActive, per, ttl, abandon, ret := int64(100), 1.0, 10, 2, 300, 60, 900
 	req := sale.CreateRequest{ID: &id, Name: &name, PriceCents: &price, Currency: &cur, Stock: &stock,
 		AdmissionRate: &rate, MaxActive: &maxActive, PerUserLimit: &per, TicketTTL: &ttl, HoldTTL: &hold,
 		QueueMode: &mode, AbandonAfter: &abandon, ReturnWindow: &ret}
@@ -272,4 +285,83 @@ func TestConcurrentCheckoutsShareSteps(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, pending, "every order finalized")
 	require.EqualValues(t, stock, summary(t, s, saleID)["orders_total"])
+}
+
+// TestGroupCommitStatementsPrepared: a group commit prepares only its
+// multi-row INSERT (whose text depends on the number of orders); the
+// guarded UPDATE and the sold-out read are prepared once per connection,
+// not prepared, run and closed on every commit.
+func TestGroupCommitStatementsPrepared(t *testing.T) {
+	t.Parallel()
+	rdb, ks := testenv.Redis(t)
+	dsn, db := testenv.MySQL(t)
+	st := sale.NewStore(db, rdb, ks)
+	k := perfSale(t, rdb, ks, st, 1000, 0)
+	saleID := strings.TrimSuffix(strings.TrimPrefix(k.Cfg, ks.Prefix+":{"), "}:cfg")
+	cfg, err := mysql.ParseDSN(dsn)
+	require.NoError(t, err)
+	conn, err := mysql.NewConnector(cfg)
+	require.NoError(t, err)
+	var prepares atomic.Int64
+	counted := sql.OpenDB(countingConnector{conn, &prepares})
+	defer counted.Close()
+	orders := checkout.NewOrders(counted, slog.New(slog.NewTextHandler(io.Discard, nil)), 1)
+	defer orders.Close()
+	const commits = 40
+	for i := range commits {
+		u := fmt.Sprintf("u%d", i)
+		o := &checkout.Order{ID: "o" + u, SaleID: saleID, UserID: u, Quantity: 1, AmountCents: 100,
+			Currency: "EUR", Status: checkout.StatusPaid, TicketJTI: "j" + u, CreatedAt: time.Now().UTC()}
+		_, err := orders.Create(context.Background(), o) // one at a time: a commit each
+		require.NoError(t, err)
+	}
+	var n int
+	require.NoError(t, db.QueryRow(`SELECT COUNT(*) FROM orders WHERE sale_id = ?`, saleID).Scan(&n))
+	require.Equal(t, commits, n)
+	open := counted.Stats().OpenConnections
+	require.LessOrEqual(t, prepares.Load(), int64(commits+2*open),
+		"an INSERT per commit, and the 2 fixed statements once on each of the %d connections", open)
+}
+
+// countingConnector counts the statements its connections prepare.
+type countingConnector struct {
+	driver.Connector
+	prepares *atomic.Int64
+}
+
+func (c countingConnector) Connect(ctx context.Context) (driver.Conn, error) {
+	conn, err := c.Connector.Connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return countingConn{conn.(mysqlConn), c.prepares}, nil
+}
+
+// mysqlConn is what go-sql-driver's connection implements, so that
+// database/sql uses the wrapper as it would use the driver's own.
+type mysqlConn interface {
+	driver.Conn
+	driver.ConnBeginTx
+	driver.ConnPrepareContext
+	driver.ExecerContext
+	driver.QueryerContext
+	driver.Pinger
+	driver.SessionResetter
+	driver.Validator
+	driver.NamedValueChecker
+}
+
+type countingConn struct {
+	mysqlConn
+	prepares *atomic.Int64
+}
+
+func (c countingConn) Prepare(q string) (driver.Stmt, error) {
+	c.prepares.Add(1)
+	return c.mysqlConn.Prepare(q)
+}
+
+func (c countingConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
+	c.prepares.Add(1)
+	return c.mysqlConn.PrepareContext(ctx, q)
 }

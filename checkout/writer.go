@@ -9,6 +9,7 @@ import (
 	"hash/fnv"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-sql-driver/mysql"
@@ -158,8 +159,7 @@ func (o *Orders) insert(group []*createReq) (fit []*createReq, soldOut bool, err
 	saleID := group[0].o.SaleID
 	guard := func(group []*createReq) (bool, error) {
 		sold, held := units(group)
-		res, err := tx.ExecContext(ctx, `UPDATE sales SET sold = sold + ?, held = held + ?
-			WHERE id = ? AND sold + held + ? <= stock_total`, sold, held, saleID, sold+held)
+		res, err := o.stmts.exec(ctx, tx, stmtGuard, sold, held, saleID, sold+held)
 		if err != nil {
 			return false, err
 		}
@@ -235,12 +235,79 @@ func (o *Orders) insert(group []*createReq) (fit []*createReq, soldOut bool, err
 	}
 	if sold, _ := units(fit); sold > 0 {
 		var left int
-		if err := tx.QueryRowContext(ctx, `SELECT stock_total - sold FROM sales WHERE id = ?`, saleID).Scan(&left); err != nil {
+		if err := o.stmts.queryRow(ctx, tx, stmtPaidLeft, saleID).Scan(&left); err != nil {
 			return nil, false, err
 		}
 		soldOut = left == 0
 	}
 	return fit, soldOut, tx.Commit()
+}
+
+// The statements every group commit runs, prepared once (on each
+// connection they run on) instead of for each commit: a statement with
+// arguments is otherwise prepared, run and closed, three messages where
+// one does.
+const (
+	stmtGuard = iota
+	stmtPaidLeft
+	nStmts
+)
+
+var stmtText = [nStmts]string{
+	stmtGuard: `UPDATE sales SET sold = sold + ?, held = held + ?
+		WHERE id = ? AND sold + held + ? <= stock_total`,
+	stmtPaidLeft: `SELECT stock_total - sold FROM sales WHERE id = ?`,
+}
+
+// preparedStmts are the group commit's statements, prepared on first use
+// (one that fails to prepare is tried again on the next commit).
+type preparedStmts struct {
+	db    *sql.DB
+	mu    sync.Mutex
+	stmts [nStmts]*sql.Stmt
+}
+
+// get is statement i, prepared.
+func (p *preparedStmts) get(ctx context.Context, i int) (*sql.Stmt, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stmts[i] == nil {
+		st, err := p.db.PrepareContext(ctx, stmtText[i])
+		if err != nil {
+			return nil, err
+		}
+		p.stmts[i] = st
+	}
+	return p.stmts[i], nil
+}
+
+func (p *preparedStmts) exec(ctx context.Context, tx *sql.Tx, i int, args ...any) (sql.Result, error) {
+	st, err := p.get(ctx, i)
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+func (p *preparedStmts) queryRow(ctx context.Context, tx *sql.Tx, i int, args ...any) *sql.Row {
+	st, err := p.get(ctx, i)
+	if err != nil {
+		// a Row that carries the error to its Scan, as QueryRowContext's do
+		return tx.QueryRowContext(ctx, stmtText[i], args...)
+	}
+	return tx.StmtContext(ctx, st).QueryRowContext(ctx, args...)
+}
+
+// close closes the prepared statements.
+func (p *preparedStmts) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, st := range p.stmts {
+		if st != nil {
+			_ = st.Close()
+			p.stmts[i] = nil
+		}
+	}
 }
 
 func isDuplicate(err error) bool {
