@@ -3,8 +3,14 @@ package main
 import (
 	"context"
 	"database/sql"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +62,44 @@ func TestCheckoutRunVerifiesOrders(t *testing.T) {
 	_, err = db.Exec(`UPDATE sales SET sold = sold - 1, held = held + 1 WHERE id = ?`, saleID)
 	require.NoError(t, err)
 	require.ErrorContains(t, verifyOrders(ctx, db, o, ids, -1), "sold 40 in Redis but 39 in MySQL")
+}
+
+// The hand-written checkout requests are what the server expects, on
+// kept-alive connections, and a server that closes one is reconnected to.
+func TestCheckoutSender(t *testing.T) {
+	t.Parallel()
+	var conns, reqs atomic.Int64
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n := reqs.Add(1)
+		b, _ := io.ReadAll(r.Body)
+		if r.Method != "POST" || r.URL.EscapedPath() != "/api/v1/sales/s%201/checkout" || r.Header.Get("Authorization") != "Bearer tok-"+fmt.Sprint(n) ||
+			r.Header.Get("Content-Type") != "application/json" || string(b) != `{"quantity":1}` {
+			http.Error(w, fmt.Sprintf("%s %s %q %q", r.Method, r.URL.EscapedPath(), r.Header, b), http.StatusBadRequest)
+			return
+		}
+		if n%10 == 0 {
+			w.Header().Set("Connection", "close")
+		}
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"id":"ord_%d","quantity":1}`, n)
+	}))
+	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	srv.Start()
+	defer srv.Close()
+	send, closeConns, err := checkoutSender(options{url: srv.URL, sale: "s 1", conc: 4})
+	require.NoError(t, err)
+	for i := 1; i <= 30; i++ {
+		code, id, err := send(fmt.Sprintf("tok-%d", i))
+		require.NoError(t, err)
+		require.Equal(t, http.StatusCreated, code)
+		require.Equal(t, fmt.Sprintf("ord_%d", i), id)
+	}
+	closeConns()
+	require.EqualValues(t, 3, conns.Load(), "one connection, and a new one after each of the 2 the server closed (before the 30th)")
 }
 
 func TestOrderID(t *testing.T) {
