@@ -6,6 +6,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/flashsale/flashsale/ratelimit"
 	"github.com/flashsale/flashsale/sale"
 )
 
@@ -106,4 +107,21 @@ func (h *Hub) HasTable(saleID string) bool {
 	defer h.mu.Unlock()
 	t := h.sales[saleID]
 	return t != nil && t.table != nil
+}
+
+// RunJoinLimited runs join.lua once for a batch of new users' joins, each
+// carrying the rate checks of limits[i] (none when limits is shorter), as
+// Queue does.
+func RunJoinLimited(ctx context.Context, rdb redis.UniversalClient, k sale.Keys, users []string, limits []ratelimit.Pending) ([]UserState, error) {
+	keys := queueKeys(k)
+	args := make([]any, 0, 8*len(users))
+	for i, u := range users {
+		if i >= len(limits) || limits[i].Empty() {
+			args = append(args, opJoin, u, "")
+			continue
+		}
+		args = append(args, opJoin+"+", u, "")
+		keys, args = limits[i].AppendChecks(keys, args)
+	}
+	return parseJoinReply(joinScript.Run(ctx, rdb, keys, args...))
 }
