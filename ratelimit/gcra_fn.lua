@@ -33,12 +33,18 @@ local function gcra_spend(keys, k, argv, a, now)
     end
   end
   if wait == 0 then
+    -- Rate state means something for a few seconds: it is neither written
+    -- to the AOF nor sent to replicas (a restarted or failed-over Redis
+    -- gives each client a fresh burst, no worse than a node's restart).
+    -- The AOF's share of a fresh key was about a third of its cost.
+    redis.set_repl(redis.REPL_NONE)
     for i = 1, n do
       -- idle keys go: the TAT lies at most burst intervals ahead, and a TAT
       -- in the past is a full bucket, the same as no key
       local ttl = math.floor((new[i] - now) / 1000) + 1000
       redis.call('SET', keys[k + i - 1], string.format('%.0f', new[i]), 'PX', ttl)
     end
+    redis.set_repl(redis.REPL_ALL)
   end
   return wait, worst, k + n, a
 end

@@ -42,6 +42,14 @@
 // A round trip per request cost a busy node about a third of its CPU in
 // system calls (docs/bench-abuse.md); a batch costs one.
 //
+// # Not persisted
+//
+// The rate keys are written with replication off (redis.set_repl): they go
+// neither to the AOF nor to replicas. Their state means something for a few
+// seconds (a TAT at most a burst ahead), so after a restart or a failover
+// each client starts with a fresh burst, as after a node's restart; writing
+// every fresh client's key to the AOF was about a third of its Redis cost.
+//
 // # Redis down or slow
 //
 // A rate limiter must not take the shop down: when Redis fails or does not

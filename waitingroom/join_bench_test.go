@@ -20,7 +20,8 @@ import (
 // queue that grows as the benchmark runs. Reported per join; redis-us/join
 // is Redis's own time in the script (INFO commandstats), meaningful on a
 // Redis of its own (FLASHSALE_TEST_REDIS=redis://127.0.0.1:PORT/0), since
-// other clients' scripts count too. "limits" carries each join's rate
+// other clients' scripts count too; redis-cpu-us/join is the server's
+// whole CPU (the AOF, expiring keys) over the run, the same way. "limits" carries each join's rate
 // checks (a new user from a new address: two fresh rate keys), as a node
 // with the default limits does on one Redis server.
 func BenchmarkJoinScript(b *testing.B) {
@@ -44,7 +45,7 @@ func BenchmarkJoinScript(b *testing.B) {
 			n := 0
 			users := make([]string, 0, bc.batch)
 			limits := make([]ratelimit.Pending, 0, bc.batch)
-			before := evalUsec(b, rdb)
+			before, cpuBefore := evalUsec(b, rdb), redisCPU(b, rdb)
 			b.ResetTimer()
 			for b.Loop() {
 				users, limits = users[:0], limits[:0]
@@ -68,8 +69,28 @@ func BenchmarkJoinScript(b *testing.B) {
 			b.StopTimer()
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(n), "ns/join")
 			b.ReportMetric(float64(evalUsec(b, rdb)-before)/float64(n), "redis-us/join")
+			b.ReportMetric((redisCPU(b, rdb)-cpuBefore)*1e6/float64(n), "redis-cpu-us/join")
 		})
 	}
+}
+
+// redisCPU is the Redis server's CPU time so far (s), from INFO cpu: its
+// scripts and everything else it does for them (the AOF, expiring keys).
+func redisCPU(b *testing.B, rdb redis.UniversalClient) float64 {
+	info, err := rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sum float64
+	for line := range strings.Lines(info) {
+		for _, f := range []string{"used_cpu_sys:", "used_cpu_user:"} {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(line), f); ok {
+				x, _ := strconv.ParseFloat(v, 64)
+				sum += x
+			}
+		}
+	}
+	return sum
 }
 
 // evalUsec is Redis's total time in EVALSHA so far (µs), from INFO
