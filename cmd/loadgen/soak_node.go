@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
@@ -23,6 +24,7 @@ type soakSample struct {
 	Goroutines  int64 // runtime.NumGoroutine, from the goroutine profile's first line
 	HeapLive    int64 // bytes of live heap just after a forced GC (MemStats.HeapAlloc); -1: not read
 	HeapInuse   int64 // bytes in in-use heap spans at that moment (MemStats.HeapInuse); -1: not read
+	StoreHeap   int64 // of HeapLive, what the heap profile puts on Redis and MySQL connections (their buffers); -1: not read
 	RSS, FDs    int64 // resident bytes and open descriptors (/proc with --pid, else /metrics); -1: not read
 	In, Out     int64 // established TCP connections to the node's port (clients) and from it (Redis, MySQL); -1: not read (no --pid)
 	NodeSockets int64 // the node's flashsale_websocket_connections; -1: not read
@@ -83,7 +85,7 @@ func (k *soak) get(ctx context.Context, u string) (*http.Response, error) {
 // goroutine count is needed (it says the debug listener answers); what
 // else does not answer is -1.
 func (k *soak) readNode(ctx context.Context, phase string, t float64) (soakSample, error) {
-	s := soakSample{T: t, Phase: phase, HeapLive: -1, HeapInuse: -1, RSS: -1, FDs: -1, In: -1, Out: -1, NodeSockets: -1,
+	s := soakSample{T: t, Phase: phase, HeapLive: -1, HeapInuse: -1, StoreHeap: -1, RSS: -1, FDs: -1, In: -1, Out: -1, NodeSockets: -1,
 		Sockets: k.sc.wsOpen.Load(), InFlight: k.inflight.Load(), Queue: k.queueNow.Load(),
 		Joins: k.sc.joins.Load(), Orders: k.sc.checkouts.Load(), Load1: strings.Fields(loadAvg() + " ?")[0]}
 	if t < 0 {
@@ -96,9 +98,9 @@ func (k *soak) readNode(ctx context.Context, phase string, t float64) (soakSampl
 	// gc=1 runs a collection first, so HeapAlloc is the live heap: what a
 	// leak grows, without the garbage a busy moment leaves.
 	if resp, err := k.debugGet(ctx, "/debug/pprof/heap?gc=1&debug=1"); err == nil {
-		vals := scanFields(resp.Body, "# ", " = ", "HeapAlloc", "HeapInuse")
+		h := parseHeapText(resp.Body)
 		resp.Body.Close()
-		s.HeapLive, s.HeapInuse = vals["HeapAlloc"], vals["HeapInuse"]
+		s.HeapLive, s.HeapInuse, s.StoreHeap = h.alloc, h.inuse, h.store
 	} else {
 		fmt.Fprintln(k.c.log, "loadgen: heap:", err)
 	}
@@ -117,6 +119,87 @@ func (k *soak) readNode(ctx context.Context, phase string, t float64) (soakSampl
 		s.In, s.Out = procConns(k.c.pid, k.listenPort())
 	}
 	return s, nil
+}
+
+// storeFrames are the functions an allocation of a store connection
+// passes through: go-redis' pools (each connection's bufio buffers, 32 KiB
+// each way in the main pool, 128 KiB in the pipeline pool) and the MySQL
+// driver's connect (its 4 KiB buffer). The pools dial more connections
+// when calls queue on a busy machine and keep them for up to 30 minutes
+// idle, so what they hold is the node's load, not a leak.
+var storeFrames = []string{
+	"github.com/redis/go-redis/v9/internal/pool.",
+	"github.com/go-sql-driver/mysql.(*connector).Connect",
+}
+
+// heapText is what a debug=1 heap profile says: the MemStats at its end,
+// and the in-use bytes of the records whose stack has a storeFrames
+// function.
+type heapText struct {
+	alloc, inuse, store int64
+}
+
+// parseHeapText reads a debug=1 heap profile: a header "heap profile: ...
+// @ heap/2·rate", records "objects: bytes [allocs: bytes] @ 0x..." with
+// their frames "#\t0x..\tfunc+0x..\tfile:line", then "# Name = value"
+// MemStats lines. A record's in-use figures are the sampled ones, so its
+// bytes are scaled up by 1/(1-e^(-size/rate)) as pprof does.
+func parseHeapText(r io.Reader) heapText {
+	h := heapText{alloc: -1, inuse: -1}
+	rate := 512.0 * 1024 // runtime.MemProfileRate's default, until the header says
+	var objs, bytes int64
+	hit := false
+	flush := func() {
+		if hit && objs > 0 && bytes > 0 {
+			size := float64(bytes) / float64(objs)
+			h.store += int64(float64(bytes) / (1 - math.Exp(-size/rate)))
+		}
+		objs, bytes, hit = 0, 0, false
+	}
+	sc := bufio.NewScanner(io.LimitReader(r, 512<<20))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		switch {
+		case strings.HasPrefix(line, "heap profile:"):
+			if _, per, ok := strings.Cut(line, "@ heap/"); ok {
+				if v, err := strconv.ParseFloat(strings.TrimSpace(per), 64); err == nil && v > 0 {
+					rate = v / 2
+				}
+			}
+		case strings.HasPrefix(line, "#\t"):
+			if f := strings.Fields(line); len(f) >= 3 && !hit {
+				for _, p := range storeFrames {
+					hit = hit || strings.HasPrefix(f[2], p)
+				}
+			}
+		case strings.HasPrefix(line, "# "):
+			flush()
+			name, val, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = ")
+			if !ok {
+				continue
+			}
+			v, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+			switch {
+			case err != nil:
+			case name == "HeapAlloc":
+				h.alloc = v
+			case name == "HeapInuse":
+				h.inuse = v
+			}
+		default:
+			var o, b int64
+			if _, err := fmt.Sscanf(line, "%d: %d [", &o, &b); err == nil {
+				flush()
+				objs, bytes = o, b
+			}
+		}
+	}
+	flush()
+	if h.alloc < 0 {
+		h.store = -1
+	}
+	return h
 }
 
 // goroutineCount reads the first line of the goroutine profile: "goroutine

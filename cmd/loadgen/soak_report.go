@@ -28,10 +28,10 @@ const (
 	// delivery, a connection being accepted); 10% of a small count is
 	// less than that noise.
 	goroutineSlack = 10
-	// goroutinesPerConn: an open descriptor more at the end (an HTTP
-	// connection, or a socket the node reads with a goroutine of its own
-	// where it cannot poll it) may hold one goroutine more; polled idle
-	// sockets hold none.
+	// goroutinesPerConn: a connection more at the end may hold one
+	// goroutine more (an HTTP connection's server goroutine, a MySQL
+	// connection's watcher, a socket read by a goroutine of its own where
+	// the node cannot poll it); polled idle sockets hold none.
 	goroutinesPerConn = 1
 	// heapSlack: the live heap of a quiet node still moves by a few
 	// hundred KiB (buffers pooled by sync.Pool survive one GC, the
@@ -42,16 +42,16 @@ const (
 	// buffers: an HTTP connection's are 8 KiB (4 KiB read, 4 KiB write),
 	// a socket's about 5 KiB (docs/BENCHMARKS.md, 19,000 WebSockets).
 	heapPerClient = 16 << 10
-	// heapPerStore: a store connection more at the end (the Redis pool
-	// opens more when calls queue, up to its 64) holds go-redis' 32 KiB
-	// read and 32 KiB write buffers; a MySQL connection holds less.
-	heapPerStore = 64 << 10
+	// judgeWindow: the warm-up and the end are each the median of this
+	// many samples (the first and the last of the load), so one sample
+	// caught in a busy moment does not decide the verdict.
+	judgeWindow = 3
 )
 
 // soakCheck is one figure's judgement.
 type soakCheck struct {
 	What               string
-	Warm, End, Allowed int64
+	Warm, End, Allowed int64   // medians of the first and last samples of the load
 	PerMinute          float64 // least-squares slope over the load's samples
 	OK                 bool
 }
@@ -61,66 +61,93 @@ type soakVerdict struct {
 	OK     bool
 	Reason string // why there is no verdict, when there is none
 	Checks []soakCheck
-	// Extra is the connections (or descriptors) more at the end than at
-	// the warm-up, ExtraHeap what they may hold, By says which they are.
-	Extra, ExtraHeap int64
-	By               string
+	// Clients and Stores are the client and store connections more at the
+	// end than at the warm-up (Stores -1 when not told apart), By how they
+	// were counted.
+	Clients, Stores int64
+	By              string
 }
 
-// judgeSoak compares the end sample with the warm-up sample: goroutines
-// within tol.goroutines + 10, and the live heap within tol.heap + 1 MiB;
-// each besides by what the connections open at the end and not at the
-// warm-up hold (one goroutine each; 16 KiB a client connection, 64 KiB a
-// store connection). Connections are told apart by /proc (--pid); else
-// open descriptors, or sockets, count as client connections.
+// judgeHeap is the heap a soak judges: the live heap less what the heap
+// profile puts on store connections (see storeFrames).
+func judgeHeap(s soakSample) int64 {
+	if s.HeapLive < 0 || s.StoreHeap < 0 {
+		return -1
+	}
+	return s.HeapLive - s.StoreHeap
+}
+
+// judgeSoak compares the end of the load with its warm-up (each the median
+// of judgeWindow samples): goroutines within tol.goroutines + 10, plus one
+// for each connection more; the live heap less the store connections'
+// buffers within tol.heap + 1 MiB, plus 16 KiB for each client connection
+// more. Connections are told apart by /proc (--pid); else open
+// descriptors, or sockets, count as client connections.
 func judgeSoak(samples []soakSample, tol soakTolerance) soakVerdict {
-	var warm, end *soakSample
 	var load []soakSample
-	for i := range samples {
-		switch samples[i].Phase {
+	warmSeen, endSeen := false, false
+	for _, s := range samples {
+		switch s.Phase {
 		case "warm-up":
-			warm = &samples[i]
+			warmSeen = true
 		case "end":
-			end = &samples[i]
+			endSeen = true
 		}
-		if p := samples[i].Phase; p == "warm-up" || p == "load" || p == "end" {
-			load = append(load, samples[i])
+		if warmSeen && (s.Phase == "warm-up" || s.Phase == "load" || s.Phase == "end") {
+			load = append(load, s)
 		}
 	}
-	if warm == nil || end == nil {
+	if !warmSeen || !endSeen {
 		return soakVerdict{Reason: "no verdict: the run stopped before it had a warm-up sample and an end sample to compare"}
 	}
-	v := soakVerdict{OK: true}
-	more := func(w, e int64) int64 { return max(0, e-w) }
-	switch {
-	case warm.In >= 0 && warm.Out >= 0 && end.In >= 0 && end.Out >= 0:
-		in, out := more(warm.In, end.In), more(warm.Out, end.Out)
-		v.Extra, v.ExtraHeap = in+out, in*heapPerClient+out*heapPerStore
-		v.By = fmt.Sprintf("%d client and %d store connections more at the end (/proc/PID/net/tcp)", in, out)
-	case warm.FDs >= 0 && end.FDs >= 0:
-		v.Extra = more(warm.FDs, end.FDs)
-		v.ExtraHeap = v.Extra * heapPerClient
-		v.By = fmt.Sprintf("%d open descriptors more at the end (without --pid not told apart: each counted as a client connection)", v.Extra)
-	case warm.NodeSockets >= 0 && end.NodeSockets >= 0:
-		v.Extra = more(warm.NodeSockets, end.NodeSockets)
-		v.ExtraHeap = v.Extra * heapPerClient
-		v.By = fmt.Sprintf("%d sockets more on the node at the end", v.Extra)
-	default:
-		v.Extra = more(warm.Sockets, end.Sockets)
-		v.ExtraHeap = v.Extra * heapPerClient
-		v.By = fmt.Sprintf("%d sockets of the run's more at the end", v.Extra)
+	n := min(judgeWindow, len(load))
+	first, last := load[:n], load[len(load)-n:]
+	// median of a figure over a window; -1 when a sample did not read it
+	median := func(ss []soakSample, get func(soakSample) int64) int64 {
+		vs := make([]int64, 0, len(ss))
+		for _, s := range ss {
+			if v := get(s); v >= 0 {
+				vs = append(vs, v)
+			}
+		}
+		if len(vs) < len(ss) {
+			return -1
+		}
+		slices.Sort(vs)
+		return vs[(len(vs)-1)/2]
 	}
-	add := func(what string, w, e int64, share float64, slack, extra int64, get func(soakSample) int64) {
-		c := soakCheck{What: what, Warm: w, End: e, Allowed: int64(float64(w)*(1+share)) + slack + extra}
+	more := func(get func(soakSample) int64) int64 {
+		w, e := median(first, get), median(last, get)
+		if w < 0 || e < 0 {
+			return -1
+		}
+		return max(0, e-w)
+	}
+	v := soakVerdict{OK: true, Stores: -1}
+	if in, out := more(func(s soakSample) int64 { return s.In }), more(func(s soakSample) int64 { return s.Out }); in >= 0 && out >= 0 {
+		v.Clients, v.Stores = in, out
+		v.By = fmt.Sprintf("%d client and %d store connections more at the end (/proc/PID/net/tcp)", in, out)
+	} else if fds := more(func(s soakSample) int64 { return s.FDs }); fds >= 0 {
+		v.Clients = fds
+		v.By = fmt.Sprintf("%d open descriptors more at the end (without --pid not told apart: each counted as a client connection)", fds)
+	} else if socks := more(func(s soakSample) int64 { return s.NodeSockets }); socks >= 0 {
+		v.Clients = socks
+		v.By = fmt.Sprintf("%d sockets more on the node at the end", socks)
+	} else {
+		v.Clients = more(func(s soakSample) int64 { return s.Sockets })
+		v.By = fmt.Sprintf("%d sockets of the run's more at the end", v.Clients)
+	}
+	add := func(what string, share float64, slack, extra int64, get func(soakSample) int64) {
+		w, e := median(first, get), median(last, get)
+		c := soakCheck{What: what, Warm: w, End: e, Allowed: int64(float64(w)*(1+share)) + slack + extra,
+			PerMinute: slopePerMinute(load, get)}
 		c.OK = w >= 0 && e >= 0 && e <= c.Allowed
-		c.PerMinute = slopePerMinute(load, get)
 		v.OK = v.OK && c.OK
 		v.Checks = append(v.Checks, c)
 	}
-	add("goroutines", warm.Goroutines, end.Goroutines, tol.goroutines, goroutineSlack, goroutinesPerConn*v.Extra,
+	add("goroutines", tol.goroutines, goroutineSlack, goroutinesPerConn*(v.Clients+max(v.Stores, 0)),
 		func(s soakSample) int64 { return s.Goroutines })
-	add("live heap (bytes after a GC)", warm.HeapLive, end.HeapLive, tol.heap, heapSlack, v.ExtraHeap,
-		func(s soakSample) int64 { return s.HeapLive })
+	add("live heap less store connections", tol.heap, heapSlack, heapPerClient*v.Clients, judgeHeap)
 	return v
 }
 
@@ -354,6 +381,7 @@ func (k *soak) charts() []namedChart {
 		}}, "soak-goroutines.svg"},
 		{chart{title: "Node memory", yLabel: "MiB", unit: " MiB", xs: xs, series: []chartSeries{
 			{"live heap after GC", "#d62728", col(func(s soakSample) float64 { return orNaN(s.HeapLive, mib) })},
+			{"of it, not store connections' (judged)", "#2ca02c", col(func(s soakSample) float64 { return orNaN(judgeHeap(s), mib) })},
 			{"heap in use", "#ff7f0e", col(func(s soakSample) float64 { return orNaN(s.HeapInuse, mib) })},
 			{"RSS", "#9467bd", col(func(s soakSample) float64 { return orNaN(s.RSS, mib) })},
 		}}, "soak-memory.svg"},
@@ -395,13 +423,17 @@ func (k *soak) reportMarkdown(r *soakResult, end *saleSummary, diffNote string, 
 
 	p("## Verdict: %s\n\n", verdictWord(r.Verdict))
 	if r.Verdict.Reason == "" {
-		p("The end sample against the warm-up sample (the first, after %s of load, when pools, caches and buffers have grown to the load). "+
-			"Goroutines may exceed it by %.0f%% + %d, the live heap (bytes live after a forced GC, what a leak grows) by %.0f%% + 1 MiB; "+
-			"each besides by what connections open at the end and not at the warm-up hold (one goroutine each; 16 KiB a client "+
-			"connection, HTTP or WebSocket; 64 KiB a Redis or MySQL connection, go-redis' two 32 KiB buffers), so a busy moment "+
-			"with more connections open is not taken for a leak: here %s, allowing %d goroutines and %s more. "+
-			"RSS and open files are shown, not judged: the Go runtime keeps freed pages a while, so RSS lags the heap.\n\n",
-			c.warmup, 100*c.tol.goroutines, goroutineSlack, 100*c.tol.heap, r.Verdict.By, r.Verdict.Extra*goroutinesPerConn, fmtBytes(r.Verdict.ExtraHeap))
+		p("The end of the load against its warm-up, each the median of %d samples (the first from %s of load on, when pools, "+
+			"caches and buffers have grown to the load; the last up to the end), so one sample caught in a busy moment does not decide:\n\n",
+			judgeWindow, c.warmup)
+		p("- **Goroutines** within %.0f%% + %d, plus one for each connection more at the end (an HTTP connection's goroutine, "+
+			"a MySQL connection's watcher).\n", 100*c.tol.goroutines, goroutineSlack)
+		p("- **The live heap** (bytes live after a forced GC, what a leak grows) **less what the heap profile puts on Redis and "+
+			"MySQL connections** within %.0f%% + 1 MiB, plus 16 KiB for each client connection (HTTP or WebSocket) more at the end. "+
+			"The store connections' buffers are left out because their pools dial more when calls queue on a busy machine and keep "+
+			"them idle for up to 30 minutes (go-redis: 32 KiB each way in the main pool, 128 KiB in the pipeline pool): the load, "+
+			"not a leak. Both are in the samples below.\n\n", 100*c.tol.heap)
+		p("Here: %s. RSS and open files are shown, not judged: the Go runtime keeps freed pages a while, so RSS lags the heap.\n\n", r.Verdict.By)
 		p("| figure | warm-up | end | allowed | trend over the load | |\n|---|---:|---:|---:|---:|---|\n")
 		for _, ch := range r.Verdict.Checks {
 			unit := func(v int64) string { return fmt.Sprint(v) }
@@ -420,8 +452,8 @@ func (k *soak) reportMarkdown(r *soakResult, end *saleSummary, diffNote string, 
 
 	p("## Samples\n\n`before` is the idle node before the sale was made; `after` the idle node after the load stopped, the sale closed and its sockets went. " +
 		"Conns in / out: the node's established TCP connections on its port (HTTP and WebSocket clients) and the others (its Redis and MySQL pools), from /proc with --pid.\n\n")
-	p("| t (s) | phase | goroutines | live heap | heap in use | RSS | open files | conns in / out | sockets (node) | sockets (run) | shoppers in flight | queue | joins | orders | load 1m |\n")
-	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	p("| t (s) | phase | goroutines | live heap | of it, store connections | heap in use | RSS | open files | conns in / out | sockets (node) | sockets (run) | shoppers in flight | queue | joins | orders | load 1m |\n")
+	p("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	num := func(v int64) string {
 		if v < 0 {
 			return "?"
@@ -429,8 +461,8 @@ func (k *soak) reportMarkdown(r *soakResult, end *saleSummary, diffNote string, 
 		return fmt.Sprint(v)
 	}
 	for _, s := range r.Samples {
-		p("| %.0f | %s | %d | %s | %s | %s | %s | %s / %s | %s | %d | %d | %s | %d | %d | %s |\n", s.T, s.Phase, s.Goroutines,
-			fmtBytes(s.HeapLive), fmtBytes(s.HeapInuse), fmtBytes(s.RSS), num(s.FDs), num(s.In), num(s.Out), num(s.NodeSockets),
+		p("| %.0f | %s | %d | %s | %s | %s | %s | %s | %s / %s | %s | %d | %d | %s | %d | %d | %s |\n", s.T, s.Phase, s.Goroutines,
+			fmtBytes(s.HeapLive), fmtBytes(s.StoreHeap), fmtBytes(s.HeapInuse), fmtBytes(s.RSS), num(s.FDs), num(s.In), num(s.Out), num(s.NodeSockets),
 			s.Sockets, s.InFlight, num(s.Queue), s.Joins, s.Orders, s.Load1)
 	}
 
