@@ -90,10 +90,11 @@ var connSeq atomic.Uint64
 // node's socket count is made of, so an idle one holds as little as it can:
 // no goroutine reading it (the hub's poller reads every socket from one
 // epoll set; where there is none, a goroutine per socket, readLoop), no
-// write buffer (the upgrader's pool lends one per frame), and no writer
-// goroutine: a writer is started when there is something to write (a
-// frame, a due ping or pong, the close) and ends when it has written it.
-// Pings come from the hub's one pinger (pingLoop), not a timer per socket.
+// write buffer, and no writer goroutine: when there is something to write
+// (a frame, a due ping or pong, the close) a polled socket is handed to the
+// hub's writer pool (a few goroutines for the node), any other to a writer
+// goroutine of its own (writeLoop) that ends when it has written it. Pings
+// come from the hub's one pinger (pingLoop), not a timer per socket.
 type Conn struct {
 	ws   *websocket.Conn
 	sale string
@@ -123,9 +124,14 @@ type Conn struct {
 	poll    *poller  // the poller reading the socket (nil: a goroutine does)
 	closing bool
 	discard bool // drop what is still queued: the close frame goes next
-	code    int
-	reason  string
-	done    chan struct{} // closed when the last writer has closed the socket
+	// rest is what a pool worker's write left unwritten (the socket was
+	// full): the next writer's first bytes; closeSent: it ends with the
+	// close frame (only the socket's close is left to do)
+	rest      []byte
+	closeSent bool
+	code      int
+	reason    string
+	done      chan struct{} // closed when the last writer has closed the socket
 
 	// Position state, written by the hub's tick (and once at connect).
 	pmu     sync.Mutex
@@ -161,10 +167,10 @@ func (c *Conn) Send(frame []byte) {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	start := c.startWriterLocked()
+	start, pooled := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.runWriter(pooled)
 	}
 }
 
@@ -202,10 +208,10 @@ func (c *Conn) closeAs(code int, reason string, discard bool) {
 	}
 	c.closing, c.code, c.reason, c.discard = true, code, reason, discard
 	c.holding = false
-	start := c.startWriterLocked()
+	start, pooled := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.runWriter(pooled)
 	}
 }
 
@@ -217,10 +223,10 @@ func (c *Conn) pingSoon() {
 		return
 	}
 	c.ping = true
-	start := c.startWriterLocked()
+	start, pooled := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.runWriter(pooled)
 	}
 }
 
@@ -233,22 +239,44 @@ func (c *Conn) pongSoon(payload []byte) {
 		return
 	}
 	c.pong = payload
-	start := c.startWriterLocked()
+	start, pooled := c.startWriterLocked()
 	c.mu.Unlock()
 	if start {
-		go c.writeLoop()
+		c.runWriter(pooled)
 	}
 }
 
-// startWriterLocked reports whether the caller must start a writer: none
-// runs, and the socket is a network one (a test's socket has none, its
-// frames stay queued). The caller holds c.mu.
-func (c *Conn) startWriterLocked() bool {
+// startWriterLocked reports whether the caller must start a writer (none
+// runs, and the socket is a network one: a test's socket has none, its
+// frames stay queued), and whether the writer pool may write it (the
+// poller reads it, so its descriptor is at hand). The caller holds c.mu.
+func (c *Conn) startWriterLocked() (start, pooled bool) {
 	if c.writing || c.ws == nil {
-		return false
+		return false, false
 	}
 	c.writing = true
-	return true
+	return true, c.raw != nil
+}
+
+// runWriter starts the writer startWriterLocked asked for: the hub's pool
+// while it runs, else a goroutine.
+func (c *Conn) runWriter(pooled bool) {
+	if pooled && c.hub.writers.push(c) {
+		return
+	}
+	go c.writeLoop()
+}
+
+// broken marks the connection as broken (a write failed): closed without
+// a close frame, whatever close was asked for, and nothing more written.
+func (c *Conn) broken() {
+	c.mu.Lock()
+	if !c.closing {
+		c.closing = true
+		c.holding = false
+	}
+	c.code, c.reason, c.discard = 0, "", true
+	c.mu.Unlock()
 }
 
 // open reports whether the socket is not closing.
@@ -278,36 +306,43 @@ func oldestOpen(conns []*Conn, max int) []*Conn {
 // Done is closed when the connection has ended.
 func (c *Conn) Done() <-chan struct{} { return c.done }
 
-// writeLoop is the socket's only writer while it runs: it writes a due
-// pong or ping, then the queued frames one at a time (so a drop is not held
-// up behind the queue), and ends when nothing is left, or, once closing,
-// writes the close frame (unless the code is 0), closes the socket and
-// takes it out of the hub.
+// writeLoop is the socket's only writer while it runs: it writes what a
+// pool worker left unwritten, a due pong or ping, then the queued frames
+// one at a time (so a drop is not held up behind the queue), and ends when
+// nothing is left, or, once closing, writes the close frame (unless the
+// code is 0), closes the socket and takes it out of the hub. Unlike a pool
+// worker it waits for a socket that is full.
 func (c *Conn) writeLoop() {
 	for {
 		c.mu.Lock()
-		if c.closing && (c.discard || len(c.queue) == 0) {
-			code, reason, poll := c.code, c.reason, c.poll
-			c.queue, c.queued, c.ping, c.pong = nil, 0, false, nil
+		if rest := c.rest; rest != nil {
+			// first: the bytes of a frame the client has part of
+			c.rest = nil
 			c.mu.Unlock()
-			if code != 0 {
+			err := c.writeRaw(rest)
+			c.mu.Lock()
+			c.queued -= len(rest)
+			c.mu.Unlock()
+			if err != nil {
+				c.broken()
+			}
+			continue
+		}
+		if c.closing && (c.discard || len(c.queue) == 0) {
+			code, reason, sent := c.code, c.reason, c.closeSent
+			c.mu.Unlock()
+			if code != 0 && !sent {
 				msg := websocket.FormatCloseMessage(code, reason)
 				_ = c.ws.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second))
 			}
-			if poll != nil {
-				poll.remove(c) // while the descriptor is still this socket's
-			}
-			// writing stays set: no writer starts after the last one
-			_ = c.ws.Close()
-			close(c.done)
-			c.hub.remove(c)
+			c.finish()
 			return
 		}
 		if pong := c.pong; pong != nil {
 			c.pong = nil
 			c.mu.Unlock()
 			if err := c.control(websocket.PongMessage, pong); err != nil {
-				c.Close(0, "")
+				c.broken()
 			}
 			continue
 		}
@@ -315,7 +350,7 @@ func (c *Conn) writeLoop() {
 			c.ping = false
 			c.mu.Unlock()
 			if err := c.control(websocket.PingMessage, nil); err != nil {
-				c.Close(0, "")
+				c.broken()
 			}
 			continue
 		}
@@ -331,23 +366,41 @@ func (c *Conn) writeLoop() {
 		c.queued -= len(f)
 		raw := c.raw
 		c.mu.Unlock()
-		// no write deadline (a timer armed and moved per frame, a tenth of
-		// a broadcast's CPU): the pinger cuts a write stuck past WriteWait
-		c.writeSince.Store(time.Now().UnixNano())
 		var err error
 		if raw != nil && len(f) <= maxRawFrame {
 			err = c.writeFrame(f)
 		} else {
+			// no write deadline (a timer armed and moved per frame, a
+			// tenth of a broadcast's CPU): the pinger cuts a write stuck
+			// past WriteWait
+			c.writeSince.Store(time.Now().UnixNano())
 			err = c.ws.WriteMessage(websocket.TextMessage, f)
+			c.writeSince.Store(0)
 		}
-		c.writeSince.Store(0)
 		if err != nil {
 			// the connection is broken: no close frame can follow
-			c.Close(0, "")
+			c.broken()
 			continue
 		}
-		c.hub.framesSent()
+		c.hub.framesSent(1)
 	}
+}
+
+// finish ends the socket once its close frame is written (or cannot be):
+// out of the poller while the descriptor is still this socket's, closed,
+// done, out of the hub. Only the last writer calls it; writing stays set,
+// so no writer starts after it.
+func (c *Conn) finish() {
+	c.mu.Lock()
+	poll := c.poll
+	c.queue, c.queued, c.ping, c.pong, c.rest = nil, 0, false, nil, nil
+	c.mu.Unlock()
+	if poll != nil {
+		poll.remove(c) // while the descriptor is still this socket's
+	}
+	_ = c.ws.Close()
+	close(c.done)
+	c.hub.remove(c)
 }
 
 // maxRawFrame bounds the frames writeFrame writes (a frame and its header
@@ -365,7 +418,15 @@ func (c *Conn) writeFrame(f []byte) error {
 	buf := frameBufs.Get().(*[4096]byte)
 	defer frameBufs.Put(buf)
 	b := appendFrameHeader(buf[:0], len(f))
-	b = append(b, f...)
+	return c.writeRaw(append(b, f...))
+}
+
+// writeRaw writes b to a polled socket's descriptor, waiting for room as
+// long as it takes (the pinger cuts a write stuck past WriteWait: no
+// deadline per write). Only the socket's writer calls it.
+func (c *Conn) writeRaw(b []byte) error {
+	c.writeSince.Store(time.Now().UnixNano())
+	defer c.writeSince.Store(0)
 	for len(b) > 0 {
 		var n int
 		var werr error

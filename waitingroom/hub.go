@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,8 @@ type Hub struct {
 	// socket is read by a goroutine); noPoll: never (a test's)
 	poll   atomic.Pointer[poller]
 	noPoll bool
+	// writers write the polled sockets' frames while the hub runs
+	writers writerPool
 
 	startstop.Loop
 }
@@ -136,6 +139,9 @@ func (h *Hub) Start(ctx context.Context) {
 		wg.Go(func() { h.readEvents(ctx) })
 		wg.Go(func() { h.tickLoop(ctx) })
 		wg.Go(func() { h.pingLoop(ctx) })
+		// a worker per core: a broadcast's writes are system calls, each
+		// worker's on its own core
+		wg.Go(func() { h.writers.run(ctx, h, runtime.GOMAXPROCS(0)) })
 		if !h.noPoll {
 			if p, err := newPoller(); err != nil {
 				h.cfg.Logger.Info("hub: sockets are read by a goroutine each", "why", err)
@@ -295,8 +301,8 @@ func (h *Hub) dropped(reason string) {
 	}
 }
 
-func (h *Hub) framesSent() {
-	if m := h.cfg.Metrics; m != nil {
-		m.FramesSent.Inc()
+func (h *Hub) framesSent(n int) {
+	if m := h.cfg.Metrics; m != nil && n > 0 {
+		m.FramesSent.Add(float64(n))
 	}
 }

@@ -518,3 +518,76 @@ func TestSocketsReadByGoroutines(t *testing.T) {
 	require.Eventually(t, func() bool { return e.hub.Count() == 1 }, 5*time.Second, 10*time.Millisecond,
 		"only ann's socket left")
 }
+
+// TestBroadcastOrder: state frames go to every socket of the sale at once
+// (the writer pool), per-user frames to a user's sockets; whatever writes
+// them, each socket gets its frames in the order of the sale's event
+// stream: a state frame never overtakes an earlier frame of the same
+// socket, nor a later one it.
+func TestBroadcastOrder(t *testing.T) {
+	t.Parallel()
+	e := newWSEnv(t, waitingroom.SocketLimits{})
+	const users, perUser, rounds = 12, 2, 40
+	type sock struct {
+		user string
+		c    *socket
+	}
+	var socks []sock
+	var ids []string
+	for i := range users {
+		u := fmt.Sprintf("order-%d-%s", i, testenv.RandomID())
+		ids = append(ids, u)
+		e.join(t, u)
+		for range perUser {
+			socks = append(socks, sock{u, e.dial(t, u, nil)})
+		}
+	}
+	ctx := context.Background()
+	ev := e.ks.Sale(e.saleID).Ev
+	add := func(values map[string]any) {
+		// (untrimmed: every entry must reach the hub)
+		require.NoError(t, e.rdb.XAdd(ctx, &redis.XAddArgs{Stream: ev, Values: values}).Err())
+	}
+	want := map[string][]string{}
+	for r := range rounds {
+		for _, u := range ids {
+			id := fmt.Sprintf("%s/%d", u, r)
+			add(map[string]any{"t": "order", "u": u, "d": fmt.Sprintf(`{"id":%q}`, id)})
+			want[u] = append(want[u], "order "+id)
+		}
+		state := []string{"paused", "open"}[r%2]
+		add(map[string]any{"t": "state", "d": state})
+		for u := range want {
+			want[u] = append(want[u], state)
+		}
+	}
+	got := make([][]string, len(socks))
+	var wg sync.WaitGroup
+	for i, s := range socks {
+		wg.Go(func() {
+			_ = s.c.ws.SetReadDeadline(time.Now().Add(15 * time.Second))
+			for len(got[i]) < 2*rounds {
+				_, b, err := s.c.ws.ReadMessage()
+				if err != nil {
+					return
+				}
+				var f struct {
+					Type  string
+					Order struct{ ID string }
+				}
+				if json.Unmarshal(b, &f) != nil || f.Type == "position" {
+					continue
+				}
+				if f.Type == "order" {
+					got[i] = append(got[i], "order "+f.Order.ID)
+				} else {
+					got[i] = append(got[i], f.Type)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for i, s := range socks {
+		require.Equal(t, want[s.user], got[i], "socket %d (user %s)", i, s.user)
+	}
+}

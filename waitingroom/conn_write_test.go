@@ -1,0 +1,171 @@
+package waitingroom
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/stretchr/testify/require"
+
+	"github.com/flashsale/flashsale/sale"
+)
+
+// poolEnv is a hub that is not started (no poller, no Redis behind it)
+// and real WebSockets on loopback whose server ends are the hub's
+// sockets, their descriptors at hand as the poller would leave them, so
+// the test runs the writer pool itself.
+type poolEnv struct {
+	hub   *Hub
+	srv   *httptest.Server
+	conns chan *websocket.Conn
+}
+
+func newPoolEnv(t *testing.T) *poolEnv {
+	t.Helper()
+	e := &poolEnv{conns: make(chan *websocket.Conn, 1)}
+	e.hub = NewHub(HubConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, nil, &sale.Store{}, nil)
+	up := websocket.Upgrader{}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ws, err := up.Upgrade(w, r, nil)
+		if err == nil {
+			e.conns <- ws
+		}
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// socket opens a WebSocket: the hub's end (polled: the pool may write it)
+// and the client's.
+func (e *poolEnv) socket(t *testing.T, user string) (*Conn, *websocket.Conn) {
+	t.Helper()
+	client, resp, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(e.srv.URL, "http"), nil)
+	require.NoError(t, err)
+	resp.Body.Close()
+	t.Cleanup(func() { client.Close() })
+	ws := <-e.conns
+	raw, err := ws.NetConn().(*net.TCPConn).SyscallConn()
+	require.NoError(t, err)
+	c := newConn(ws, e.hub, "s1", user)
+	c.holding, c.raw = false, raw
+	e.hub.add(c)
+	return c, client
+}
+
+// runPool runs the hub's writer pool with n workers until the returned
+// stop is called (which waits for it).
+func (e *poolEnv) runPool(t *testing.T, n int) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { e.hub.writers.run(ctx, e.hub, n) })
+	require.Eventually(t, func() bool {
+		e.hub.writers.mu.Lock()
+		defer e.hub.writers.mu.Unlock()
+		return e.hub.writers.running
+	}, 5*time.Second, time.Millisecond, "the pool runs")
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); wg.Wait() }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// readFrames reads n text frames from the client's end.
+func readFrames(t *testing.T, client *websocket.Conn, n int) []string {
+	t.Helper()
+	require.NoError(t, client.SetReadDeadline(time.Now().Add(5*time.Second)))
+	var out []string
+	for range n {
+		typ, b, err := client.ReadMessage()
+		require.NoError(t, err, "after %q", out)
+		require.Equal(t, websocket.TextMessage, typ)
+		out = append(out, string(b))
+	}
+	return out
+}
+
+// TestWriterPoolOrder: frames sent to many sockets at once reach each one
+// whole and in the order they were sent, frames too large for a worker's
+// buffer (written by a goroutine of the socket's own) included, and the
+// sockets close with their code once their frames are out.
+func TestWriterPoolOrder(t *testing.T) {
+	e := newPoolEnv(t)
+	stop := e.runPool(t, 2)
+	const sockets, frames = 20, 30
+	big := strings.Repeat("b", poolBuf+100)
+	type pair struct {
+		c      *Conn
+		client *websocket.Conn
+	}
+	var ps []pair
+	for i := range sockets {
+		c, client := e.socket(t, fmt.Sprintf("u%d", i))
+		ps = append(ps, pair{c, client})
+	}
+	var want []string
+	for f := range frames {
+		frame := fmt.Sprintf(`{"n":%d}`, f)
+		if f%10 == 5 {
+			frame = fmt.Sprintf(`{"n":%d,"pad":%q}`, f, big)
+		}
+		want = append(want, frame)
+		for _, p := range ps { // as a broadcast does: one frame to every socket, then the next
+			p.c.Send([]byte(frame))
+		}
+	}
+	for _, p := range ps {
+		p.c.Close(CloseFinal, "sold_out")
+	}
+	for i, p := range ps {
+		require.Equal(t, want, readFrames(t, p.client, frames), "socket %d", i)
+		_, _, err := p.client.ReadMessage()
+		var ce *websocket.CloseError
+		require.ErrorAs(t, err, &ce, "socket %d", i)
+		require.Equal(t, CloseFinal, ce.Code)
+		<-p.c.Done()
+	}
+	require.Equal(t, 0, e.hub.Count(), "every socket left the hub")
+	stop()
+}
+
+// TestWriterPoolStopHandsOver: sockets still waiting for a worker when the
+// hub stops are written by a goroutine each, in order, and so is every
+// frame sent after it stopped (no worker takes them any more).
+func TestWriterPoolStopHandsOver(t *testing.T) {
+	e := newPoolEnv(t)
+	stop := e.runPool(t, 0) // no worker: every socket stays in line
+	c, client := e.socket(t, "u1")
+	c.Send([]byte(`{"n":1}`))
+	c.Send([]byte(`{"n":2}`))
+	c.pingSoon()
+	e.hub.writers.mu.Lock()
+	require.Len(t, e.hub.writers.pending, 1, "one socket in line, once, with its frames and ping")
+	e.hub.writers.mu.Unlock()
+
+	pinged := make(chan struct{}, 1)
+	client.SetPingHandler(func(string) error { pinged <- struct{}{}; return nil })
+	stop()
+	require.Equal(t, []string{`{"n":1}`, `{"n":2}`}, readFrames(t, client, 2))
+	select {
+	case <-pinged: // (read with the frames: it went first)
+	default:
+		t.Fatal("the ping due at the stop was sent")
+	}
+	c.Send([]byte(`{"n":3}`))
+	require.Equal(t, []string{`{"n":3}`}, readFrames(t, client, 1), "a frame after the stop")
+	c.Close(closeGoingAway, "bye")
+	select {
+	case <-c.Done():
+	case <-time.After(5 * time.Second):
+		t.Fatal("the socket closed")
+	}
+}
