@@ -52,7 +52,11 @@ type reply struct {
 
 // sock is one socket held by a client and what it received.
 type sock struct {
-	ws *websocket.Conn
+	ws *websocket.Conn // (the goroutine reader's)
+	// the poll reader's: the descriptor, and the start of a frame whose
+	// rest has not come yet (only the poll goroutine's, once registered)
+	fd   int
+	pend []byte
 
 	mu        sync.Mutex
 	first     chan struct{} // closed on the first frame (or the end)
@@ -68,6 +72,7 @@ type clientProc struct {
 	secret            []byte
 	dialer            *websocket.Dialer
 	dialConc          int
+	poll              *pollReader // nil: a goroutine reads each socket (gorilla's reader)
 
 	mu    sync.Mutex
 	socks []*sock
@@ -91,6 +96,11 @@ func clientMain(ctx context.Context, in io.Reader, out io.Writer) error {
 	}
 	p.dialer = &websocket.Dialer{NetDialContext: nd.DialContext, HandshakeTimeout: 20 * time.Second,
 		ReadBufferSize: 1024, WriteBufferSize: 256}
+	if env("READER") != "goroutine" {
+		if p.poll, err = newPollReader(p.url, p.sale, env("SOURCE")); err != nil {
+			return err
+		}
+	}
 	defer p.closeAll()
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 1<<20), 16<<20)
@@ -178,58 +188,79 @@ func (p *clientProc) open(ctx context.Context, users []int) reply {
 }
 
 func (p *clientProc) dial(ctx context.Context, u, tok string) (*sock, error) {
-	ws, resp, err := p.dialer.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + tok}})
-	if err != nil {
-		return nil, err
+	var s *sock
+	if p.poll != nil {
+		var err error
+		if s, err = p.poll.dial(tok, 20*time.Second); err != nil {
+			return nil, err
+		}
+	} else {
+		ws, resp, err := p.dialer.DialContext(ctx, u, http.Header{"Authorization": {"Bearer " + tok}})
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		s = newSock()
+		s.ws = ws
+		p.wg.Go(func() { s.read() })
 	}
-	resp.Body.Close()
-	s := &sock{ws: ws, first: make(chan struct{}), states: map[string]int64{}}
 	p.mu.Lock()
 	p.socks = append(p.socks, s)
 	p.mu.Unlock()
-	p.wg.Go(func() { s.read() })
 	return s, nil
 }
 
+func newSock() *sock { return &sock{first: make(chan struct{}), states: map[string]int64{}} }
+
 var typePrefix = []byte(`{"type":"`)
 
-// read records each frame's receipt by its type until the socket ends.
+// read records each frame's receipt by its type until the socket ends (the
+// goroutine reader).
 func (s *sock) read() {
-	defer func() {
-		s.mu.Lock()
-		s.ended = true
-		if !s.gotFirst {
-			s.gotFirst = true
-			close(s.first)
-		}
-		s.mu.Unlock()
-	}()
+	defer s.end()
 	for {
 		_, b, err := s.ws.ReadMessage()
 		if err != nil {
 			return
 		}
-		now := time.Now().UnixNano()
-		typ := ""
-		if rest, ok := bytes.CutPrefix(b, typePrefix); ok {
-			if i := bytes.IndexByte(rest, '"'); i > 0 {
-				typ = string(rest[:i])
-			}
+		s.got(b, time.Now().UnixNano())
+	}
+}
+
+// got records the receipt of a frame by its type.
+func (s *sock) got(b []byte, now int64) {
+	typ := ""
+	if rest, ok := bytes.CutPrefix(b, typePrefix); ok {
+		if i := bytes.IndexByte(rest, '"'); i > 0 {
+			typ = string(rest[:i])
 		}
-		s.mu.Lock()
-		switch typ {
-		case "position":
-			s.positions = append(s.positions, now)
-		case "admitted":
-			s.admitted = now
-		default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch typ {
+	case "position":
+		s.positions = append(s.positions, now)
+	case "admitted":
+		s.admitted = now
+	default:
+		if s.states[typ] < now {
 			s.states[typ] = now
 		}
-		if !s.gotFirst {
-			s.gotFirst = true
-			close(s.first)
-		}
-		s.mu.Unlock()
+	}
+	if !s.gotFirst {
+		s.gotFirst = true
+		close(s.first)
+	}
+}
+
+// end records that the socket ended.
+func (s *sock) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	if !s.gotFirst {
+		s.gotFirst = true
+		close(s.first)
 	}
 }
 
@@ -252,26 +283,33 @@ func (p *clientProc) openCount() int {
 }
 
 // wait waits until every open socket received a frame of c.Type at or
-// after c.Since (or c.Timeout passed) and reports the last receipt.
+// after c.Since (or c.Timeout passed) and reports the last receipt. It
+// looks every 20 ms, at the sockets that had not had it yet: the receipts
+// carry their own times, and looking costs the cores the node uses.
 func (p *clientProc) wait(ctx context.Context, c command) reply {
 	deadline := time.Now().Add(time.Duration(c.Timeout))
+	var last int64
+	got := 0
+	left := p.all()
 	for {
-		var r reply
-		for _, s := range p.all() {
+		kept := left[:0]
+		for _, s := range left {
 			s.mu.Lock()
-			if !s.ended {
-				r.Open++
-				if t := s.states[c.Type]; t >= c.Since {
-					r.Got++
-					r.Last = max(r.Last, t)
-				}
+			switch t := s.states[c.Type]; {
+			case s.ended:
+			case t >= c.Since:
+				got++
+				last = max(last, t)
+			default:
+				kept = append(kept, s)
 			}
 			s.mu.Unlock()
 		}
-		if r.Got == r.Open || time.Now().After(deadline) || ctx.Err() != nil {
-			return r
+		left = kept
+		if len(left) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return reply{Open: p.openCount(), Got: got, Last: last}
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -315,8 +353,13 @@ func (p *clientProc) gaps(c command) reply {
 }
 
 func (p *clientProc) closeAll() {
+	if p.poll != nil {
+		p.poll.close()
+	}
 	for _, s := range p.all() {
-		_ = s.ws.Close()
+		if s.ws != nil {
+			_ = s.ws.Close()
+		}
 	}
 	p.wg.Wait()
 }

@@ -18,11 +18,20 @@
 //     how long each tick's burst of position frames takes to reach every
 //     socket.
 //
+// With --broadcasts K it then resumes and pauses the sale K more times at
+// the largest size (--gap apart) and prints each state frame's time to
+// every socket, the CPU the node and the client processes spent in that
+// window, and the time with the clients' CPU subtracted (see subtracted).
+//
 // The sockets are held by --procs child processes (the same binary, mode
 // "client"), each dialing from its own loopback address: one process may
 // hold at most its file limit (ulimit -n) of sockets, and one source
 // address about 28,000 ports. Node flags that let one address open
-// thousands of sockets: --ip-rate 0 --user-rate 0.
+// thousands of sockets: --ip-rate 0 --user-rate 0. A client process reads
+// its sockets with one goroutine polling one epoll set every millisecond
+// (--reader poll, the default: the clients' reads cost the cores they
+// share with the node as little as they can), or with a goroutine per
+// socket and gorilla's reader, as a Go client would (--reader goroutine).
 package main
 
 import (
@@ -40,6 +49,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,9 +79,10 @@ func main() {
 
 type options struct {
 	url, dataDir, redisURL, keyPrefix, sizes, saleID string
-	pid, procs, joinConc, dialConc                   int
+	reader                                           string
+	pid, procs, joinConc, dialConc, broadcasts       int
 	rate                                             float64
-	move, settle, hold                               time.Duration
+	move, settle, hold, gap                          time.Duration
 }
 
 func run(ctx context.Context, args []string) error {
@@ -85,12 +96,15 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.saleID, "sale", "", "sale id to create (default: sockbench-<time>)")
 	fs.IntVar(&o.pid, "pid", 0, "the node's process id, to read its VmRSS (required)")
 	fs.IntVar(&o.procs, "procs", 2, "client processes holding the sockets (each at most its ulimit -n)")
+	fs.StringVar(&o.reader, "reader", "poll", "how a client process reads its sockets: poll (one epoll set, every 1 ms) or goroutine (one each)")
 	fs.IntVar(&o.joinConc, "join-c", 32, "concurrent joins")
 	fs.IntVar(&o.dialConc, "dial-c", 64, "concurrent dials per client process")
 	fs.Float64Var(&o.rate, "rate", 20, "admissions per second while the queue moves")
 	fs.DurationVar(&o.move, "move", 8*time.Second, "how long the queue moves at each size")
 	fs.DurationVar(&o.settle, "settle", 5*time.Second, "quiet time before reading RSS")
 	fs.DurationVar(&o.hold, "hold", 0, "keep the sockets open this long after the last size (e.g. to profile the node)")
+	fs.IntVar(&o.broadcasts, "broadcasts", 0, "after the last size, resume and pause the sale this many more times and time each state frame")
+	fs.DurationVar(&o.gap, "gap", 2*time.Second, "the time between two of the --broadcasts state changes")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -103,6 +117,12 @@ func run(ctx context.Context, args []string) error {
 	}
 	if o.procs < 1 {
 		return errors.New("--procs must be at least 1")
+	}
+	if o.reader != "poll" && o.reader != "goroutine" {
+		return fmt.Errorf("--reader %q: want poll or goroutine", o.reader)
+	}
+	if o.broadcasts < 0 || o.gap <= 0 {
+		return errors.New("--broadcasts must be 0 or more and --gap positive")
 	}
 	if _, err := rssKiB(o.pid); err != nil {
 		return fmt.Errorf("--pid %d: %w", o.pid, err)
@@ -171,6 +191,59 @@ type broadcast struct {
 	// CPU time the node and the client processes spent from the PATCH to
 	// the last receipt: what the clients cost the shared cores
 	nodeCPU, clientCPU time.Duration
+	state, load        string // (--broadcasts rows)
+}
+
+// subtracted is the time from the event to the last socket's receipt less
+// what the client processes cost it: their CPU time in the window, spread
+// over the machine's cores (the node's broadcast is spread over every core,
+// so each core lost to a client's read is time the node's writers waited
+// for). An estimate of the time with the sockets read on other machines;
+// never below the node's own CPU time spread the same way.
+func (r broadcast) subtracted(cores int) time.Duration {
+	return max(r.fromEvent-r.clientCPU/time.Duration(cores), r.nodeCPU/time.Duration(cores))
+}
+
+func (r broadcast) row() string {
+	cores := runtime.NumCPU()
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %d/%d | %s |", r.state, ms(r.fromEvent), ms(r.fromPatch),
+		ms(r.nodeCPU), ms(r.clientCPU), ms(r.subtracted(cores)), r.got, r.of, r.load)
+}
+
+// printBroadcasts prints the --broadcasts rows and their medians.
+func printBroadcasts(w io.Writer, rs []broadcast) {
+	fmt.Fprintf(w, "state frames to all sockets (%d cores; subtracted: from the event, less the clients' CPU / cores)\n\n", runtime.NumCPU())
+	fmt.Fprintln(w, "| state | from the event | from the PATCH | node CPU | clients' CPU | subtracted | sockets | load average |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- |")
+	for _, r := range rs {
+		fmt.Fprintln(w, r.row())
+	}
+	med := func(f func(broadcast) time.Duration) string {
+		v := make([]time.Duration, len(rs))
+		for i, r := range rs {
+			v[i] = f(r)
+		}
+		slices.Sort(v)
+		return fmt.Sprintf("%s (%s-%s)", ms(v[len(v)/2]), ms(v[0]), ms(v[len(v)-1]))
+	}
+	cores := runtime.NumCPU()
+	fmt.Fprintf(w, "| median (min-max) | %s | %s | %s | %s | %s | | |\n",
+		med(func(r broadcast) time.Duration { return r.fromEvent }), med(func(r broadcast) time.Duration { return r.fromPatch }),
+		med(func(r broadcast) time.Duration { return r.nodeCPU }), med(func(r broadcast) time.Duration { return r.clientCPU }),
+		med(func(r broadcast) time.Duration { return r.subtracted(cores) }))
+}
+
+// loadAvg is the machine's 1-minute load average ("" if unreadable).
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 func (b *bench) run(ctx context.Context, sizes []int) error {
@@ -208,6 +281,23 @@ func (b *bench) run(ctx context.Context, sizes []int) error {
 	}
 	fmt.Println()
 	printRows(os.Stdout, b.o, rows, true)
+	if b.o.broadcasts > 0 {
+		var all []broadcast
+		for i := range b.o.broadcasts {
+			for _, state := range []string{"open", "paused"} {
+				sleep(ctx, b.o.gap)
+				r, err := b.broadcast(ctx, state)
+				if err != nil {
+					return err
+				}
+				r.state, r.load = state, loadAvg()
+				all = append(all, r)
+				log("broadcast %d/%d %s: %s", i+1, b.o.broadcasts, state, r.row())
+			}
+		}
+		fmt.Println()
+		printBroadcasts(os.Stdout, all)
+	}
 	if b.o.hold > 0 {
 		log("holding the sockets open for %v", b.o.hold)
 		sleep(ctx, b.o.hold)
@@ -343,7 +433,7 @@ func (b *bench) startClients(ctx context.Context) error {
 		cmd.Env = append(os.Environ(),
 			"SOCKBENCH_URL="+b.o.url, "SOCKBENCH_SALE="+b.o.saleID, "SOCKBENCH_PREFIX="+b.prefix,
 			"SOCKBENCH_DATA_DIR="+b.o.dataDir, "SOCKBENCH_SOURCE="+src,
-			"SOCKBENCH_DIAL_C="+strconv.Itoa(b.o.dialConc))
+			"SOCKBENCH_DIAL_C="+strconv.Itoa(b.o.dialConc), "SOCKBENCH_READER="+b.o.reader)
 		cmd.Stderr = os.Stderr
 		in, err := cmd.StdinPipe()
 		if err != nil {
@@ -581,8 +671,14 @@ func (b *bench) clientsCPU() time.Duration {
 	return d
 }
 
-// cpuTime is a process's user + system CPU time so far (0 if unreadable).
+// cpuTime is a process's CPU time so far (0 if unreadable): the sum of its
+// threads' run time in /proc/PID/task/*/schedstat, in nanoseconds (a
+// broadcast's CPU is tens of milliseconds: /proc/PID/stat counts in 10 ms
+// ticks), else user + system time from /proc/PID/stat.
 func cpuTime(pid int) time.Duration {
+	if d, ok := schedTime(pid); ok {
+		return d
+	}
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
@@ -600,6 +696,30 @@ func cpuTime(pid int) time.Duration {
 	ut, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
 	return time.Duration(ut+st) * time.Second / clockTicks
+}
+
+// schedTime sums the run time of a process's threads (a thread that ended
+// takes its time with it: Go's runtime keeps its threads).
+func schedTime(pid int) (time.Duration, bool) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil || len(tasks) == 0 {
+		return 0, false
+	}
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			continue // (the thread ended)
+		}
+		f, _, _ := strings.Cut(string(b), " ")
+		ns, err := strconv.ParseInt(f, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		sum += ns
+	}
+	return time.Duration(sum), true
 }
 
 // clockTicks is USER_HZ, the unit of /proc's CPU times (100 on Linux).
@@ -623,7 +743,7 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float
 
 func printRows(w io.Writer, o options, rows []result, header bool) {
 	if header {
-		fmt.Fprintf(w, "sockbench: sale %s, %d client processes, rate %g/s, move %v\n\n", o.saleID, o.procs, o.rate, o.move)
+		fmt.Fprintf(w, "sockbench: sale %s, %d client processes (reader %s), rate %g/s, move %v\n\n", o.saleID, o.procs, o.reader, o.rate, o.move)
 		fmt.Fprintln(w, "| sockets (open/failed) | RSS per socket | goroutines | heap / stacks in use | \"open\" to all: from event / PATCH | \"paused\" to all: from event / PATCH | longest position gap (p99) | sockets with a gap > 2 s / no position | tick's frames to all sockets: median / longest (ticks) |")
 		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	}
