@@ -140,7 +140,7 @@ func (r *pollReader) handshake(fd int, tok string, timeout time.Duration) (*sock
 			return nil, fmt.Errorf("bind the source address: %w", err)
 		}
 	}
-	if err := syscall.Connect(fd, r.addr); err != nil {
+	if err := connect(fd, r.addr, timeout); err != nil {
 		return nil, fmt.Errorf("connect to --url: %w", err)
 	}
 	var key [16]byte
@@ -179,6 +179,26 @@ func (r *pollReader) handshake(fd int, tok string, timeout time.Duration) (*sock
 			// frames sent at once may have come with the answer
 			s.feed(fd, rest, time.Now().UnixNano())
 			return s, nil
+		}
+	}
+}
+
+// connect connects a blocking socket: a signal (Go's runtime sends them)
+// interrupts the call but not the connection, which goes on; it is asked
+// again until it is made.
+func connect(fd int, sa syscall.Sockaddr, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		switch err := syscall.Connect(fd, sa); err {
+		case nil, syscall.EISCONN:
+			return nil
+		case syscall.EINTR, syscall.EALREADY, syscall.EINPROGRESS:
+			if time.Now().After(deadline) {
+				return syscall.ETIMEDOUT
+			}
+			time.Sleep(time.Millisecond)
+		default:
+			return err
 		}
 	}
 }
