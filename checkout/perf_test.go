@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -364,4 +366,28 @@ func (c countingConn) Prepare(q string) (driver.Stmt, error) {
 func (c countingConn) PrepareContext(ctx context.Context, q string) (driver.Stmt, error) {
 	c.prepares.Add(1)
 	return c.mysqlConn.PrepareContext(ctx, q)
+}
+
+// TestOrderIDsSortByTime: an order id made in a later millisecond sorts
+// after (bytes, as MySQL's primary key orders them), so inserts land at the
+// end of the orders table; ids keep the contract's shape and never repeat.
+func TestOrderIDsSortByTime(t *testing.T) {
+	t.Parallel()
+	shape := regexp.MustCompile(`^ord_[a-z2-7]{26}$`)
+	var ids []string
+	for range 20 {
+		// the next millisecond
+		for ms := time.Now().UnixMilli(); time.Now().UnixMilli() == ms; {
+			runtime.Gosched()
+		}
+		ids = append(ids, checkout.NewOrderID())
+	}
+	require.True(t, slices.IsSorted(ids), "ids in creation order: %v", ids)
+	seen := map[string]bool{}
+	for range 10000 {
+		id := checkout.NewOrderID()
+		require.Regexp(t, shape, id)
+		require.False(t, seen[id], "id %s made twice", id)
+		seen[id] = true
+	}
 }
