@@ -37,3 +37,6 @@ func (l *Limiter) PreFilter(addr netip.Prefix, user string) error {
 	_, _, err := l.preFilter(time.Now(), addr, user)
 	return err
 }
+
+// Sweep runs the periodic sweep of idle pre-filter limiters at now.
+func (l *Limiter) Sweep(now time.Time) { l.sweep(now) }

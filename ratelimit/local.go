@@ -75,6 +75,23 @@ func (lc *local[K]) evict(s *shard[K], now time.Time) {
 	}
 }
 
+// sweep drops the idle limiters of every shard (those refilled to their
+// burst, which a new limiter would equal), so a quiet node's maps shrink
+// back instead of holding every client it ever saw until they fill up.
+func (lc *local[K]) sweep(now time.Time) {
+	full := float64(lc.burst)
+	for i := range lc.shards {
+		s := &lc.shards[i]
+		s.mu.Lock()
+		for k, lim := range s.m {
+			if lim.TokensAt(now) >= full {
+				delete(s.m, k)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
 // len is how many limiters the pre-filter keeps.
 func (lc *local[K]) len() int {
 	n := 0

@@ -60,7 +60,10 @@
 // # Bounded memory
 //
 // The pre-filter's maps are keyed by client input (addresses, user ids), so
-// each holds at most Config.LocalKeys limiters, in shards; a full shard first
+// each holds at most Config.LocalKeys limiters, in shards. Between Start and
+// Stop, idle limiters (refilled to their burst) are swept every 10 s, so the
+// maps hold the last seconds' clients, not every client since the start. A
+// full shard first
 // drops its idle limiters (those refilled to their burst, which forgetting
 // changes nothing), and when that frees less than a quarter of it, it starts
 // over empty. Forgetting a busy key costs nothing but a fresh local burst:
@@ -474,7 +477,18 @@ func (l *Limiter) Start(ctx context.Context) {
 		for range batchers {
 			wg.Go(func() { l.batch(ctx) })
 		}
-		<-ctx.Done()
+		// idle pre-filter limiters go every sweepEvery (see sweep)
+		t := time.NewTicker(sweepEvery)
+		defer t.Stop()
+	loop:
+		for {
+			select {
+			case now := <-t.C:
+				l.sweep(now)
+			case <-ctx.Done():
+				break loop
+			}
+		}
 		l.batched.Store(false)
 		wg.Wait()
 		// Whatever came in while stopping is allowed at once (a request
@@ -489,6 +503,22 @@ func (l *Limiter) Start(ctx context.Context) {
 			}
 		}
 	})
+}
+
+// sweepEvery spaces the pre-filter's sweeps of idle limiters: a client
+// idle that long (and refilled) is forgotten, at no cost (a new limiter is
+// the same as a full one), so the maps hold the last seconds' clients, not
+// every client since the node started.
+const sweepEvery = 10 * time.Second
+
+// sweep drops the pre-filter's idle limiters.
+func (l *Limiter) sweep(now time.Time) {
+	if l.ip.on {
+		l.ip.local.sweep(now)
+	}
+	if l.user.on {
+		l.user.local.sweep(now)
+	}
 }
 
 func (l *Limiter) batch(ctx context.Context) {

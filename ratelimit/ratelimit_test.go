@@ -436,6 +436,43 @@ func TestPreFilterStaysBounded(t *testing.T) {
 	}
 }
 
+// TestSweepForgetsIdleClients: the periodic sweep drops the pre-filter's
+// limiters of clients refilled to their burst and keeps those still in
+// debt, so a node's maps hold its recent clients, not all it ever saw.
+func TestSweepForgetsIdleClients(t *testing.T) {
+	t.Parallel()
+	rdb, ks := testdb.Redis(t)
+	ctx := context.Background()
+	// local pre-filter: 2/s, burst 4 per address and per user
+	l, err := ratelimit.New(ratelimit.Config{IPRate: 1, IPBurst: 2, UserRate: 1, UserBurst: 2}, rdb, ks.Prefix)
+	require.NoError(t, err)
+	for i := range 50 {
+		require.NoError(t, l.Allow(ctx, client("10.9.0."+strconv.Itoa(i)), "idle"+strconv.Itoa(i)))
+	}
+	busy := client("192.0.2.99")
+	require.NoError(t, l.Allow(ctx, busy, "busy"))
+	require.NoError(t, l.Allow(ctx, busy, "busy"))
+	ip, user := l.LocalLen()
+	require.Equal(t, 51, ip)
+	require.Equal(t, 51, user)
+
+	// now: nobody has refilled (every one spent at least one of 4 tokens)
+	l.Sweep(time.Now())
+	ip, user = l.LocalLen()
+	require.Equal(t, 51, ip, "limiters still in debt are kept")
+	require.Equal(t, 51, user)
+	// 1.1 s on, the one-request clients are full again (2/s); the busy one
+	// spent two and has refilled too by 2.1 s: at 1.1 s only it is kept
+	l.Sweep(time.Now().Add(600 * time.Millisecond))
+	ip, user = l.LocalLen()
+	require.Equal(t, 1, ip, "idle addresses forgotten")
+	require.Equal(t, 1, user, "idle users forgotten")
+	l.Sweep(time.Now().Add(3 * time.Second))
+	ip, user = l.LocalLen()
+	require.Zero(t, ip)
+	require.Zero(t, user)
+}
+
 // TestIPv6CountedByItsSlash64: addresses of one /64 share a limit (the HTTP
 // layer passes clientaddr.Key), another /64 has its own, and an
 // IPv4-mapped address is its IPv4 client.
