@@ -19,13 +19,13 @@ func TestWebSocketEndpointWithoutUpgrade(t *testing.T) {
 	path := "/api/v1/sales/" + saleID + "/ws"
 
 	r := s.Do(t, "GET", path, "", nil)
-	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s", r.Body)
 	require.Equal(t, "invalid_request", r.Code(t))
 	require.Contains(t, r.Header.Get("Content-Type"), "application/json")
 
 	r = s.Do(t, "GET", path, "", nil, "Connection", "Upgrade", "Upgrade", "websocket",
 		"Sec-WebSocket-Version", "7", "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	require.Equal(t, http.StatusBadRequest, r.Status, "%s", r.Body)
+	require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s", r.Body)
 	require.Equal(t, "invalid_request", r.Code(t))
 	require.Equal(t, "13", r.Header.Get("Sec-WebSocket-Version"))
 }

@@ -144,7 +144,7 @@ func TestEveryDocumentedRouteIsServed(t *testing.T) {
 			where := method + " " + path
 			require.NotEqual(t, http.StatusMethodNotAllowed, r.Status, "%s: the node does not take this method (Allow: %s)", where, r.Header.Get("Allow"))
 			if strings.HasSuffix(path, "/ws") {
-				require.Equal(t, http.StatusBadRequest, r.Status, "%s: a plain GET is no handshake", where)
+				require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s: a plain GET is no handshake", where)
 				continue // upgrades are not in the latency metric
 			}
 			pattern := where

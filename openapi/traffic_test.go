@@ -240,7 +240,7 @@ func TestTrafficMatchesTheDocument(t *testing.T) {
 	code(na, 405, "method_not_allowed")
 	k.componentResponse("MethodNotAllowed", na)
 	// A plain GET of the socket's path is no handshake.
-	ok(k.do(call{method: "GET", path: "/api/v1/sales/" + s1 + "/ws?qt=" + qt}), 400)
+	code(k.do(call{method: "GET", path: "/api/v1/sales/" + s1 + "/ws?qt=" + qt}), 422, "invalid_request")
 
 	require.Empty(t, k.missed(), "operations of the document the run never reached with a success")
 	k.routesDocumented()

@@ -29,12 +29,15 @@ var upgrader = websocket.Upgrader{
 
 // upgradeError answers a request the upgrader refuses (a plain GET, a
 // missing or unsupported Sec-WebSocket-Version or key) in the contract's
-// error shape instead of gorilla's plain text.
+// error shape instead of gorilla's plain text: 422 invalid_request, the
+// contract's status for that code, where gorilla says 400.
 func upgradeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
 	code := "invalid_request"
 	if status == http.StatusMethodNotAllowed {
 		code = "method_not_allowed"
 		w.Header().Set("Allow", http.MethodGet)
+	} else {
+		status = http.StatusUnprocessableEntity
 	}
 	w.Header().Set("Sec-Websocket-Version", "13")
 	api.WriteError(w, api.Errorf(status, code, "this is a WebSocket endpoint; open it with a WebSocket client (%v)", reason))
