@@ -119,6 +119,7 @@ type Conn struct {
 	holding bool     // frames wait in held until the first frame is sent
 	held    [][]byte // frames that arrived before the first frame
 	writing bool     // a writer runs (it owns the socket's writes)
+	lane    uint8    // the writer pool's line the socket waits in (0: none)
 	ping    bool     // a ping is due: the next writer sends it
 	pong    []byte   // a client's ping to answer (nil: none)
 	poll    *poller  // the poller reading the socket (nil: a goroutine does)
@@ -148,7 +149,11 @@ func newConn(ws *websocket.Conn, hub *Hub, saleID, user string) *Conn {
 
 // Send queues a frame. It never blocks: a socket whose queue is over
 // maxQueueBytes is closed as slow.
-func (c *Conn) Send(frame []byte) {
+func (c *Conn) Send(frame []byte) { c.send(frame, laneEvents) }
+
+// send queues a frame for the writer pool's lane (laneEvents, or laneTick
+// for the tick's position frames: those wait while there are others).
+func (c *Conn) send(frame []byte, lane uint8) {
 	c.mu.Lock()
 	if c.closing {
 		c.mu.Unlock()
@@ -167,11 +172,9 @@ func (c *Conn) Send(frame []byte) {
 	}
 	c.queue = append(c.queue, frame)
 	c.queued += len(frame)
-	start, pooled := c.startWriterLocked()
+	start := c.startWriterLocked(lane)
 	c.mu.Unlock()
-	if start {
-		c.runWriter(pooled)
-	}
+	c.runWriter(start, lane)
 }
 
 // first sends the connection's first frame (its current state), then the
@@ -208,11 +211,9 @@ func (c *Conn) closeAs(code int, reason string, discard bool) {
 	}
 	c.closing, c.code, c.reason, c.discard = true, code, reason, discard
 	c.holding = false
-	start, pooled := c.startWriterLocked()
+	start := c.startWriterLocked(laneEvents)
 	c.mu.Unlock()
-	if start {
-		c.runWriter(pooled)
-	}
+	c.runWriter(start, laneEvents)
 }
 
 // pingSoon has the socket pinged by a writer (started if none runs).
@@ -223,11 +224,9 @@ func (c *Conn) pingSoon() {
 		return
 	}
 	c.ping = true
-	start, pooled := c.startWriterLocked()
+	start := c.startWriterLocked(laneEvents)
 	c.mu.Unlock()
-	if start {
-		c.runWriter(pooled)
-	}
+	c.runWriter(start, laneEvents)
 }
 
 // pongSoon has a writer answer the client's ping with payload (only the
@@ -239,32 +238,70 @@ func (c *Conn) pongSoon(payload []byte) {
 		return
 	}
 	c.pong = payload
-	start, pooled := c.startWriterLocked()
+	start := c.startWriterLocked(laneEvents)
 	c.mu.Unlock()
-	if start {
-		c.runWriter(pooled)
-	}
+	c.runWriter(start, laneEvents)
 }
 
-// startWriterLocked reports whether the caller must start a writer (none
-// runs, and the socket is a network one: a test's socket has none, its
-// frames stay queued), and whether the writer pool may write it (the
-// poller reads it, so its descriptor is at hand). The caller holds c.mu.
-func (c *Conn) startWriterLocked() (start, pooled bool) {
-	if c.writing || c.ws == nil {
-		return false, false
+// writerStart is the writer startWriterLocked asks its caller to start.
+type writerStart uint8
+
+const (
+	startNone      writerStart = iota
+	startGoroutine             // writeLoop
+	startPool                  // the hub's writer pool, in the lane asked for
+)
+
+// startWriterLocked says what writer the caller must start for something
+// to write in lane: none when one runs (or the socket is a test's, with no
+// network: its frames stay queued); the writer pool for a polled socket
+// (its descriptor at hand), else a goroutine. A socket waiting in the
+// pool's tick lane moves up to the events lane when it gets an event's
+// frame: its frames go out together, ahead of the tick's. The caller holds
+// c.mu.
+func (c *Conn) startWriterLocked(lane uint8) writerStart {
+	switch {
+	case c.ws == nil:
+		return startNone
+	case !c.writing:
+		c.writing = true
+		if c.raw == nil {
+			return startGoroutine
+		}
+		c.lane = lane
+		return startPool
+	case c.lane != 0 && lane < c.lane:
+		c.lane = lane
+		return startPool
 	}
-	c.writing = true
-	return true, c.raw != nil
+	return startNone
 }
 
 // runWriter starts the writer startWriterLocked asked for: the hub's pool
 // while it runs, else a goroutine.
-func (c *Conn) runWriter(pooled bool) {
-	if pooled && c.hub.writers.push(c) {
-		return
+func (c *Conn) runWriter(start writerStart, lane uint8) {
+	switch start {
+	case startGoroutine:
+		go c.writeLoop()
+	case startPool:
+		if !c.hub.writers.push(c, lane) {
+			c.leavePool(lane)
+		}
 	}
-	go c.writeLoop()
+}
+
+// leavePool gives a socket waiting in the pool's lane (which no longer
+// runs) a writer goroutine, unless another writer took it meanwhile.
+func (c *Conn) leavePool(lane uint8) {
+	c.mu.Lock()
+	mine := c.lane != 0 && (lane == 0 || c.lane == lane)
+	if mine {
+		c.lane = 0
+	}
+	c.mu.Unlock()
+	if mine {
+		go c.writeLoop()
+	}
 }
 
 // broken marks the connection as broken (a write failed): closed without

@@ -22,14 +22,35 @@ import (
 // is empty. Sockets read by a goroutine (no poller), large frames and the
 // close of a socket whose close frame cannot be written at once also go to
 // writeLoop.
+//
+// Sockets wait in two lanes: the tick's position frames (every waiting
+// socket, every second while the queue moves) in laneTick, everything
+// else (state frames, admissions, orders, pings, closes) in laneEvents,
+// which the workers empty first, so a state frame or a ticket does not
+// wait behind a tick's burst. A socket's frames stay in its own queue in
+// the order they came, whatever lane it waits in; a socket in laneTick
+// that gets an event's frame moves up (an entry in laneEvents; the one
+// left in laneTick is skipped: Conn.lane says which entry is the
+// socket's).
 type writerPool struct {
 	mu      sync.Mutex
 	cond    sync.Cond
-	pending []*Conn // sockets waiting for a worker, in the order they became due
-	head    int     // pending[head:] are still to take
-	idle    int     // workers waiting for pending sockets
+	lanes   [2]poolLane // laneEvents, laneTick
+	idle    int         // workers waiting for pending sockets
 	workers int
 	running bool // workers run (else sockets get a writer goroutine each)
+}
+
+// The writer pool's lanes (Conn.lane; 0: in none).
+const (
+	laneEvents uint8 = 1
+	laneTick   uint8 = 2
+)
+
+// poolLane is a line of sockets waiting for a worker.
+type poolLane struct {
+	pending []*Conn // in the order they became due
+	head    int     // pending[head:] are still to take
 }
 
 // maxTake bounds the sockets one worker takes at a time, so the other
@@ -62,25 +83,29 @@ func (p *writerPool) run(ctx context.Context, h *Hub, n int) {
 	<-ctx.Done()
 	p.mu.Lock()
 	p.running = false
-	left := p.pending[p.head:]
-	p.pending, p.head = nil, 0
+	var left []*Conn
+	for i := range p.lanes {
+		l := &p.lanes[i]
+		left = append(left, l.pending[l.head:]...)
+		l.pending, l.head = nil, 0
+	}
 	p.cond.Broadcast()
 	p.mu.Unlock()
 	for _, c := range left {
-		go c.writeLoop()
+		c.leavePool(0)
 	}
 	wg.Wait()
 }
 
-// push queues c (whose writing the caller just took) for a worker; false
-// when no worker runs.
-func (p *writerPool) push(c *Conn) bool {
+// push queues c in lane for a worker (the caller set c.lane); false when
+// no worker runs.
+func (p *writerPool) push(c *Conn, lane uint8) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.running {
 		return false
 	}
-	p.pending = append(p.pending, c)
+	p.lanes[lane-1].pending = append(p.lanes[lane-1].pending, c)
 	if p.idle > 0 {
 		p.idle--
 		p.cond.Signal()
@@ -89,27 +114,35 @@ func (p *writerPool) push(c *Conn) bool {
 }
 
 // take waits for sockets to write and moves a contiguous run of them (up
-// to the worker's share of those waiting) into batch; false once stopped.
-func (p *writerPool) take(batch []*Conn) ([]*Conn, bool) {
+// to the worker's share of those waiting) from the first lane that has any
+// into batch; false once stopped.
+func (p *writerPool) take(batch []*Conn) ([]*Conn, uint8, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for p.head == len(p.pending) && p.running {
+	for {
+		if !p.running {
+			return batch, 0, false
+		}
+		for i := range p.lanes {
+			l := &p.lanes[i]
+			avail := len(l.pending) - l.head
+			if avail == 0 {
+				continue
+			}
+			k := min((avail+p.workers-1)/max(p.workers, 1), maxTake)
+			batch = append(batch, l.pending[l.head:l.head+k]...)
+			clear(l.pending[l.head : l.head+k])
+			l.head += k
+			if l.head == len(l.pending) {
+				// the array stays: it holds at most one entry per socket of
+				// the node and lane
+				l.pending, l.head = l.pending[:0], 0
+			}
+			return batch, uint8(i + 1), true
+		}
 		p.idle++
 		p.cond.Wait()
 	}
-	if !p.running {
-		return batch, false
-	}
-	avail := len(p.pending) - p.head
-	k := min((avail+p.workers-1)/p.workers, maxTake)
-	batch = append(batch, p.pending[p.head:p.head+k]...)
-	clear(p.pending[p.head : p.head+k])
-	p.head += k
-	if p.head == len(p.pending) {
-		// the array stays: it holds at most one entry per socket of the node
-		p.pending, p.head = p.pending[:0], 0
-	}
-	return batch, true
 }
 
 // poolWriter is one worker's buffer and write call, made once: a closure
@@ -163,14 +196,15 @@ func (p *writerPool) work(h *Hub) {
 	w := newPoolWriter()
 	var batch []*Conn
 	for {
+		var lane uint8
 		var ok bool
-		batch, ok = p.take(batch[:0])
+		batch, lane, ok = p.take(batch[:0])
 		if !ok {
 			return
 		}
 		frames := 0
 		for i, c := range batch {
-			frames += c.flush(w, p)
+			frames += c.flush(w, p, lane)
 			batch[i] = nil
 		}
 		h.framesSent(frames)
@@ -181,8 +215,16 @@ func (p *writerPool) work(h *Hub) {
 // close) with writes that never wait, and lets go of c's writing when
 // nothing is left; a socket that would make it wait goes to writeLoop with
 // the unwritten bytes. It returns the frames written. The caller (a worker)
-// owns c's writes.
-func (c *Conn) flush(w *poolWriter, p *writerPool) (frames int) {
+// took c from lane: the socket's writes are its unless c moved to another
+// lane since (an entry there is the socket's).
+func (c *Conn) flush(w *poolWriter, p *writerPool, lane uint8) (frames int) {
+	c.mu.Lock()
+	if c.lane != lane {
+		c.mu.Unlock()
+		return 0
+	}
+	c.lane = 0 // (being written: new frames wait for this writer)
+	c.mu.Unlock()
 	for range maxRounds {
 		c.mu.Lock()
 		if c.closing && (c.discard || len(c.queue) == 0) {
@@ -251,8 +293,11 @@ func (c *Conn) flush(w *poolWriter, p *writerPool) (frames int) {
 		frames += k
 	}
 	// still more to write: back of the line (writing stays taken)
-	if !p.push(c) {
-		go c.writeLoop()
+	c.mu.Lock()
+	c.lane = lane
+	c.mu.Unlock()
+	if !p.push(c, lane) {
+		c.leavePool(lane)
 	}
 	return frames
 }

@@ -148,7 +148,7 @@ func TestWriterPoolStopHandsOver(t *testing.T) {
 	c.Send([]byte(`{"n":2}`))
 	c.pingSoon()
 	e.hub.writers.mu.Lock()
-	require.Len(t, e.hub.writers.pending, 1, "one socket in line, once, with its frames and ping")
+	require.Len(t, e.hub.writers.lanes[laneEvents-1].pending, 1, "one socket in line, once, with its frames and ping")
 	e.hub.writers.mu.Unlock()
 
 	pinged := make(chan struct{}, 1)
@@ -168,4 +168,48 @@ func TestWriterPoolStopHandsOver(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the socket closed")
 	}
+}
+
+// TestWriterPoolLanes: sockets with an event's frame are taken before those
+// with only the tick's position frames, whenever they came; a socket
+// waiting with a position frame that gets an event's frame moves up and
+// gets both at once, in order, and its entry left in the tick lane writes
+// nothing again.
+func TestWriterPoolLanes(t *testing.T) {
+	e := newPoolEnv(t)
+	stop := e.runPool(t, 0) // no worker: the test takes from the lanes itself
+	p := &e.hub.writers
+	a, aClient := e.socket(t, "a") // a position, then an event
+	b, _ := e.socket(t, "b")       // a position only
+	c, cClient := e.socket(t, "c") // an event only
+	a.send([]byte(`{"type":"position","n":1}`), laneTick)
+	b.send([]byte(`{"type":"position","n":1}`), laneTick)
+	c.Send([]byte(`{"type":"paused"}`))
+	a.Send([]byte(`{"type":"paused"}`))
+
+	p.mu.Lock()
+	p.workers = 1 // (take's share: all it finds)
+	p.mu.Unlock()
+	batch, lane, ok := p.take(nil)
+	require.True(t, ok)
+	require.Equal(t, laneEvents, lane)
+	require.Equal(t, []*Conn{c, a}, batch, "the events lane first, in order")
+	w := newPoolWriter()
+	require.Equal(t, 1, c.flush(w, p, lane))
+	require.Equal(t, 2, a.flush(w, p, lane), "a's position and state frames together")
+	require.Equal(t, []string{`{"type":"paused"}`}, readFrames(t, cClient, 1))
+	require.Equal(t, []string{`{"type":"position","n":1}`, `{"type":"paused"}`}, readFrames(t, aClient, 2))
+
+	batch, lane, ok = p.take(nil)
+	require.True(t, ok)
+	require.Equal(t, laneTick, lane)
+	require.Equal(t, []*Conn{a, b}, batch, "then the tick lane")
+	require.Zero(t, a.flush(w, p, lane), "a's entry there is not a's any more")
+	require.Equal(t, 1, b.flush(w, p, lane))
+	a.Send([]byte(`{"type":"open"}`))
+	a.mu.Lock()
+	require.Equal(t, laneEvents, a.lane, "a waits again once it is due again")
+	a.mu.Unlock()
+	stop()
+	require.Equal(t, []string{`{"type":"open"}`}, readFrames(t, aClient, 1), "handed over at the stop")
 }

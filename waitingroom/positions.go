@@ -61,7 +61,9 @@ func (h *Hub) pushPositions(s *sale.Sale, tab *rankTable, eta func(int64) *int64
 			// Sent under pmu: an event that ends the wait (admitted,
 			// expired, order) sets the kind under pmu before its frame,
 			// so no position frame can be queued after it.
-			c.Send(appendPosition(make([]byte, 0, positionFrameSize), &p))
+			// (the pool's tick lane: an event's frames do not wait behind
+			// a tick's 19,000)
+			c.send(appendPosition(make([]byte, 0, positionFrameSize), &p), laneTick)
 		}
 		c.pmu.Unlock()
 	}
