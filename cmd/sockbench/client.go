@@ -48,11 +48,14 @@ type reply struct {
 	NoPosition int     `json:"no_position,omitempty"`
 	MaxGaps    []int64 `json:"max_gaps,omitempty"`
 	Receipts   []int64 `json:"receipts,omitempty"`
+	// admitted frames received in the window: user number → receipt
+	Admitted map[int]int64 `json:"admitted,omitempty"`
 }
 
 // sock is one socket held by a client and what it received.
 type sock struct {
-	ws *websocket.Conn // (the goroutine reader's)
+	user int             // the user's number
+	ws   *websocket.Conn // (the goroutine reader's)
 	// the poll reader's: the descriptor, and the start of a frame whose
 	// rest has not come yet (only the poll goroutine's, once registered)
 	fd   int
@@ -162,6 +165,9 @@ func (p *clientProc) open(ctx context.Context, users []int) reply {
 					s, err = p.dial(ctx, u, tok)
 				}
 				if err == nil {
+					s.mu.Lock()
+					s.user = i
+					s.mu.Unlock()
 					select {
 					case <-s.first:
 					case <-time.After(20 * time.Second):
@@ -323,6 +329,12 @@ func (p *clientProc) gaps(c command) reply {
 		end := c.To
 		if s.admitted != 0 && s.admitted < end {
 			end = s.admitted
+		}
+		if s.admitted >= c.From && s.admitted <= c.To {
+			if r.Admitted == nil {
+				r.Admitted = map[int]int64{}
+			}
+			r.Admitted[s.user] = s.admitted
 		}
 		if s.ended || end <= c.From {
 			s.mu.Unlock()

@@ -43,6 +43,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"os"
@@ -183,6 +184,9 @@ type result struct {
 	overTwo, noPosition, waited int
 	tickSpread, tickMax         time.Duration
 	bursts                      int
+	// admitted frames: time from the admission's event to the receipt
+	admMedian, admMax time.Duration
+	admitted          int
 }
 
 type broadcast struct {
@@ -546,7 +550,9 @@ func (b *bench) measure(ctx context.Context, from, to int, base int64) (result, 
 	}
 	var gaps []time.Duration
 	var recv []int64
+	admitted := map[int]int64{}
 	for _, rp := range reps {
+		maps.Copy(admitted, rp.Admitted)
 		r.overTwo += rp.OverTwo
 		r.noPosition += rp.NoPosition
 		r.waited += rp.Waiting
@@ -561,6 +567,7 @@ func (b *bench) measure(ctx context.Context, from, to int, base int64) (result, 
 		r.p99Gap = gaps[len(gaps)*99/100]
 	}
 	r.bursts, r.tickSpread, r.tickMax = bursts(recv)
+	r.admitted, r.admMedian, r.admMax = b.admissionLatency(ctx, admitted, moveFrom, moveTo)
 	sleep(ctx, time.Second) // the pause's positions, before the next size
 	return r, nil
 }
@@ -616,6 +623,47 @@ func (b *bench) broadcast(ctx context.Context, state string) (broadcast, error) 
 		out.fromPatch.Round(time.Millisecond), out.fromEvent.Round(time.Millisecond),
 		out.nodeCPU.Round(time.Millisecond), out.clientCPU.Round(time.Millisecond))
 	return out, nil
+}
+
+// admissionLatency matches the admitted frames received (user number →
+// receipt) with their admission events in the sale's stream (the event's
+// id is Redis's clock in ms) and returns how many matched and the median
+// and longest time from the event to the receipt: what an admitted
+// shopper waits for their ticket while the positions of everyone else go
+// out.
+func (b *bench) admissionLatency(ctx context.Context, got map[int]int64, from, to time.Time) (int, time.Duration, time.Duration) {
+	if b.rdb == nil || len(got) == 0 {
+		return 0, 0, 0
+	}
+	k := sale.Keyspace{Prefix: b.o.keyPrefix}.Sale(b.o.saleID)
+	msgs, err := b.rdb.XRange(ctx, k.Ev, strconv.FormatInt(from.Add(-time.Second).UnixMilli(), 10),
+		strconv.FormatInt(to.Add(time.Second).UnixMilli(), 10)).Result()
+	if err != nil {
+		log("read the event stream: %v", err)
+		return 0, 0, 0
+	}
+	var lat []time.Duration
+	for _, m := range msgs {
+		u, _ := m.Values["u"].(string)
+		if m.Values["t"] != "adm" || !strings.HasPrefix(u, b.prefix) {
+			continue
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(u, b.prefix))
+		at, ok := got[n]
+		if err != nil || !ok {
+			continue
+		}
+		ms, err := strconv.ParseInt(m.ID[:max(strings.IndexByte(m.ID, '-'), 0)], 10, 64)
+		if err != nil {
+			continue
+		}
+		lat = append(lat, time.Duration(at-ms*int64(time.Millisecond)))
+	}
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	return len(lat), lat[len(lat)/2], lat[len(lat)-1]
 }
 
 // stateEvent finds the time of the sale's newest state event (its stream
@@ -744,17 +792,17 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d)/float
 func printRows(w io.Writer, o options, rows []result, header bool) {
 	if header {
 		fmt.Fprintf(w, "sockbench: sale %s, %d client processes (reader %s), rate %g/s, move %v\n\n", o.saleID, o.procs, o.reader, o.rate, o.move)
-		fmt.Fprintln(w, "| sockets (open/failed) | RSS per socket | goroutines | heap / stacks in use | \"open\" to all: from event / PATCH | \"paused\" to all: from event / PATCH | longest position gap (p99) | sockets with a gap > 2 s / no position | tick's frames to all sockets: median / longest (ticks) |")
-		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+		fmt.Fprintln(w, "| sockets (open/failed) | RSS per socket | goroutines | heap / stacks in use | \"open\" to all: from event / PATCH | \"paused\" to all: from event / PATCH | longest position gap (p99) | sockets with a gap > 2 s / no position | tick's frames to all sockets: median / longest (ticks) | admitted frame from its event: median / longest (frames) |")
+		fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	}
 	for _, r := range rows {
 		per := float64(r.rss-r.rssBase) / float64(max(r.opened, 1))
-		fmt.Fprintf(w, "| %d (%d/%d) | %.1f KiB | %.0f | %.1f / %.1f MiB | %s / %s (%d/%d) | %s / %s (%d/%d; %s / %s) | %s (%s) | %d / %d of %d | %s / %s (%d) |\n",
+		fmt.Fprintf(w, "| %d (%d/%d) | %.1f KiB | %.0f | %.1f / %.1f MiB | %s / %s (%d/%d) | %s / %s (%d/%d; %s / %s) | %s (%s) | %d / %d of %d | %s / %s (%d) | %s / %s (%d) |\n",
 			r.n, r.opened, r.failed, per, r.goroutines, r.heapInuse/(1<<20), r.stackInuse/(1<<20),
 			ms(r.openFrame.fromEvent), ms(r.openFrame.fromPatch), r.openFrame.got, r.openFrame.of,
 			ms(r.pausedFrame.fromEvent), ms(r.pausedFrame.fromPatch), r.pausedFrame.got, r.pausedFrame.of,
 			ms(r.pausedFrame.nodeCPU), ms(r.pausedFrame.clientCPU),
 			ms(r.maxGap), ms(r.p99Gap), r.overTwo, r.noPosition, r.waited,
-			ms(r.tickSpread), ms(r.tickMax), r.bursts)
+			ms(r.tickSpread), ms(r.tickMax), r.bursts, ms(r.admMedian), ms(r.admMax), r.admitted)
 	}
 }
