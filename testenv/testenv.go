@@ -175,6 +175,13 @@ func EachBackend(t *testing.T, fn func(t *testing.T, b Backend)) {
 	testdb.EachBackend(t, func(t *testing.T, b testdb.Backend) { fn(t, Backend{b}) })
 }
 
+// EachBackendInTurn is EachBackend with the backends one after the other
+// (testdb.EachBackendInTurn).
+func EachBackendInTurn(t *testing.T, fn func(t *testing.T, b Backend)) {
+	t.Helper()
+	testdb.EachBackendInTurn(t, func(t *testing.T, b testdb.Backend) { fn(t, Backend{b}) })
+}
+
 // Start is Start, or StartCluster on the cluster backend.
 func (b Backend) Start(t testing.TB, opts ...Options) *Server {
 	t.Helper()
