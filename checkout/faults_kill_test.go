@@ -121,7 +121,9 @@ func redisKilled(t *testing.T, b testenv.Backend, snapshot bool) {
 			require.Equal(t, "unavailable", a.code)
 			require.NotEmpty(t, a.retry, "a 503 has Retry-After")
 		}
-		require.Less(t, sh.took[0], 5*time.Second, "%s answered within 5 s", sh.user)
+		// no hang: the node's Redis deadlines, plus room for two cores
+		// running every package's tests under -race (CI saw 5.3 s)
+		require.Less(t, sh.took[0], 8*time.Second, "%s answered within 8 s", sh.user)
 	}
 	t.Logf("the storm around the kill, by status: %v", statuses)
 	require.NotEmpty(t, lost, "some storm checkouts bought before the kill")
