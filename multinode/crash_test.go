@@ -102,8 +102,8 @@ func TestCrashMidCheckout(t *testing.T) {
 	// The storm: 200 goroutines send the checkouts, each the next as soon
 	// as it has an answer (so the process always has about 200 in flight:
 	// the test's client cannot fall behind it), and the first one to get a
-	// 201 from the 60th on while both sales have orders between the Redis
-	// step and MySQL kills the process there and then (concurrent
+	// 201 from the 60th on stops the process and, when both sales have
+	// orders between the Redis step and MySQL, kills it (concurrent
 	// checkouts share their Redis steps, so a sale's marks come and go in
 	// bunches: the 60th 201 alone may find none of sale B's).
 	var created atomic.Int64
@@ -123,9 +123,16 @@ func TestCrashMidCheckout(t *testing.T) {
 					continue
 				}
 				killMu.Lock()
-				if killed.IsZero() && bothPending() {
-					p.kill()
-					killed = time.Now()
+				if killed.IsZero() {
+					// stopped while we look, so no mark we see goes
+					// before the kill
+					_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+					if bothPending() {
+						p.kill()
+						killed = time.Now()
+					} else {
+						_ = p.cmd.Process.Signal(syscall.SIGCONT)
+					}
 				}
 				killMu.Unlock()
 			}
