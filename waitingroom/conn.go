@@ -1,6 +1,7 @@
 package waitingroom
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
@@ -181,13 +182,40 @@ func (c *Conn) send(frame []byte, lane uint8) {
 // frames that arrived meanwhile.
 func (c *Conn) first(frame []byte) {
 	c.mu.Lock()
-	c.holding = false
 	held := c.held
-	c.held = nil
+	c.holding, c.held = false, nil
+	if c.closing {
+		// a close came before the first frame and waited for it (see
+		// closeAs): the first frame, what was held, then the close
+		c.queue = append(c.queue, frame)
+		c.queued += len(frame)
+		c.queueHeldLocked(frame, held)
+		start := c.startWriterLocked(laneEvents)
+		c.mu.Unlock()
+		c.runWriter(start, laneEvents)
+		return
+	}
 	c.mu.Unlock()
 	c.Send(frame)
+	prev := frame
 	for _, f := range held {
-		c.Send(f)
+		if !bytes.Equal(f, prev) { // e.g. the state the first frame already says
+			c.Send(f)
+		}
+		prev = f
+	}
+}
+
+// queueHeldLocked queues the frames held before the first frame (prev, or
+// nil when there is none), but one that repeats the frame before it. The
+// caller holds c.mu.
+func (c *Conn) queueHeldLocked(prev []byte, held [][]byte) {
+	for _, f := range held {
+		if !bytes.Equal(f, prev) {
+			c.queue = append(c.queue, f)
+			c.queued += len(f)
+		}
+		prev = f
 	}
 }
 
@@ -203,17 +231,48 @@ func (c *Conn) Close(code int, reason string) {
 
 // closeAs is Close, dropping what is queued when discard is set (the
 // client is not served any more, or will not read it).
+//
+// A close that is not a drop, asked for before the socket's first frame
+// (an event's, while the connection reads the user's state), waits for
+// that frame: the client gets the state, the frames held since, then the
+// close. A second close meanwhile (the connection gives up before its
+// first frame) sends what was held and closes with the first close's code.
 func (c *Conn) closeAs(code int, reason string, discard bool) {
 	c.mu.Lock()
-	if c.closing {
+	switch {
+	case c.closing && c.holding:
+		held := c.held
+		c.holding, c.held = false, nil
+		c.queueHeldLocked(nil, held)
+	case c.closing:
 		c.mu.Unlock()
 		return
+	case c.holding && !discard:
+		c.closing, c.code, c.reason, c.discard = true, code, reason, false
+		c.mu.Unlock()
+		return
+	default:
+		c.closing, c.code, c.reason, c.discard = true, code, reason, discard
+		c.holding, c.held = false, nil
 	}
-	c.closing, c.code, c.reason, c.discard = true, code, reason, discard
-	c.holding = false
 	start := c.startWriterLocked(laneEvents)
 	c.mu.Unlock()
 	c.runWriter(start, laneEvents)
+}
+
+// closeInstead closes a socket that will not get its first frame (the
+// connection refuses it once it is in the hub): what an event sent it
+// meanwhile goes first, then the close (the code of an event's close if one
+// came first).
+func (c *Conn) closeInstead(code int, reason string) {
+	c.mu.Lock()
+	if c.holding && !c.closing {
+		held := c.held
+		c.holding, c.held = false, nil
+		c.queueHeldLocked(nil, held)
+	}
+	c.mu.Unlock()
+	c.Close(code, reason)
 }
 
 // pingSoon has the socket pinged by a writer (started if none runs).

@@ -213,3 +213,67 @@ func TestWriterPoolLanes(t *testing.T) {
 	stop()
 	require.Equal(t, []string{`{"type":"open"}`}, readFrames(t, aClient, 1), "handed over at the stop")
 }
+
+// TestCloseBeforeFirstFrame: a close that comes while a socket waits for
+// its first frame (an event's, while the connection reads the user's
+// state: CI saw a sale's "closed" event close a new socket that way, and
+// the client got the close code without the frame) waits for that frame:
+// the client reads the first frame, the held ones that do not repeat it,
+// then the close. A second close before the first frame sends what was
+// held and keeps the first close's code; so does the connection's own
+// refusal (closeInstead) with its code.
+func TestCloseBeforeFirstFrame(t *testing.T) {
+	e := newPoolEnv(t)
+	e.runPool(t, 1)
+	closeCode := func(client *websocket.Conn) int {
+		t.Helper()
+		_, _, err := client.ReadMessage()
+		var ce *websocket.CloseError
+		require.ErrorAs(t, err, &ce)
+		return ce.Code
+	}
+	holding := func(c *Conn) {
+		c.mu.Lock()
+		c.holding = true
+		c.mu.Unlock()
+	}
+
+	t.Run("then the first frame", func(t *testing.T) {
+		c, client := e.socket(t, "u1")
+		holding(c)
+		c.Send([]byte(`{"type":"closed"}`)) // the event, as dispatch sends it
+		c.Close(CloseFinal, "closed")
+		c.first([]byte(`{"type":"closed"}`)) // the state the connection read
+		c.Close(CloseFinal, "closed")        // and closes with
+		require.Equal(t, []string{`{"type":"closed"}`}, readFrames(t, client, 1))
+		require.Equal(t, CloseFinal, closeCode(client))
+		<-c.Done()
+	})
+	t.Run("then another close", func(t *testing.T) {
+		c, client := e.socket(t, "u2")
+		holding(c)
+		c.Send([]byte(`{"type":"sold_out"}`))
+		c.Close(CloseFinal, "sold_out")
+		c.Close(CloseNotInQueue, "not in queue")
+		require.Equal(t, []string{`{"type":"sold_out"}`}, readFrames(t, client, 1))
+		require.Equal(t, CloseFinal, closeCode(client))
+		<-c.Done()
+	})
+	t.Run("the connection refuses it", func(t *testing.T) {
+		c, client := e.socket(t, "u4")
+		holding(c)
+		c.Send([]byte(`{"type":"admitted"}`))
+		c.closeInstead(CloseNotInQueue, "not in queue")
+		require.Equal(t, []string{`{"type":"admitted"}`}, readFrames(t, client, 1))
+		require.Equal(t, CloseNotInQueue, closeCode(client))
+		<-c.Done()
+	})
+	t.Run("a drop does not wait", func(t *testing.T) {
+		c, client := e.socket(t, "u3")
+		holding(c)
+		c.Send([]byte(`{"type":"open"}`))
+		c.Close(CloseReplaced, replacedReason)
+		require.Equal(t, CloseReplaced, closeCode(client))
+		<-c.Done()
+	})
+}

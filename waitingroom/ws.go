@@ -98,11 +98,11 @@ func (s *Server) ws(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case err != nil:
 		_ = s.queueErr(saleID, err)
-		c.Close(websocket.CloseTryAgainLater, "store unavailable")
+		c.closeInstead(websocket.CloseTryAgainLater, "store unavailable")
 	case st.Kind == KindNotInQueue:
-		c.Close(CloseNotInQueue, "not in queue")
+		c.closeInstead(CloseNotInQueue, "not in queue")
 	case st.Kind == KindRestoring:
-		c.Close(websocket.CloseTryAgainLater, "queue being restored")
+		c.closeInstead(websocket.CloseTryAgainLater, "queue being restored")
 	case st.Kind == KindClosed || st.Kind == KindSoldOut:
 		c.first(typeFrame(st.Kind))
 		c.Close(CloseFinal, st.Kind)
