@@ -94,10 +94,11 @@ import (
 )
 
 var (
-	// GCRALua defines the Lua function gcra_spend(keys, k, argv, a, now):
-	// the rate checks of one request, as Pending.AppendChecks lays them
-	// out. A script that carries requests' checks along with its own work
-	// (join.lua) starts with it; see Limiter.Foldable.
+	// GCRALua defines the Lua functions gcra_limits(s), the limits of a
+	// call (Pending.Params), and gcra_spend(keys, k, spec, limits, now),
+	// the rate checks of one request (Pending.AppendChecks). A script that
+	// carries requests' checks along with its own work (join.lua) starts
+	// with it; see Limiter.Foldable.
 	//
 	//go:embed gcra_fn.lua
 	GCRALua string
@@ -183,9 +184,14 @@ type Limiter struct {
 	prefix string
 	// split: the two keys of a request may live on different servers (Redis
 	// Cluster): one call per key, in one pipeline.
-	split bool
-	ip    limit[netip.Prefix]
-	user  limit[[16]byte]
+	split  bool
+	ip     limit[netip.Prefix]
+	user   limit[[16]byte]
+	script *redis.Script // gcraScript (tests: its pre-7.0 path)
+	// params is gcra_limits's argument: each limit's interval and burst
+	// ("0:0" when off), the address limit first (its checks say "1"), then
+	// the user limit ("2")
+	params string
 
 	downUntil atomic.Int64 // unix ns: Redis is left alone until then
 	lastLog   atomic.Int64 // unix ns of the last outage warning
@@ -200,21 +206,26 @@ type Limiter struct {
 type limit[K comparable] struct {
 	on       bool
 	what     string // "address" or "user", for the refusal's message
-	interval string // ARGV: the emission interval in µs
-	burst    string // ARGV
+	id       byte   // the digit that names it in a request's checks (gcra_spend's spec)
+	interval int64  // the emission interval in µs
+	burst    int
 	local    *local[K]
 }
 
-func newLimit[K comparable](what string, rate float64, burst, localKeys int) limit[K] {
+func newLimit[K comparable](what string, id byte, rate float64, burst, localKeys int) limit[K] {
 	if rate == 0 {
-		return limit[K]{what: what}
+		return limit[K]{what: what, id: id}
 	}
-	us := max(1, int64(math.Round(1e6/rate)))
 	return limit[K]{
-		on: true, what: what,
-		interval: strconv.FormatInt(us, 10), burst: strconv.Itoa(burst),
+		on: true, what: what, id: id,
+		interval: max(1, int64(math.Round(1e6/rate))), burst: burst,
 		local: newLocal[K](2*rate, 2*burst, localKeys),
 	}
+}
+
+// params is the limit in gcra_limits's argument: "interval:burst".
+func (lm *limit[K]) params() string {
+	return strconv.FormatInt(lm.interval, 10) + ":" + strconv.Itoa(lm.burst)
 }
 
 // New builds a Limiter on rdb; prefix is the Redis key prefix ("fs" when
@@ -236,12 +247,14 @@ func New(cfg Config, rdb redis.UniversalClient, prefix string) (*Limiter, error)
 		prefix = "fs"
 	}
 	_, single := rdb.(*redis.Client)
-	return &Limiter{
-		cfg: cfg, rdb: rdb, prefix: prefix, split: !single,
+	l := &Limiter{
+		cfg: cfg, rdb: rdb, prefix: prefix, split: !single, script: gcraScript,
 		reqs: make(chan *request, 4096),
-		ip:   newLimit[netip.Prefix]("address", cfg.IPRate, cfg.IPBurst, cfg.LocalKeys),
-		user: newLimit[[16]byte]("user", cfg.UserRate, cfg.UserBurst, cfg.LocalKeys),
-	}, nil
+		ip:   newLimit[netip.Prefix]("address", '1', cfg.IPRate, cfg.IPBurst, cfg.LocalKeys),
+		user: newLimit[[16]byte]("user", '2', cfg.UserRate, cfg.UserBurst, cfg.LocalKeys),
+	}
+	l.params = l.ip.params() + ":" + l.user.params()
+	return l, nil
 }
 
 // IPKey is the Redis key of a client address's limit (addr as clientaddr.Key
@@ -262,9 +275,14 @@ func userHash(user string) [16]byte {
 	return [16]byte(sum[:16])
 }
 
-// check is one key of a request on its way to Redis.
+// check is one key of a request on its way to Redis: the key, the limit it
+// belongs to (its digit in gcra_spend's spec, its interval in µs for a
+// refund) and the limit's name for the refusal.
 type check struct {
-	key, interval, burst, what string
+	key      string
+	id       byte
+	interval int64
+	what     string
 }
 
 // Allow spends one request of the client at addr (clientaddr.Key of its
@@ -291,6 +309,7 @@ func (l *Limiter) Allow(ctx context.Context, addr netip.Prefix, user string) err
 type Pending struct {
 	checks [2]check
 	n      int
+	params string
 }
 
 // Empty reports whether p has no Redis checks to make (every limit off for
@@ -311,6 +330,7 @@ func (l *Limiter) Reserve(addr netip.Prefix, user string) (Pending, error) {
 	if now.UnixNano() < l.downUntil.Load() {
 		return Pending{}, nil // Redis failed a moment ago: the pre-filter alone limits
 	}
+	p.params = l.params
 	return p, nil
 }
 
@@ -320,7 +340,7 @@ func (l *Limiter) Spend(ctx context.Context, p Pending) error {
 	if p.n == 0 {
 		return nil
 	}
-	r := &request{checks: p.checks, n: p.n}
+	r := &request{checks: p.checks, n: p.n, params: p.params}
 	if l.batched.Load() {
 		r.done = make(chan result, 1)
 		select {
@@ -342,17 +362,22 @@ func (l *Limiter) Spend(ctx context.Context, p Pending) error {
 // live on different slots.
 func (l *Limiter) Foldable() bool { return !l.split }
 
-// AppendChecks appends p's checks to a script call's keys and arguments,
-// as gcra_spend (GCRALua) reads them: the keys, then their count and each
-// one's interval and burst.
-func (p Pending) AppendChecks(keys []string, args []any) ([]string, []any) {
-	args = append(args, p.n)
-	for _, c := range p.checks[:p.n] {
+// AppendChecks appends p's keys to a script call's keys and returns its
+// spec, as gcra_spend (GCRALua) reads them: which limit each key is, a
+// digit per key. The call gives the limits once, before the first request
+// whose checks it carries (gcra_limits of Params).
+func (p Pending) AppendChecks(keys []string) ([]string, string) {
+	var spec [2]byte
+	for i, c := range p.checks[:p.n] {
 		keys = append(keys, c.key)
-		args = append(args, c.interval, c.burst)
+		spec[i] = c.id
 	}
-	return keys, args
+	return keys, string(spec[:p.n])
 }
+
+// Params is the limits p's checks name, as gcra_limits reads them: the
+// same for every Pending of one Limiter.
+func (p Pending) Params() string { return p.params }
 
 // Refusal is the answer to p from what gcra_spend answered in the script
 // that carried its checks: nil when allowed (wait 0), else the 429 of
@@ -395,11 +420,11 @@ func (l *Limiter) preFilter(now time.Time, addr netip.Prefix, user string) (chec
 	}
 	// the keys only now: a shed flood costs no strings
 	if ipOn {
-		checks[n] = check{key: l.IPKey(addr), interval: l.ip.interval, burst: l.ip.burst, what: l.ip.what}
+		checks[n] = check{key: l.IPKey(addr), id: l.ip.id, interval: l.ip.interval, what: l.ip.what}
 		n++
 	}
 	if userOn {
-		checks[n] = check{key: l.prefix + ":rl:u:" + hex.EncodeToString(h[:]), interval: l.user.interval, burst: l.user.burst, what: l.user.what}
+		checks[n] = check{key: l.prefix + ":rl:u:" + hex.EncodeToString(h[:]), id: l.user.id, interval: l.user.interval, what: l.user.what}
 		n++
 	}
 	return checks, n, nil
@@ -444,6 +469,7 @@ func (l *Limiter) answer(ctx context.Context, res result) error {
 type request struct {
 	checks [2]check
 	n      int
+	params string
 	res    result
 	done   chan result // nil when Allow calls spend itself
 }
@@ -561,15 +587,14 @@ func (l *Limiter) spend(ctx context.Context, reqs []*request) {
 // spendOne: one call of gcra.lua for the whole batch (one Redis server).
 func (l *Limiter) spendOne(ctx context.Context, reqs []*request) {
 	keys := make([]string, 0, 2*len(reqs))
-	args := make([]any, 0, 5*len(reqs))
+	args := make([]any, 1, 1+len(reqs))
+	args[0] = reqs[0].params // (every request is this Limiter's)
 	for _, r := range reqs {
-		args = append(args, r.n)
-		for _, c := range r.checks[:r.n] {
-			keys = append(keys, c.key)
-			args = append(args, c.interval, c.burst)
-		}
+		var spec string
+		keys, spec = Pending{checks: r.checks, n: r.n}.AppendChecks(keys)
+		args = append(args, spec)
 	}
-	replies, err := gcraReply(gcraScript.Run(ctx, l.rdb, keys, args...), len(reqs))
+	replies, err := gcraReply(l.script.Run(ctx, l.rdb, keys, args...), len(reqs))
 	for i, r := range reqs {
 		switch {
 		case err != nil:
@@ -593,7 +618,7 @@ func (l *Limiter) spendSplit(ctx context.Context, reqs []*request) {
 	err := sale.ExecPipeline(ctx, l.rdb, func(pipe redis.Pipeliner) {
 		for i, r := range reqs {
 			for j, c := range r.checks[:r.n] {
-				cmds[i][j] = gcraScript.EvalSha(ctx, pipe, []string{c.key}, 1, c.interval, c.burst)
+				cmds[i][j] = l.script.EvalSha(ctx, pipe, []string{c.key}, r.params, string(rune(c.id)))
 			}
 		}
 	})

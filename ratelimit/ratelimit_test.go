@@ -28,7 +28,8 @@ import (
 // mode is one way of reaching Redis: one script over both keys (one
 // server), or one call per key in a pipeline with a refund (Redis Cluster,
 // run here on the one test server); each either a round trip per request
-// or batched (Start).
+// or batched (Start); and both with the script's path for a Redis older
+// than 7.0.
 type mode struct {
 	name    string
 	new     func(ratelimit.Config, redis.UniversalClient, string) (*ratelimit.Limiter, error)
@@ -38,6 +39,8 @@ type mode struct {
 var modes = []mode{
 	{"one script", ratelimit.New, false}, {"cluster pipeline", ratelimit.NewSplit, false},
 	{"one script batched", ratelimit.New, true}, {"cluster pipeline batched", ratelimit.NewSplit, true},
+	{"one script before Redis 7", ratelimit.NewBefore7(false), false},
+	{"cluster pipeline before Redis 7", ratelimit.NewBefore7(true), true},
 }
 
 // forModes runs f once per mode, in parallel.

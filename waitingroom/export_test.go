@@ -114,14 +114,14 @@ func (h *Hub) HasTable(saleID string) bool {
 // Queue does.
 func RunJoinLimited(ctx context.Context, rdb redis.UniversalClient, k sale.Keys, users []string, limits []ratelimit.Pending) ([]UserState, error) {
 	keys := queueKeys(k)
-	args := make([]any, 0, 8*len(users))
+	args := make([]any, 0, 3*len(users)+3)
+	params := ""
 	for i, u := range users {
-		if i >= len(limits) || limits[i].Empty() {
-			args = append(args, opJoin, u, "")
-			continue
+		var lim ratelimit.Pending
+		if i < len(limits) {
+			lim = limits[i]
 		}
-		args = append(args, opJoin+"+", u, "")
-		keys, args = limits[i].AppendChecks(keys, args)
+		keys, args = appendOp(keys, args, &params, opJoin, u, "", lim)
 	}
 	return parseJoinReply(joinScript.Run(ctx, rdb, keys, args...))
 }

@@ -9,10 +9,12 @@
 -- start), for a requeue "place|gen": the place a node knew for a waiter in
 -- the sale's generation gen. A requeue is a status that, when the user is
 -- nowhere and Redis lost the keys since gen (the generation differs), puts
--- the user back at that place. An op with "+" ("j+") carries the request's
--- rate checks right after its triplet, as gcra_spend reads them (its keys
--- the next ones from KEYS[12] on): the limits go first, so a refused request
--- does nothing else (one Redis server only; ratelimit.Limiter.Foldable).
+-- the user back at that place. An op with "+" carries the request's rate
+-- checks: "j+12" is a join with the checks of limits 1 and 2 (gcra_spend's
+-- spec), whose keys are the next ones from KEYS[12] on; the checks go
+-- first, so a refused request does nothing else (one Redis server only;
+-- ratelimit.Limiter.Foldable). A triplet "p", limits, "" (no reply) gives
+-- the limits (gcra_limits) of the checks after it.
 -- Returns {"nostate"} when the sale's live copy or units are missing; else one reply per
 -- user, each a list:
 --   {"purchased", order} {"admitted", jti, iat, exp} {"expired"}
@@ -175,18 +177,23 @@ local function leave(user)
 end
 
 local out = {}
-local i, rk = 1, 12 -- the next request's ARGV, and its rate keys' first
-while i <= #ARGV do
+local rk = 12 -- the next request's first rate key
+local limits
+for i = 1, #ARGV, 3 do
   local op, user, arg = ARGV[i], ARGV[i + 1], ARGV[i + 2]
-  i = i + 3
   local r
-  if string.sub(op, 2, 2) == '+' then
-    op = string.sub(op, 1, 1)
+  if op == 'p' then
+    limits = gcra_limits(user)
+    op = nil
+  elseif string.sub(op, 2, 2) == '+' then
     local wait, worst
-    wait, worst, rk, i = gcra_spend(KEYS, rk, ARGV, i, now * 1000)
+    wait, worst, rk = gcra_spend(KEYS, rk, string.sub(op, 3), limits, now * 1000)
+    op = string.sub(op, 1, 1)
     if wait > 0 then r = {'limited', wait, worst} end
   end
-  if r then
+  if op == nil then
+    -- the limits: no reply
+  elseif r then
     -- refused by the limits: nothing done
   elseif op == 'j' then
     r = join(user, arg)
@@ -197,11 +204,13 @@ while i <= #ARGV do
   else
     r = status(user, nil)
   end
-  if op ~= 'l' and (r[1] == 'waiting' or r[1] == 'lane' or r[1] == 'prequeue') then
-    present[#present + 1] = user -- a join or a poll is presence
-    present[#present + 1] = now
+  if op ~= nil then
+    if op ~= 'l' and (r[1] == 'waiting' or r[1] == 'lane' or r[1] == 'prequeue') then
+      present[#present + 1] = user -- a join or a poll is presence
+      present[#present + 1] = now
+    end
+    out[#out + 1] = r
   end
-  out[#out + 1] = r
 end
 if joins > 0 then redis.call('HINCRBY', KEYS[10], 'joins_total', joins) end
 if requeued > 0 then redis.call('HINCRBY', KEYS[10], 'requeued_total', requeued) end

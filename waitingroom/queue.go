@@ -143,6 +143,22 @@ func (q *Queue) JoinLimited(ctx context.Context, saleID, user string, p ratelimi
 	return q.Limited(ctx, saleID, opJoin, user, p)
 }
 
+// appendOp appends a request to a join.lua call's keys and arguments: its
+// triplet and, when it carries rate checks (lim), their keys, after the
+// limits they name when the call did not give those last (*params).
+func appendOp(keys []string, args []any, params *string, op, user, arg string, lim ratelimit.Pending) ([]string, []any) {
+	if lim.Empty() {
+		return keys, append(args, op, user, arg)
+	}
+	if p := lim.Params(); p != *params {
+		args = append(args, "p", p, "") // no reply
+		*params = p
+	}
+	// "+": the request's rate checks, their keys next in KEYS
+	keys, spec := lim.AppendChecks(keys)
+	return keys, append(args, op+"+"+spec, user, arg)
+}
+
 // Status reads the user's state; it also refreshes their presence, and
 // brings a skipped user back within the return window.
 func (q *Queue) Status(ctx context.Context, saleID, user string) (UserState, error) {
@@ -230,19 +246,14 @@ func (q *Queue) run(ctx context.Context, batch []*queueReq) {
 	for i, id := range order {
 		reqs := bySale[id]
 		keys := queueKeys(q.keys.Sale(id))
-		args := make([]any, 0, 3*len(reqs))
+		args := make([]any, 0, 3*len(reqs)+3)
+		params := ""
 		for _, r := range reqs {
 			arg := r.arg
 			if r.op == opJoin {
 				arg = randomPlace()
 			}
-			if r.limit.Empty() {
-				args = append(args, r.op, r.user, arg)
-				continue
-			}
-			// "+": the request's rate checks follow its triplet
-			args = append(args, r.op+"+", r.user, arg)
-			keys, args = r.limit.AppendChecks(keys, args)
+			keys, args = appendOp(keys, args, &params, r.op, r.user, arg, r.limit)
 		}
 		keysBySale[i], argsBySale[i] = keys, args
 	}
